@@ -1,0 +1,31 @@
+# One-command setup + run. `make demo` runs an offline search; `make test` runs the test suite.
+# Both create/refresh the virtual environment in $(VENV) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU wheel on machines without a GPU; on a GPU machine PyPI's default build carries CUDA.
+TORCH_SPEC ?= torch==2.13.0
+export NIMM_DATA_DIR ?= $(abspath ../shared/data)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/nimm search lung_cancer_chemo --budget 12 --n-patients 200 --proposer offline
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

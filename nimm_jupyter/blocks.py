@@ -1,0 +1,163 @@
+"""Helper library that candidate models may import (``from nimm_jupyter.blocks import ...``).
+
+Small, dependency-free building blocks so a candidate reads as a normal model definition:
+
+* constrained mechanistic parameters (:class:`Positive`, :class:`Bounded`, :class:`Real`),
+  reported by name as fitted parameters after training;
+* :func:`mlp`, whose last layer starts at zero so a hybrid starts as its mechanistic core;
+* :func:`euler_rollout` for uniformly sampled data (one step per sample, batched) and
+  :func:`ode_rollout`, a torchdiffeq wrapper with a step cap and piecewise-constant inputs.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
+    "normalise", "SolverStepLimit", "safe_log",
+]
+
+
+class Param(nn.Module):
+    """A scalar (or small vector) mechanistic parameter; call it to get its value."""
+
+    def __init__(self, init: float | list[float], shape: tuple[int, ...] | None = None):
+        super().__init__()
+        value = torch.as_tensor(init, dtype=torch.float32)
+        if shape is not None:
+            value = value.expand(shape).clone()
+        self.raw = nn.Parameter(self._inverse(value))
+
+    def _inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    def forward(self) -> torch.Tensor:
+        return self.raw
+
+
+class Real(Param):
+    """An unconstrained parameter."""
+
+
+class Positive(Param):
+    """A positive parameter, stored as its logarithm (good for rates spanning decades)."""
+
+    def _inverse(self, value: torch.Tensor) -> torch.Tensor:
+        if torch.any(value <= 0):
+            raise ValueError(f"Positive parameter needs init > 0, got {value.tolist()}")
+        return torch.log(value)
+
+    def forward(self) -> torch.Tensor:
+        return torch.exp(self.raw)
+
+
+class Bounded(Param):
+    """A parameter kept inside ``(low, high)`` through a sigmoid."""
+
+    def __init__(self, init: float, low: float, high: float, shape: tuple[int, ...] | None = None):
+        if not low < init < high:
+            raise ValueError(f"Bounded parameter needs low < init < high, got {low}, {init}, {high}")
+        self.low, self.high = float(low), float(high)
+        super().__init__(init, shape)
+
+    def _inverse(self, value: torch.Tensor) -> torch.Tensor:
+        p = (value - self.low) / (self.high - self.low)
+        return torch.log(p) - torch.log1p(-p)
+
+    def forward(self) -> torch.Tensor:
+        return self.low + (self.high - self.low) * torch.sigmoid(self.raw)
+
+
+def mlp(n_in: int, n_out: int, hidden: int = 32, depth: int = 2,
+        activation: str = "tanh", zero_last: bool = True) -> nn.Sequential:
+    """A small fully connected network; ``zero_last`` makes its initial output exactly 0."""
+    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus}
+    if activation not in acts:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(acts)}")
+    layers: list[nn.Module] = []
+    width = n_in
+    for _ in range(max(depth - 1, 0)):
+        layers += [nn.Linear(width, hidden), acts[activation]()]
+        width = hidden
+    last = nn.Linear(width, n_out)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    layers.append(last)
+    return nn.Sequential(*layers)
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(x - mean) / scale`` with broadcasting over the last dimension."""
+    return (x - mean) / scale
+
+
+def euler_rollout(step: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+                  y0: torch.Tensor, u: torch.Tensor | None, n_steps: int,
+                  dt: float = 1.0, clamp: tuple[float, float] | None = None) -> torch.Tensor:
+    """Explicit Euler for uniformly sampled data, batched over trajectories.
+
+    ``step(y, u_t, k)`` returns dy/dt for state ``y`` ``(B, S)`` and inputs ``u_t``
+    ``(B, U)`` at step ``k`` (``u`` is ``(B, T, U)``; ``k`` indexes it). Returns the
+    ``n_steps`` states *after* ``y0``: ``(B, n_steps, S)``. ``clamp`` bounds the state
+    to keep an unstable candidate finite while it trains.
+    """
+    ys = []
+    y = y0
+    empty = y0.new_zeros(y0.shape[0], 0)
+    for k in range(n_steps):
+        u_k = u[:, k] if u is not None and u.shape[-1] else empty
+        y = y + dt * step(y, u_k, k)
+        if clamp is not None:
+            y = y.clamp(*clamp)
+        ys.append(y)
+    return torch.stack(ys, dim=1)
+
+
+class SolverStepLimit(RuntimeError):
+    """Raised when an adaptive ODE solve needs more steps than allowed."""
+
+
+def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None,
+                method: str = "rk4", max_steps: int = 10_000, **options) -> torch.Tensor:
+    """Solve dy/dt = f(t, y, u(t)) with torchdiffeq; returns ``(B, len(t), S)``.
+
+    ``u`` ``(B, T, U)`` is held piecewise constant between the sample times ``t``.
+    Fixed-step methods take one step per interval unless ``step_size`` is given; adaptive
+    methods are capped at ``max_steps`` function evaluations (then
+    :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a search.
+    """
+    from torchdiffeq import odeint
+
+    counter = {"n": 0}
+    t0 = t[0]
+    span = (t[-1] - t[0]).clamp_min(1e-12)
+    T = t.shape[0]
+
+    def rhs(tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        counter["n"] += 1
+        if counter["n"] > max_steps:
+            raise SolverStepLimit(f"ODE solver exceeded max_steps={max_steps}")
+        if u is None or u.shape[-1] == 0:
+            ut = y.new_zeros(y.shape[0], 0)
+        else:
+            idx = int(((tt - t0) / span * (T - 1)).floor().clamp(0, T - 1).item())
+            ut = u[:, idx]
+        return f(tt, y, ut)
+
+    fixed = method in ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+    if fixed and "options" not in options:
+        step = float((t[1] - t[0]).item()) if T > 1 else 1.0
+        options["options"] = {"step_size": step}
+    sol = odeint(rhs, y0, t, method=method, **options)
+    return sol.transpose(0, 1)
+
+
+def safe_log(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``log(max(x, eps))``: mechanistic laws with ln(K/V) stay finite when V reaches 0."""
+    return torch.log(x.clamp_min(eps))
+

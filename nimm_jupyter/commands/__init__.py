@@ -1,0 +1,1 @@
+"""Subcommands of the ``nimm`` CLI (see ``nimm_jupyter.cli``)."""

@@ -1,0 +1,83 @@
+"""Executor interface: where evaluations run. The search only talks to this.
+
+A backend (local processes now, Ray later) accepts :class:`EvalRequest` objects, runs each
+one isolated, and reports :class:`JobEvent` values (epoch progress, then exactly one
+``done`` event with an :class:`EvalResult`) through :meth:`Executor.poll`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..modeling.result import EvalResult
+from ..tasks.base import Task
+
+
+@dataclass
+class TrainConfig:
+    """Harness knobs; the defaults are what a search uses."""
+
+    seed: int = 0
+    device: str = "cpu"
+    max_epochs: int = 300
+    patience: int = 40  # early stopping on validation rollout error
+    lr: float = 1e-2
+    batch_size: int | None = None  # None: full batch (fastest for small data)
+    restarts: int = 1  # random restarts of one candidate; best by validation is kept
+    time_limit: float | None = None  # soft limit the harness checks between epochs (s)
+    save_weights: str | None = None  # path for the trained state_dict
+    threads: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EvalRequest:
+    job_id: str
+    source: str
+    task: Task
+    config: TrainConfig = field(default_factory=TrainConfig)
+    timeout: float = 600.0  # hard wall-clock limit (s); the worker's process group is killed
+    memory_mb: int = 4096  # address-space limit of the worker
+
+
+@dataclass
+class JobEvent:
+    job_id: str
+    kind: str  # "progress" | "done"
+    progress: dict[str, float] | None = None  # {"epoch", "train", "val"}
+    result: EvalResult | None = None
+
+
+class Executor(abc.ABC):
+    """Runs candidate evaluations; safe to call from one driver thread."""
+
+    workers: int = 1
+
+    @abc.abstractmethod
+    def submit(self, request: EvalRequest) -> None:
+        """Queue one evaluation; returns at once."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop a queued or running evaluation; it then reports ``cancelled``."""
+
+    @abc.abstractmethod
+    def poll(self, timeout: float = 0.1) -> list[JobEvent]:
+        """Events since the last call, waiting up to ``timeout`` s for the first one."""
+
+    @abc.abstractmethod
+    def running(self) -> int:
+        """Number of submitted jobs without a ``done`` event yet."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Cancel everything and release workers."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

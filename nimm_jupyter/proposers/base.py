@@ -1,0 +1,85 @@
+"""Proposer interface: who writes candidate code (Claude, the offline grammar, a replay file)."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Strategy:
+    """One way of joining a neural part to the mechanism; it roots a branch."""
+
+    title: str  # short, e.g. "neural time-varying growth rate"
+    description: str  # what attaches where, and why
+    key: str = ""  # stable identifier used by grammar-based proposers
+
+
+@dataclass
+class ProposalContext:
+    """Everything a proposer may know about the task; never test scores, never keys."""
+
+    task_name: str
+    kind: str
+    description: str  # the task's natural-language description
+    user_notes: str  # the notebook cell body / --describe text
+    input_names: list[str]
+    target_names: list[str]
+    units: dict[str, str]
+    sizes: dict[str, int]
+    prior_code: str
+    prior_omits: str
+    interface: str  # the per-kind candidate interface text (docs/CANDIDATES.md excerpt)
+    family: str = "generic"
+    seed_code: str | None = None  # model code the user gave in a fenced block
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NodeView:
+    """A node as shown to a proposer: code, the change it made, metrics without test."""
+
+    id: int
+    branch: int
+    operator: str
+    change: str
+    code: str
+    status: str  # evaluation status value ("ok", "runtime_error", ...)
+    metrics: dict[str, Any]  # EvalResult.for_proposer()
+    strategy: Strategy | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # proposer-private (e.g. grammar genome)
+
+
+@dataclass
+class Proposal:
+    code: str | None  # None when the proposer failed to produce code
+    change: str  # the one change it claims to make (or the draft's summary)
+    error: str | None = None  # why there is no code (shown as the node's failure)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0  # USD
+    raw: str = ""  # full response text (for the journal; never contains keys)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Proposer(abc.ABC):
+    name: str = "base"
+
+    @abc.abstractmethod
+    def strategies(self, ctx: ProposalContext, k: int, exclude: list[Strategy]) -> list[Strategy]:
+        """Up to ``k`` distinct integration strategies, none near-duplicate of ``exclude``."""
+
+    @abc.abstractmethod
+    def draft(self, ctx: ProposalContext, strategy: Strategy | None) -> Proposal:
+        """A first model for a branch (or an independent draft when ``strategy`` is None)."""
+
+    @abc.abstractmethod
+    def refine(self, ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> Proposal:
+        """A child that changes exactly one thing in ``parent``; ``history`` = earlier edits."""
+
+    @abc.abstractmethod
+    def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
+        """A fix for a failed node, given its error message."""
+
+    def close(self) -> None:  # pragma: no cover - optional
+        pass

@@ -1,0 +1,59 @@
+"""Task layer: what is modelled. ``get(name, **options)`` builds a registered task."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from .base import DataSource, Split, Task, TaskKind, TaskSpec, Variable
+
+# Built-in factories are named as "module:function" so that importing the registry stays
+# cheap; each factory takes keyword options (sizes, seeds, variants) and returns a Task.
+_BUILTINS: dict[str, str] = {
+    "lung_cancer": "nimm_jupyter.tasks.lung_cancer:make_lung_cancer",
+    "lung_cancer_chemo": "nimm_jupyter.tasks.lung_cancer:make_lung_cancer_chemo",
+    "lung_cancer_chemo_radio": "nimm_jupyter.tasks.lung_cancer:make_lung_cancer_chemo_radio",
+    "influenza_usa": "nimm_jupyter.tasks.influenza:make_influenza_usa",
+    "hea_fcc_rt": "nimm_jupyter.tasks.hea:make_hea_fcc_rt",
+    "hea_bcc_temp": "nimm_jupyter.tasks.hea:make_hea_bcc_temp",
+    "covid_bogota_synthetic": "nimm_jupyter.tasks.metapop:make_covid_bogota_synthetic",
+    "covid_medellin_synthetic": "nimm_jupyter.tasks.metapop:make_covid_medellin_synthetic",
+    "mrsa_virginia_synthetic": "nimm_jupyter.tasks.metapop:make_mrsa_virginia_synthetic",
+}
+_USER: dict[str, Callable[..., Task]] = {}
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register(name: str, factory: Callable[..., Task]) -> None:
+    """Register a task factory under ``name`` (overrides a built-in of the same name)."""
+    _USER[name] = factory
+
+
+def list_tasks() -> list[str]:
+    """Names of all registered tasks, built-ins first."""
+    return list(_BUILTINS) + [n for n in _USER if n not in _BUILTINS]
+
+
+def _factory(name: str) -> Callable[..., Task]:
+    if name in _USER:
+        return _USER[name]
+    if name not in _BUILTINS:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; available: {', '.join(list_tasks())}"
+        )
+    module, func = _BUILTINS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def get(name: str, **options: Any) -> Task:
+    """Build the task ``name``; ``options`` are passed to its factory (e.g. ``n_patients``)."""
+    return _factory(name)(**options)
+
+
+__all__ = [
+    "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
+    "UnknownTaskError", "get", "list_tasks", "register",
+]

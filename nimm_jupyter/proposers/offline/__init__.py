@@ -1,0 +1,153 @@
+"""The offline proposer: writes candidates from grammars of mechanistic and neural blocks.
+
+No LLM and no network: each task family (``tumour``, ``epidemic``, ``alloy``/``generic``)
+has a grammar whose genome renders to candidate source. Strategies root branches (where
+the network attaches); refinement changes exactly one slot of the parent's genome, favouring
+slots whose earlier edits in the branch lowered the validation error; debugging falls back
+to a more conservative neural part. Deterministic for a seed.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from ..base import NodeView, Proposal, ProposalContext, Proposer, Strategy
+from .epidemic import EpidemicGrammar
+from .grammar import Grammar, key_of
+from .tumour import TumourGrammar
+from .wrap import WrapGrammar
+
+GRAMMARS: dict[str, Callable[[ProposalContext], Grammar]] = {
+    "tumour": lambda ctx: TumourGrammar(ctx),
+    "epidemic": lambda ctx: EpidemicGrammar(ctx),
+    "wrap": lambda ctx: WrapGrammar(ctx),
+}
+FAMILIES: dict[str, list[str]] = {
+    "tumour": ["tumour", "wrap"],
+    "epidemic": ["epidemic", "wrap"],
+    "alloy": ["wrap"],
+    "generic": ["wrap"],
+}
+
+
+def _val(metrics: dict) -> float:
+    try:
+        v = float(metrics.get("val", {}).get("rmse_norm", float("inf")))
+    except (TypeError, ValueError, AttributeError):
+        return float("inf")
+    return v if v == v else float("inf")
+
+
+class OfflineProposer(Proposer):
+    """Grammar-based proposer; ``seed`` fixes every random choice."""
+
+    name = "offline"
+
+    def __init__(self, seed: int = 0, **_: object) -> None:
+        self.seed = int(seed)
+        self._calls = 0
+
+    # -- helpers -----------------------------------------------------------------------
+    def _grammars(self, ctx: ProposalContext) -> list[tuple[str, Grammar]]:
+        names = FAMILIES.get(ctx.family, ["wrap"])
+        return [(n, GRAMMARS[n](ctx)) for n in names]
+
+    def _grammar(self, ctx: ProposalContext, name: str) -> Grammar:
+        return GRAMMARS[name](ctx)
+
+    def _rng(self, *salt: object) -> random.Random:
+        self._calls += 1
+        return random.Random(f"{self.seed}|{self._calls}|" + "|".join(map(str, salt)))
+
+    def _proposal(self, grammar_name: str, grammar: Grammar, genome: dict[str, str],
+                  change: str, **meta: object) -> Proposal:
+        try:
+            code = grammar.render(genome)
+        except ValueError as exc:  # e.g. a user prior without a Model class
+            return Proposal(code=None, change=change, error=f"offline grammar: {exc}")
+        return Proposal(code=code, change=change,
+                        meta={"grammar": grammar_name, "genome": genome, **meta})
+
+    # -- Proposer API ------------------------------------------------------------------
+    def strategies(self, ctx: ProposalContext, k: int, exclude: list[Strategy]) -> list[Strategy]:
+        taken = {s.key for s in exclude} | {s.title.lower() for s in exclude}
+        out: list[Strategy] = []
+        pools = [[Strategy(s.title, s.description, f"{n}:{s.key}") for s in g.strategy_list]
+                 for n, g in self._grammars(ctx)]
+        # interleave families so the first K branches differ in where the network attaches
+        for i in range(max(len(p) for p in pools)):
+            for pool in pools:
+                if i < len(pool):
+                    s = pool[i]
+                    if s.key not in taken and s.title.lower() not in taken:
+                        out.append(s)
+        return out[:k]
+
+    def draft(self, ctx: ProposalContext, strategy: Strategy | None) -> Proposal:
+        if strategy is None:  # an independent draft: random strategy, random neural choices
+            rng = self._rng("draft")
+            gname, grammar = rng.choice(self._grammars(ctx))
+            key = rng.choice([s.key for s in grammar.strategy_list])
+            genome = grammar.base_genome(key)
+            for slot in grammar.active_slots(genome):
+                if rng.random() < 0.5:
+                    genome[slot.name] = rng.choice(slot.choices)
+            return self._proposal(gname, grammar, genome, f"draft: {grammar.describe(genome)}")
+        gname, _, key = strategy.key.partition(":")
+        if gname not in GRAMMARS:
+            return Proposal(code=None, change=strategy.title,
+                            error=f"offline proposer does not know strategy {strategy.key!r}")
+        grammar = self._grammar(ctx, gname)
+        genome = grammar.base_genome(key)
+        return self._proposal(gname, grammar, genome,
+                              f"draft ({strategy.title}): {grammar.describe(genome)}")
+
+    def refine(self, ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> Proposal:
+        gname = parent.meta.get("grammar")
+        genome = parent.meta.get("genome")
+        if gname not in GRAMMARS or not isinstance(genome, dict):
+            return Proposal(code=None, change="refine",
+                            error="offline proposer can only refine models it wrote")
+        grammar = self._grammar(ctx, gname)
+        seen = {key_of(genome)}
+        weights: dict[str, float] = {}
+        for node in history:
+            g = node.meta.get("genome")
+            if isinstance(g, dict):
+                seen.add(key_of(g))
+            slot = node.meta.get("edited_slot")
+            if slot:
+                before = float(node.meta.get("parent_val", float("inf")))
+                helped = _val(node.metrics) < before
+                weights[slot] = weights.get(slot, 1.0) * (1.6 if helped else 0.6)
+        rng = self._rng("refine", parent.id, len(history))
+        picked = grammar.mutate(genome, rng, seen, weights)
+        if picked is None:
+            return Proposal(code=None, change="refine",
+                            error="every single-slot edit of this model was already tried")
+        child, change = picked
+        slot = next(k for k in child if child[k] != genome.get(k))
+        return self._proposal(gname, grammar, child, change, edited_slot=slot,
+                              parent_val=_val(parent.metrics))
+
+    def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
+        gname = failed.meta.get("grammar")
+        genome = failed.meta.get("genome")
+        if gname not in GRAMMARS or not isinstance(genome, dict):
+            return Proposal(code=None, change="debug",
+                            error="offline proposer can only debug models it wrote")
+        grammar = self._grammar(ctx, gname)
+        safe = dict(genome)
+        # the usual cause of a failed grammar model is an unstable neural term
+        for slot, value in (("nn_scale", None), ("activation", "tanh"), ("depth", "2")):
+            if slot in safe:
+                choices = grammar.slot(slot).choices
+                safe[slot] = value if value is not None else choices[0]
+        if key_of(safe) == key_of(genome):
+            safe["attach"] = "none" if any(s.key == "none" for s in grammar.strategy_list) \
+                else genome.get("attach", "residual")
+        if key_of(safe) == key_of(genome):
+            return Proposal(code=None, change="debug",
+                            error=f"no safer variant of this model ({failed.status})")
+        return self._proposal(gname, grammar, safe,
+                              f"debug after {failed.status}: smaller, bounded neural term")

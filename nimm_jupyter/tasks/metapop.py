@@ -260,7 +260,7 @@ def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates
 
 
 MRSA_START = np.datetime64("2015-01-05")  # Monday
-_MRSA_BURN_IN_DAYS = 2 * 364
+_MRSA_BURN_IN_DAYS = 364
 
 
 def _transfer_matrix(patches: Sequence[Patch], hubs: Sequence[str]) -> np.ndarray:
@@ -279,15 +279,20 @@ def _transfer_matrix(patches: Sequence[Patch], hubs: Sequence[str]) -> np.ndarra
 
 def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed: int,
                   stay_home: float = 0.85, bed_fraction: float = 0.005, los_days: float = 5.0,
-                  transfer_share: float = 0.08, beta_com: float = 1.0 / 265.0,
+                  transfer_share: float = 0.08, beta_com: float = 1.0 / 290.0,
                   beta_hc: float = 0.08, colonised_days: float = 270.0,
                   infection_days: float = 14.0, progress_com: float = 3e-4,
                   progress_hc: float = 4e-3, admit_bias_c: float = 4.0,
                   admit_bias_i: float = 15.0, seasonality: float = 0.15,
                   trend_per_year: float = 0.06, detection: float = 0.45,
                   ) -> dict[str, np.ndarray]:
-    """Simulate weekly detected MRSA infections ``(R, weeks, P)`` with community and
-    healthcare S/C/I compartments, admissions, discharges and hub transfers."""
+    """Simulate weekly detected MRSA infections ``(R, weeks, P)``.
+
+    Compartments per patch: community S/C/I and healthcare S/C/I. Competing risks leave each
+    compartment once per day (binomial), then are split by destination; discharges go home
+    or, for a share, to the 1-3 nearest hub facilities; admissions refill each facility's
+    beds from the community with carriers over-represented.
+    """
     rng = np.random.default_rng(seed)
     pop = np.array([p.population for p in patches], dtype=np.int64)
     mobility = gravity_mobility(pop, _distances_km(patches), stay_home)
@@ -297,66 +302,64 @@ def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed:
     n_eff = pop @ mobility
     total_days = _MRSA_BURN_IN_DAYS + 7 * weeks
     day0 = MRSA_START - _MRSA_BURN_IN_DAYS
+    doy0 = int((day0 - np.datetime64("2000-01-01")).astype(int))
 
-    c0 = 0.015
-    Sh = np.broadcast_to(np.round(beds * 0.93), (R, P)).astype(np.int64)
-    Ch = np.broadcast_to(np.round(beds * 0.065), (R, P)).astype(np.int64)
-    Ih = np.broadcast_to(np.round(beds * 0.005), (R, P)).astype(np.int64)
-    Cc = np.broadcast_to(np.round((pop - beds) * c0), (R, P)).astype(np.int64)
-    Ic = np.broadcast_to(np.round((pop - beds) * 2e-5), (R, P)).astype(np.int64)
-    Sc = np.broadcast_to(pop - beds, (R, P)) - Cc - Ic
-    discharge = 1.0 / los_days
+    # X[..., k]: 0 Sc, 1 Cc, 2 Ic, 3 Sh, 4 Ch, 5 Ih (start near the community equilibrium)
+    X = np.zeros((R, P, 6), dtype=np.int64)
+    X[..., 3] = np.round(beds * 0.93)
+    X[..., 4] = np.round(beds * 0.065)
+    X[..., 5] = beds - X[..., 3] - X[..., 4]
+    X[..., 1] = np.round((pop - beds) * 0.015)
+    X[..., 2] = np.round((pop - beds) * 2e-5)
+    X[..., 0] = pop - beds - X[..., 1] - X[..., 2]
+    dis, dec, rec = 1.0 / los_days, 1.0 / colonised_days, 1.0 / infection_days
     weekly_new = np.zeros((R, weeks, P), dtype=np.int64)
+    rate = np.zeros((R, P, 6))
+    share = np.zeros((R, P, 4))
     for d in range(total_days):
-        years = d / 365.25
-        doy = (day0 + d - np.datetime64("2000-01-01")).astype(int) % 365.25
-        season = 1.0 + seasonality * math.sin(2 * math.pi * (doy - 130.0) / 365.25)  # Aug peak
-        trend = math.exp(-trend_per_year * years)
-        Nc = Sc + Cc + Ic
-        carriers = (Cc + 0.5 * Ic) @ mobility / n_eff
+        season = 1.0 + seasonality * math.sin(2 * math.pi * ((doy0 + d) % 365.25 - 130.0) / 365.25)
+        trend = math.exp(-trend_per_year * d / 365.25)
+        carriers = ((X[..., 1] + 0.5 * X[..., 2]) @ mobility) / n_eff
         f_com = beta_com * season * (carriers @ mobility.T)
-        Nh = np.maximum(Sh + Ch + Ih, 1)
-        f_hc = beta_hc * trend * (Ch + 0.5 * Ih) / Nh
-        # community
-        col_c = _leave(rng, Sc, f_com)
-        dec_c = _leave(rng, Cc, 1.0 / colonised_days)
-        inf_c = _leave(rng, Cc - dec_c, progress_com * season * trend)
-        rec_c = _leave(rng, Ic, 1.0 / infection_days)
-        # healthcare
-        col_h = _leave(rng, Sh, f_hc)
-        inf_h = _leave(rng, Ch, progress_hc * trend)
-        rec_h = _leave(rng, Ih, 1.0 / infection_days)
-        Sc += dec_c - col_c + rec_c
-        Cc += col_c - dec_c - inf_c
-        Ic += inf_c - rec_c
-        Sh += rec_h - col_h
-        Ch += col_h - inf_h
-        Ih += inf_h - rec_h
-        # discharges: most go home, a share is transferred to hub facilities
-        out = [_leave(rng, X, discharge) for X in (Sh, Ch, Ih)]
-        moved = [rng.binomial(o, transfer_share) for o in out]
-        arrivals = [m @ transfers for m in moved]  # expected arrivals at hubs (float)
-        arrivals = [rng.poisson(np.maximum(a, 0.0)) for a in arrivals]
-        # admissions refill each facility to its bed count, drawn from the community with
-        # colonised and infected people over-represented
-        occupied = sum(X - o + a for X, o, a in zip((Sh, Ch, Ih), out, arrivals))
-        need = np.maximum(beds - occupied, 0)
-        w = np.stack([Sc, admit_bias_c * Cc, admit_bias_i * Ic], axis=-1).astype(np.float64)
-        w /= np.maximum(w.sum(axis=-1, keepdims=True), 1e-12)
-        adm = rng.multinomial(need, w) if R * P else np.zeros((R, P, 3), np.int64)
-        adm = np.minimum(adm, np.stack([Sc, Cc, Ic], axis=-1))
-        home = [o - m for o, m in zip(out, moved)]
-        Sh, Ch, Ih = (X - o + a + adm[..., k] for k, (X, o, a) in
-                      enumerate(zip((Sh, Ch, Ih), out, arrivals)))
-        Sc = Sc + home[0] - adm[..., 0]
-        Cc = Cc + home[1] - adm[..., 1]
-        Ic = Ic + home[2] - adm[..., 2]
+        in_hc = np.maximum(X[..., 3:].sum(-1), 1)
+        f_hc = beta_hc * trend * (X[..., 4] + 0.5 * X[..., 5]) / in_hc
+        inf_c, inf_h = progress_com * season * trend, progress_hc * trend
+        rate[..., 0] = f_com
+        rate[..., 1] = dec + inf_c
+        rate[..., 2] = rec
+        rate[..., 3] = f_hc + dis
+        rate[..., 4] = inf_h + dis
+        rate[..., 5] = rec + dis
+        leave = rng.binomial(X, -np.expm1(-rate))
+        # which way they left: infection (Cc), colonisation (Sh), infection (Ch), recovery (Ih)
+        share[..., 0] = inf_c / (dec + inf_c)
+        share[..., 1] = f_hc / (f_hc + dis)
+        share[..., 2] = inf_h / (inf_h + dis)
+        share[..., 3] = rec / (rec + dis)
+        first = rng.binomial(leave[..., [1, 3, 4, 5]], share)
+        new_ic, col_h, new_ih, rec_h = (first[..., k] for k in range(4))
+        discharged = leave[..., 3:] - first[..., 1:]  # (Sh, Ch, Ih) leaving the facility
+        moved = rng.binomial(discharged, transfer_share)
+        arrivals = rng.poisson(np.einsum("rpk,pq->rqk", moved, transfers))
+        X[..., 0] += leave[..., 1] - new_ic - leave[..., 0] + leave[..., 2]
+        X[..., 1] += leave[..., 0] - leave[..., 1]
+        X[..., 2] += new_ic - leave[..., 2]
+        X[..., 3] += rec_h - leave[..., 3]
+        X[..., 4] += col_h - leave[..., 4]
+        X[..., 5] += new_ih - leave[..., 5]
+        X[..., 3:] += arrivals
+        X[..., :3] += discharged - moved
+        need = np.maximum(beds - X[..., 3:].sum(-1), 0)
+        w = X[..., :3] * np.array([1.0, admit_bias_c, admit_bias_i])
+        w /= np.maximum(w.sum(-1, keepdims=True), 1e-12)
+        adm = np.minimum(rng.multinomial(need, w), X[..., :3])
+        X[..., :3] -= adm
+        X[..., 3:] += adm
         if d >= _MRSA_BURN_IN_DAYS:
-            weekly_new[:, (d - _MRSA_BURN_IN_DAYS) // 7] += inf_c + inf_h
+            weekly_new[:, (d - _MRSA_BURN_IN_DAYS) // 7] += new_ic + new_ih
     cases = rng.binomial(weekly_new, detection)
-    week_days = MRSA_START + 7 * np.arange(weeks) + 3  # mid-week
-    doy = (week_days - np.datetime64("2000-01-01")).astype(int) % 365.25
-    phase = 2 * np.pi * doy / 365.25
+    mid_week = MRSA_START + 7 * np.arange(weeks) + 3
+    phase = 2 * np.pi * ((mid_week - np.datetime64("2000-01-01")).astype(int) % 365.25) / 365.25
     return {"cases": cases, "season": np.stack([np.sin(phase), np.cos(phase)], axis=-1),
             "mobility": mobility, "transfers": transfers, "population": pop.astype(np.float64),
-            "incidence": weekly_new}
+            "incidence": weekly_new, "state": X}

@@ -40,6 +40,9 @@ def _nodes_of(search: Any) -> list[Any]:
 
 def node_status(node: Any) -> str:
     """Evaluation status value of a Node, or its lifecycle state while it has no result."""
+    status = getattr(node, "status", None)
+    if isinstance(status, str) and status:
+        return status
     res = getattr(node, "result", None)
     if res is not None:
         status = getattr(res, "status", "")
@@ -65,8 +68,16 @@ def node_summary(node: Any) -> dict[str, Any]:
         "status": status,
         "val": _finite(res.val.rmse) if res is not None else None,
         "train": _finite(res.train.rmse) if res is not None else None,
-        "message": (getattr(res, "message", "") or "") if res is not None else "",
+        "message": _message(node),
     }
+
+
+def _message(node: Any) -> str:
+    msg = getattr(node, "message", None)
+    if isinstance(msg, str):
+        return msg
+    res = getattr(node, "result", None)
+    return (getattr(res, "message", "") or "") if res is not None else str(getattr(node, "error", "") or "")
 
 
 def _strategy_title(strategy: Any) -> str:
@@ -106,6 +117,8 @@ def node_details(node: Any) -> dict[str, Any]:
         d["params"] = {k: v for k, v in ((k, _finite(v)) for k, v in res.parameters.items())
                        if v is not None}
         d["error"] = "" if res.ok else (res.message or res.status.value)
+    elif d["status"] not in ("pending", "running"):
+        d["error"] = _message(node)
     return d
 
 

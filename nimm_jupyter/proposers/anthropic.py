@@ -31,7 +31,7 @@ from .base import NodeView, Proposal, ProposalContext, Proposer, Strategy
 from .extract import NO_CODE_ERROR, extract_change, extract_code, extract_strategies
 from .pricing import call_cost
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"  # the current Sonnet (Nov 2026)
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 STREAM_ENDED_EARLY = "stream ended early"
@@ -189,6 +189,8 @@ class AnthropicProposer(Proposer):
         call.change = self._scrub(extract_change(call.raw)) or fallback_change
         if found is None:
             call.error = NO_CODE_ERROR
+            if call.meta.get("stop_reason") == "max_tokens":
+                call.error += f" (the answer was cut off at max_tokens={self.max_tokens})"
             return call
         call.code = self._scrub(found.code)
         call.meta["truncated"] = found.truncated
@@ -202,7 +204,9 @@ class AnthropicProposer(Proposer):
             "messages": [{"role": "user", "content": user}],
         }
         if self.temperature is not None:
-            request["temperature"] = self.temperature
+            # Sent as a raw body field: anthropic 2.x dropped sampling parameters from its
+            # method signatures, and Sonnet 5 and later answer 400 to non-default values.
+            request["extra_body"] = {"temperature": self.temperature}
         reply = self._with_retries(request)
         usage = reply.usage
         cost = call_cost(self.model, **usage) if usage else call_cost(self.model, 0, 0)

@@ -104,7 +104,8 @@ def _slug(title: str) -> str:
 
 
 def _words(text: str) -> set[str]:
-    stop = {"a", "an", "the", "of", "for", "on", "in", "to", "and", "with", "as", "by", "neural", "network"}
+    stop = {"a", "an", "the", "of", "for", "on", "in", "to", "and", "with", "as", "by", "neural", "network",
+            "networks", "net", "nets", "nn", "mlp"}
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in stop}
 
 

@@ -1,11 +1,12 @@
 """Claude list prices and the dollar cost of one Messages API call.
 
-Prices are USD per million tokens (MTok): base input, output, 5-minute prompt-cache write
-(1.25x input) and cache read (0.1x input), as published on Anthropic's pricing page. The
-long-context surcharge some models apply above 200k input tokens is not modelled: the
-prompts this package sends are far below that. Add or override entries in :data:`PRICES`
-(a plain dict) when a model is missing; an unknown model costs 0 and is flagged, never an
-error, so a search never stops over bookkeeping.
+Prices are USD per million tokens (MTok): base input, output, 5-minute prompt-cache write and
+cache read, from Anthropic's pricing and model-overview pages (platform.claude.com/docs,
+about-claude/pricing) as of November 2026 — verify there when money matters. Long-context
+surcharges are not modelled (this package's prompts are far below 200k tokens), except
+Haiku 5.5's prompt-length tier, which starts at 100k. Add or override entries in
+:data:`PRICES` (a plain dict) when a model is missing; an unknown model costs 0 and is
+flagged, never an error, so a search never stops over bookkeeping.
 """
 from __future__ import annotations
 
@@ -15,27 +16,44 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """USD per million tokens."""
+    """USD per million tokens; ``long_prompt`` applies to every token of a call whose prompt
+    (input + cache writes + cache reads) exceeds ``long_prompt_threshold`` tokens."""
 
     input: float
     output: float
     cache_write: float
     cache_read: float
+    long_prompt_threshold: int | None = None
+    long_prompt: "ModelPrice | None" = None
 
 
-def _price(inp: float, out: float) -> ModelPrice:
-    return ModelPrice(input=inp, output=out, cache_write=inp * 1.25, cache_read=inp * 0.1)
+def _price(inp: float, out: float, cache_read: float | None = None) -> ModelPrice:
+    # 5-minute cache writes cost 1.25x input on every model; reads are 0.1x unless listed.
+    return ModelPrice(input=inp, output=out, cache_write=inp * 1.25,
+                      cache_read=inp * 0.1 if cache_read is None else cache_read)
 
 
 PRICES: dict[str, ModelPrice] = {
+    "claude-fable-5-1": _price(10.0, 50.0, 0.25),
+    "claude-mythos-5-1": _price(10.0, 50.0, 0.25),
+    "claude-fable-5": _price(10.0, 50.0),
+    "claude-mythos-5": _price(10.0, 50.0),
+    "claude-opus-5-5": _price(4.0, 20.0, 0.20),
+    "claude-opus-5": _price(5.0, 25.0),
+    "claude-opus-4-8": _price(5.0, 25.0),
+    "claude-opus-4-7": _price(5.0, 25.0),
     "claude-opus-4-6": _price(5.0, 25.0),
     "claude-opus-4-5": _price(5.0, 25.0),
     "claude-opus-4-1": _price(15.0, 75.0),
     "claude-opus-4": _price(15.0, 75.0),
+    "claude-sonnet-5-5": _price(2.0, 10.0, 0.10),  # cache reads cut from 0.20 on 2026-10-07
+    "claude-sonnet-5": _price(2.0, 10.0),
     "claude-sonnet-4-6": _price(3.0, 15.0),
     "claude-sonnet-4-5": _price(3.0, 15.0),
     "claude-sonnet-4": _price(3.0, 15.0),
     "claude-3-7-sonnet": _price(3.0, 15.0),
+    "claude-haiku-5-5": ModelPrice(0.10, 0.50, 0.125, 0.01, long_prompt_threshold=100_000,
+                                   long_prompt=ModelPrice(0.50, 2.50, 0.625, 0.05)),
     "claude-haiku-4-5": _price(1.0, 5.0),
     "claude-3-5-haiku": _price(0.80, 4.0),
 }
@@ -78,6 +96,9 @@ def call_cost(
     price = price_for(model)
     if price is None:
         return CallCost(usd=0.0, price_known=False)
+    prompt = input_tokens + cache_creation_input_tokens + cache_read_input_tokens
+    if price.long_prompt is not None and prompt > (price.long_prompt_threshold or 0):
+        price = price.long_prompt
     usd = (
         input_tokens * price.input
         + output_tokens * price.output

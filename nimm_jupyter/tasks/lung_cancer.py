@@ -85,11 +85,11 @@ def _params(chemo: bool, radio: bool, gompertz: bool) -> str:
         lines = ["        self.rho = Positive(0.01)       # Gompertz growth rate, 1/day",
                  "        self.K = Positive(10000.0)      # carrying capacity, cm^3"]
     if chemo:
-        lines += ["        self.beta_c = Positive(0.02)    # chemo kill per unit concentration, 1/day",
+        lines += ["        self.beta_c = Positive(0.02)    # chemo kill per unit conc., 1/day",
                   "        self.k_el = Positive(0.3)       # drug elimination rate, 1/day"]
     if radio:
         lines += ["        self.alpha_r = Positive(0.03)   # radio LQ linear coefficient, 1/Gy",
-                  "        self.beta_r = Positive(0.003)   # radio LQ quadratic coefficient, 1/Gy^2"]
+                  "        self.beta_r = Positive(0.003)   # radio LQ quadratic coeff., 1/Gy^2"]
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +268,8 @@ def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) ->
                      f"{opts['noise']:g}); treatment decisions use the true volume.")
     prior = "exponential growth dV/dt = rho*V"
     if chemo:
-        prior += " with log-linear chemo kill -beta_c*C*V and first-order elimination dC/dt = -k_el*C + dose"
+        prior += (" with log-linear chemo kill -beta_c*C*V and first-order elimination "
+                  "dC/dt = -k_el*C + dose")
     if radio:
         prior += " and linear-quadratic radio kill -(alpha_r*d + beta_r*d^2)*V"
     lines += ["", f"Mechanistic prior: {prior}, integrated with daily Euler steps; its "
@@ -286,11 +287,12 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
     on V; ``process_noise`` the SD of daily noise on V's relative growth rate; ``horizon`` the
     number of days T.
     """
-    if isinstance(n_patients, bool) or not isinstance(n_patients, (int, np.integer)) or n_patients < 1:
+    is_int = lambda x: isinstance(x, (int, np.integer)) and not isinstance(x, bool)  # noqa: E731
+    if not is_int(n_patients) or n_patients < 1:
         raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 2:
+    if not is_int(horizon) or horizon < 2:
         raise ValueError(f"horizon must be an integer >= 2, got {horizon!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     for label, value in (("noise", noise), ("process_noise", process_noise)):
         if not np.isfinite(value) or value < 0:
@@ -311,9 +313,10 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
     }
     chemo, radio = pkpd_sim.VARIANTS[variant]
     V = Variable("V", "cm^3", "tumour volume")
-    targets = [V, Variable("C", "concentration units", "chemo drug concentration")] if chemo else [V]
-    inputs = ([Variable("chemo_dose", "units/day", "chemotherapy dose given that day")] if chemo else []) \
-        + ([Variable("radio_dose", "Gy", "radiotherapy dose given that day")] if radio else [])
+    C = Variable("C", "concentration units", "chemo drug concentration")
+    targets = [V, C] if chemo else [V]
+    inputs = [Variable("chemo_dose", "units/day", "chemotherapy dose given that day")][:chemo] \
+        + [Variable("radio_dose", "Gy", "radiotherapy dose given that day")][:radio]
     name = {"plain": "lung_cancer", "chemo": "lung_cancer_chemo",
             "chemo_radio": "lung_cancer_chemo_radio"}[variant]
     return Task(

@@ -153,39 +153,39 @@ def gravity_mobility(population: np.ndarray, distance_km: np.ndarray, stay_home:
 _COVID_PERIODS: dict[str, list[tuple[str, float, float]]] = {
     "bogota": [
         ("2020-03-02", 0.0, 1.00),
-        ("2020-03-20", 1.0, 1.00),
+        ("2020-03-20", 1.0, 1.00),  # national lockdown
         ("2020-05-11", 0.7, 1.00),
-        ("2020-06-15", 0.4, 1.05),
-        ("2020-08-24", 0.6, 1.00),
-        ("2020-10-01", 0.3, 1.00),
-        ("2020-12-07", 0.2, 1.10),
-        ("2021-01-11", 0.7, 1.05),
-        ("2021-02-15", 0.3, 1.10),
-        ("2021-04-12", 0.5, 1.45),
-        ("2021-07-05", 0.2, 1.40),
+        ("2020-07-13", 0.9, 1.00),  # quarantines by localidad
+        ("2020-09-01", 0.5, 1.00),
+        ("2020-11-01", 0.4, 1.00),
+        ("2020-12-07", 0.2, 1.10),  # holidays
+        ("2021-01-11", 0.8, 1.05),  # second lockdown
+        ("2021-02-22", 0.4, 1.10),
+        ("2021-04-12", 0.6, 1.45),  # more transmissible variants
+        ("2021-07-05", 0.3, 1.40),
         ("2021-09-13", 0.1, 1.45),
-        ("2021-12-06", 0.0, 2.30),
+        ("2021-12-06", 0.0, 2.30),  # omicron-like immune escape
         ("2022-02-21", 0.0, 1.60),
     ],
     "medellin": [
         ("2020-03-02", 0.0, 1.00),
         ("2020-03-20", 1.0, 1.00),
         ("2020-05-25", 0.7, 1.00),
-        ("2020-07-06", 0.4, 1.05),
+        ("2020-07-20", 0.8, 1.00),
         ("2020-09-07", 0.5, 1.00),
-        ("2020-10-19", 0.3, 1.00),
+        ("2020-10-19", 0.4, 1.00),
         ("2020-12-07", 0.2, 1.10),
-        ("2021-01-11", 0.6, 1.05),
+        ("2021-01-11", 0.7, 1.05),
         ("2021-02-22", 0.3, 1.10),
-        ("2021-04-05", 0.5, 1.45),
-        ("2021-06-28", 0.2, 1.40),
+        ("2021-04-05", 0.6, 1.45),
+        ("2021-06-28", 0.3, 1.40),
         ("2021-09-13", 0.1, 1.45),
         ("2021-12-13", 0.0, 2.30),
         ("2022-02-28", 0.0, 1.60),
     ],
 }
 COVID_START = np.datetime64("2020-03-02")  # a Monday: weeks run Monday..Sunday
-NPI_EFFICACY = 0.65  # share of transmission removed at npi_level 1
+NPI_EFFICACY = 0.5  # share of transmission removed at npi_level 1
 
 
 def npi_schedule(days: np.ndarray, city: str = "bogota") -> tuple[np.ndarray, np.ndarray]:
@@ -217,9 +217,10 @@ def _leave(rng: np.random.Generator, n: np.ndarray, rate: np.ndarray | float) ->
 
 
 def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates: int,
-                   seed: int, stay_home: float = 0.8, r0: float = 1.9, latent_days: float = 4.0,
+                   seed: int, stay_home: float = 0.8, r0: float = 2.6, latent_days: float = 4.0,
                    infectious_days: float = 7.0, immunity_days: float = 300.0,
-                   reporting: float = 0.2, dispersion: float = 10.0,
+                   reporting: float = 0.12, dispersion: float = 10.0,
+                   awareness: float = 25.0,
                    ) -> dict[str, np.ndarray]:
     """Simulate weekly reported cases ``(R, weeks, P)`` and the weekly npi level ``(weeks,)``."""
     rng = np.random.default_rng(seed)
@@ -237,11 +238,14 @@ def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates
     I = np.zeros((R, P), dtype=np.int64)
     Rec = np.zeros((R, P), dtype=np.int64)
     # Importations (travellers) before the borders closed, weighted by population.
-    import_rate = np.where(days < np.datetime64("2020-03-23"), 3.0, 0.2)[:, None] * pop / pop.sum()
+    import_rate = np.where(days < np.datetime64("2020-03-23"), 10.0, 0.5)[:, None] * pop / pop.sum()
     incidence = np.zeros((R, D, P), dtype=np.int64)
     for d in range(D):
         prevalence = (I @ mobility) / n_eff  # infectious share met in each patch
-        force = beta[d] * (prevalence @ mobility.T)  # residents' force of infection
+        # behavioural response (hidden from the modeller): contacts drop as the city's
+        # infectious share rises, which flattens peaks
+        caution = 1.0 / (1.0 + awareness * I.sum(axis=1, keepdims=True) / pop.sum())
+        force = beta[d] * caution * (prevalence @ mobility.T)  # residents' force of infection
         new_e = _leave(rng, S, force)
         imported = np.minimum(rng.poisson(np.broadcast_to(import_rate[d], (R, P))), S - new_e)
         new_i = _leave(rng, E, sigma)
@@ -279,12 +283,12 @@ def _transfer_matrix(patches: Sequence[Patch], hubs: Sequence[str]) -> np.ndarra
 
 def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed: int,
                   stay_home: float = 0.85, bed_fraction: float = 0.005, los_days: float = 5.0,
-                  transfer_share: float = 0.08, beta_com: float = 1.0 / 290.0,
-                  beta_hc: float = 0.08, colonised_days: float = 270.0,
-                  infection_days: float = 14.0, progress_com: float = 3e-4,
-                  progress_hc: float = 4e-3, admit_bias_c: float = 4.0,
+                  transfer_share: float = 0.08, beta_com: float = 1.0 / 330.0,
+                  beta_hc: float = 0.05, colonised_days: float = 270.0,
+                  infection_days: float = 14.0, progress_com: float = 4e-4,
+                  progress_hc: float = 5e-3, admit_bias_c: float = 4.0,
                   admit_bias_i: float = 15.0, seasonality: float = 0.15,
-                  trend_per_year: float = 0.06, detection: float = 0.45,
+                  trend_per_year: float = 0.05, detection: float = 0.45,
                   ) -> dict[str, np.ndarray]:
     """Simulate weekly detected MRSA infections ``(R, weeks, P)``.
 
@@ -363,3 +367,355 @@ def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed:
     return {"cases": cases, "season": np.stack([np.sin(phase), np.cos(phase)], axis=-1),
             "mobility": mobility, "transfers": transfers, "population": pop.astype(np.float64),
             "incidence": weekly_new, "state": X}
+
+
+# -- candidate code (docs/CANDIDATES.md contract; original units, weekly data) -------------
+COVID_PRIOR_CODE = '''\
+import torch
+from torch import nn
+from nimm_jupyter.blocks import Bounded, Positive
+
+
+class Model(nn.Module):
+    """Metapopulation SEIR with commuting and a constant transmission rate.
+
+    Data: weekly reported cases per patch; the model steps daily (7 Euler steps per week).
+    Residents of patch i spend a share M[i, j] of their day in patch j (spec.constants
+    "mobility"), so the force of infection on i is beta * sum_j M[i, j] * I_eff[j] / N_eff[j].
+    The hidden compartments are initialised from the context: daily incidence is last
+    week's cases / (7 * rho), E = incidence / sigma, I = incidence / gamma, and the
+    susceptible share at the forecast origin is fitted.
+    """
+
+    def __init__(self, spec):
+        super().__init__()
+        self.register_buffer("M", spec.constants["mobility"])  # (P, P), rows sum to 1
+        self.register_buffer("N", spec.constants["population"])  # (P,)
+        self.beta = Positive(0.35)  # transmission rate, 1/day
+        self.sigma = Positive(0.25)  # 1 / latent period, 1/day
+        self.gamma = Positive(1.0 / 7.0)  # 1 / infectious period, 1/day
+        self.rho = Bounded(0.2, 0.01, 1.0)  # reporting fraction
+        self.s0 = Bounded(0.6, 0.02, 1.0)  # susceptible share at the forecast origin
+
+    def transmission(self, S, E, I, u_k):
+        """Per-patch transmission rate (B, P), 1/day."""
+        return self.beta() * torch.ones_like(S)
+
+    def forward(self, y_context, u, t):
+        C, H = y_context.shape[1], t.shape[0] - y_context.shape[1]
+        week_days = 7.0 * float(t[1] - t[0]) if t.shape[0] > 1 else 7.0
+        n_sub = max(1, int(round(week_days)))
+        h = week_days / n_sub
+        N = self.N.clamp_min(1.0)
+        n_eff = (N @ self.M).clamp_min(1.0)  # people present in each patch by day
+        rho, sigma, gamma = self.rho(), self.sigma(), self.gamma()
+        recent = y_context[:, -2:].clamp_min(0.0).mean(1)  # two weeks damp reporting noise
+        incidence = recent / (rho * week_days)
+        E = torch.minimum(incidence / sigma, 0.5 * N)
+        I = torch.minimum(incidence / gamma, 0.5 * N)
+        S = (self.s0() * N - E - I).clamp_min(0.0)
+        out = []
+        for k in range(H):
+            u_k = u[:, C + k]
+            onsets = torch.zeros_like(S)
+            for _ in range(n_sub):
+                prevalence = (I @ self.M) / n_eff
+                force = self.transmission(S, E, I, u_k) * (prevalence @ self.M.T)
+                infected = S * -torch.expm1(-(force * h).clamp(0.0, 20.0))  # never exceeds S
+                new_i, new_r = sigma * E * h, gamma * I * h
+                S = (S - infected).clamp_min(0.0)
+                E = (E + infected - new_i).clamp_min(0.0)
+                I = (I + new_i - new_r).clamp(0.0, 1e8)
+                onsets = onsets + new_i
+            out.append(rho * onsets)
+        return torch.stack(out, dim=1)
+'''
+
+COVID_PRIOR_OMITS = (
+    "constant transmission: no intervention (npi_level) effect, no behavioural response, "
+    "no variants or waning immunity; one susceptible share for all patches; reporting "
+    "fraction constant in time."
+)
+
+COVID_HYBRID_CODE = COVID_PRIOR_CODE.replace(
+    "from nimm_jupyter.blocks import Bounded, Positive",
+    "from nimm_jupyter.blocks import Bounded, Positive, mlp",
+).replace(
+    '''        self.s0 = Bounded(0.6, 0.02, 1.0)  # susceptible share at the forecast origin
+''',
+    '''        self.s0 = Bounded(0.6, 0.02, 1.0)  # susceptible share at the forecast origin
+        # neural part: log-multiplier of beta from the intervention level and the local state
+        # (zero last layer: the hybrid starts as the SEIR prior)
+        self.net = mlp(spec.n_inputs + 2, 1, hidden=16)
+''',
+).replace(
+    '''        return self.beta() * torch.ones_like(S)
+''',
+    '''        N = self.N.clamp_min(1.0)
+        z = torch.stack([S / N, torch.log1p(1e4 * I / N)], dim=-1)  # (B, P, 2)
+        x = torch.cat([u_k[:, None, :].expand(-1, S.shape[1], -1), z], dim=-1)
+        return self.beta() * torch.exp(self.net(x)[..., 0].clamp(-4.0, 4.0))
+''',
+).replace(
+    '"""Metapopulation SEIR with commuting and a constant transmission rate.',
+    '"""Metapopulation SEIR with commuting; a small MLP modulates transmission.',
+)
+
+MRSA_PRIOR_CODE = '''\
+import torch
+from torch import nn
+from nimm_jupyter.blocks import Positive
+
+
+class Model(nn.Module):
+    """SIS metapopulation of MRSA colonisation with commuting; infections from carriers.
+
+    Carriers C per patch are colonised at rate beta * (commuting-mixed carrier share) and
+    clear at rate `clear`; detected infections per day are q * C (progression x detection).
+    Data are weekly detected infections; the model steps daily. C at the forecast origin is
+    inferred from the mean of the last four context weeks: C = cases / (7 * q).
+    """
+
+    def __init__(self, spec):
+        super().__init__()
+        self.register_buffer("M", spec.constants["mobility"])  # (P, P), rows sum to 1
+        self.register_buffer("N", spec.constants["population"])  # (P,)
+        self.beta = Positive(1.0 / 300.0)  # colonisation transmission, 1/day
+        self.clear = Positive(1.0 / 270.0)  # decolonisation rate, 1/day
+        self.q = Positive(2e-4)  # detected infections per carrier per day
+
+    def rates(self, C, u_k):
+        """(transmission, detected-infection rate), each (B, P), 1/day."""
+        ones = torch.ones_like(C)
+        return self.beta() * ones, self.q() * ones
+
+    def forward(self, y_context, u, t):
+        Cn, H = y_context.shape[1], t.shape[0] - y_context.shape[1]
+        week_days = 7.0 * float(t[1] - t[0]) if t.shape[0] > 1 else 7.0
+        n_sub = max(1, int(round(week_days)))
+        h = week_days / n_sub
+        N = self.N.clamp_min(1.0)
+        n_eff = (N @ self.M).clamp_min(1.0)
+        recent = y_context[:, -4:].clamp_min(0.0).mean(1)
+        C = torch.minimum(recent / (week_days * self.q()), N)
+        out = []
+        for k in range(H):
+            u_k = u[:, Cn + k]
+            detected = torch.zeros_like(C)
+            for _ in range(n_sub):
+                beta, q = self.rates(C, u_k)
+                share = ((C @ self.M) / n_eff) @ self.M.T
+                dC = beta * share * (N - C) - self.clear() * C
+                C = (C + h * dC).clamp(torch.zeros_like(N), N)
+                detected = detected + h * q * C
+            out.append(detected)
+        return torch.stack(out, dim=1)
+'''
+
+MRSA_PRIOR_OMITS = (
+    "no seasonality, no healthcare setting (admissions, in-facility transmission, transfers "
+    "between facilities), no downward trend from infection control; progression and "
+    "detection are one constant rate."
+)
+
+MRSA_HYBRID_CODE = MRSA_PRIOR_CODE.replace(
+    "from nimm_jupyter.blocks import Positive",
+    "from nimm_jupyter.blocks import Positive, mlp",
+).replace(
+    '''        self.q = Positive(2e-4)  # detected infections per carrier per day
+''',
+    '''        self.q = Positive(2e-4)  # detected infections per carrier per day
+        # neural part: log-multipliers of transmission and detected progression from the
+        # season and the local carrier share (zero last layer: starts as the SIS prior)
+        self.net = mlp(spec.n_inputs + 1, 2, hidden=16)
+''',
+).replace(
+    '''        ones = torch.ones_like(C)
+        return self.beta() * ones, self.q() * ones
+''',
+    '''        x = torch.cat([u_k[:, None, :].expand(-1, C.shape[1], -1),
+                       (100.0 * C / self.N.clamp_min(1.0))[..., None]], dim=-1)
+        m = self.net(x).clamp(-3.0, 3.0)
+        return self.beta() * torch.exp(m[..., 0]), self.q() * torch.exp(m[..., 1])
+''',
+).replace(
+    '"""SIS metapopulation of MRSA colonisation with commuting; infections from carriers.',
+    '"""SIS metapopulation of MRSA colonisation; a small MLP modulates transmission/progression.',
+)
+
+
+# -- task assembly ---------------------------------------------------------------------------
+def windowed_task(*, name: str, description: str, source: DataSource | str, provenance: str,
+                  targets: list[Variable], inputs: list[Variable], counts: np.ndarray,
+                  exog: np.ndarray, constants: dict[str, np.ndarray], window: int,
+                  horizon: int, split: Sequence[float], prior_code: str, prior_omits: str,
+                  hybrid_code: str | None, options: dict[str, Any],
+                  family: str = "epidemic") -> Task:
+    """Cut ``counts`` ``(R, W, P)`` and ``exog`` ``(R, W, U)`` into windows of
+    ``window + horizon`` steps and split them chronologically on their forecast steps.
+
+    Every replicate contributes the same window starts to the same split, so a split's
+    forecast weeks never overlap another split's (groups = window start index).
+    """
+    from .dataframe import chronological_windows
+
+    counts = np.asarray(counts, dtype=np.float64)
+    exog = np.asarray(exog, dtype=np.float64)
+    if counts.ndim != 3 or exog.ndim != 3 or exog.shape[:2] != counts.shape[:2]:
+        raise ValueError(f"counts (R, W, P) and inputs (R, W, U) disagree: "
+                         f"{counts.shape} vs {exog.shape}")
+    starts = chronological_windows(counts.shape[1], window, horizon, split)
+    T = window + horizon
+
+    def cut(idx: np.ndarray) -> Split:
+        R = counts.shape[0]
+        take = idx[:, None] + np.arange(T)[None, :]  # (n, T)
+        y = counts[:, take].reshape(R * len(idx), T, counts.shape[2])
+        u = exog[:, take].reshape(R * len(idx), T, exog.shape[2])
+        return Split(inputs=u, targets=y, groups=np.tile(idx, R))
+
+    return Task(
+        name=name, kind=TaskKind.TRAJECTORY, description=description, source=source,
+        provenance=provenance, inputs=inputs, targets=targets,
+        train=cut(starts["train"]), val=cut(starts["val"]), test=cut(starts["test"]),
+        prior_code=prior_code, prior_omits=prior_omits, hybrid_code=hybrid_code,
+        family=family, time=np.arange(T, dtype=np.float64), context=window,
+        constants=constants, options=options,
+    )
+
+
+def covid_description(first_line: str, patches: Sequence[Patch], unit_word: str,
+                      counts: np.ndarray, window: int, horizon: int, placeholder: str) -> str:
+    """The proposer-facing text shared by the synthetic and real COVID tasks."""
+    weekly_max = counts.max(axis=(0, 1)) if counts.size else np.zeros(len(patches))
+    names = ", ".join(f"{p.ident} ({p.name})" for p in patches)
+    return f"""{first_line}
+Targets: weekly reported COVID-19 cases (cases/week) in each of the {len(patches)} {unit_word}s,
+one target per {unit_word}: {names}. Largest weekly count per {unit_word} ranges from
+{int(weekly_max.min())} to {int(weekly_max.max())}.
+Input: npi_level (0..1), the known stringency of non-pharmaceutical interventions that week
+(1 = strict lockdown, 0 = no restrictions).
+Constants: "mobility" (P, P) row-stochastic commuting matrix (share of the day residents of i
+spend in j; gravity model with stay-home share ~0.8) and "population" (P,). {placeholder}
+Observed: reported cases only (under-reported, overdispersed); susceptible, exposed,
+infectious and recovered counts are hidden. Time unit: weeks; each sample has {window}
+context weeks and {horizon} forecast weeks.
+Mechanistic prior: metapopulation SEIR (latent ~4 d, infectious ~7 d) coupled through the
+mobility matrix with a constant transmission rate and a fitted reporting fraction; it
+ignores interventions, behaviour, variants and waning immunity."""
+
+
+_PLACEHOLDER = ("Populations and centroid coordinates behind both are round placeholder "
+                "approximations, not official figures.")
+
+
+def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place: str, *,
+                          weeks: int, window: int, horizon: int, n_replicates: int, seed: int,
+                          stay_home: float, reporting: float, dispersion: float,
+                          split: Sequence[float]) -> Task:
+    if n_replicates < 1:
+        raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
+    sim = simulate_covid(patches, city, weeks, n_replicates, seed, stay_home=stay_home,
+                         reporting=reporting, dispersion=dispersion)
+    exog = np.broadcast_to(sim["npi"][None, :, None], (n_replicates, weeks, 1))
+    first = (f"SYNTHETIC stand-in: weekly COVID-19 cases in the {len(patches)} {unit_word}s of "
+             f"{place}, simulated by a stochastic metapopulation SEIR (the real series is not public).")
+    description = covid_description(first, patches, unit_word, sim["cases"], window, horizon,
+                                    _PLACEHOLDER)
+    description += (f"\nSimulation (hidden from models): binomial SEIR with waning immunity, "
+                    f"transmission reduced by interventions and by a behavioural response, "
+                    f"variant waves, reporting ~{reporting:g} with negative-binomial noise.")
+    provenance = (
+        f"SYNTHETIC: generated by nimm_jupyter.tasks.metapop (seed={seed}, "
+        f"n_replicates={n_replicates}) from the substitute design in the data PROVENANCE "
+        f"(covid_{city}/PROVENANCE.md). The NIMM benchmark's real {place} series "
+        f"(likely via the data.org PETs for Public Health Challenge) is not public. "
+        f"{unit_word.capitalize()} names are official; populations and coordinates are "
+        f"placeholders. Weeks start on Monday {COVID_START}."
+    )
+    targets = [Variable(p.ident, "cases/week", f"reported cases in {p.name}") for p in patches]
+    inputs = [Variable("npi_level", "", "intervention stringency 0..1 (known)")]
+    return windowed_task(
+        name=f"covid_{city}_synthetic", description=description, source=DataSource.SYNTHETIC,
+        provenance=provenance, targets=targets, inputs=inputs, counts=sim["cases"], exog=exog,
+        constants={"mobility": sim["mobility"], "population": sim["population"]},
+        window=window, horizon=horizon, split=split, prior_code=COVID_PRIOR_CODE,
+        prior_omits=COVID_PRIOR_OMITS, hybrid_code=COVID_HYBRID_CODE,
+        options=dict(weeks=weeks, window=window, horizon=horizon, n_replicates=n_replicates,
+                     seed=seed, stay_home=stay_home, reporting=reporting,
+                     dispersion=dispersion, split=list(split), first_week=str(COVID_START)),
+    )
+
+
+def make_covid_bogota_synthetic(*, weeks: int = 104, window: int = 12, horizon: int = 4,
+                                n_replicates: int = 1, seed: int = 0, stay_home: float = 0.8,
+                                reporting: float = 0.12, dispersion: float = 10.0,
+                                split: Sequence[float] = (0.6, 0.2, 0.2)) -> Task:
+    """SYNTHETIC COVID-19 weekly cases on Bogotá's 19 urban localidades (SEIR metapopulation)."""
+    return _make_covid_synthetic(
+        "bogota", BOGOTA_LOCALIDADES, "localidad", "Bogotá", weeks=weeks, window=window,
+        horizon=horizon, n_replicates=n_replicates, seed=seed, stay_home=stay_home,
+        reporting=reporting, dispersion=dispersion, split=split)
+
+
+def make_covid_medellin_synthetic(*, weeks: int = 104, window: int = 12, horizon: int = 4,
+                                  n_replicates: int = 1, seed: int = 0, stay_home: float = 0.8,
+                                  reporting: float = 0.12, dispersion: float = 10.0,
+                                  split: Sequence[float] = (0.6, 0.2, 0.2)) -> Task:
+    """SYNTHETIC COVID-19 weekly cases on Medellín's 16 comunas (SEIR metapopulation)."""
+    return _make_covid_synthetic(
+        "medellin", MEDELLIN_COMUNAS, "comuna", "Medellín", weeks=weeks, window=window,
+        horizon=horizon, n_replicates=n_replicates, seed=seed, stay_home=stay_home,
+        reporting=reporting, dispersion=dispersion, split=split)
+
+
+def make_mrsa_virginia_synthetic(*, weeks: int = 208, window: int = 12, horizon: int = 4,
+                                 n_replicates: int = 1, seed: int = 0, detection: float = 0.45,
+                                 split: Sequence[float] = (0.6, 0.2, 0.2)) -> Task:
+    """SYNTHETIC weekly detected MRSA infections on 20 aggregated regions of Virginia."""
+    if n_replicates < 1:
+        raise ValueError(f"n_replicates must be >= 1, got {n_replicates}")
+    patches = VIRGINIA_REGIONS
+    sim = simulate_mrsa(patches, weeks, n_replicates, seed, detection=detection)
+    exog = np.broadcast_to(sim["season"][None], (n_replicates, weeks, 2))
+    weekly_max = sim["cases"].max(axis=(0, 1))
+    names = ", ".join(f"{p.ident} ({p.name})" for p in patches)
+    description = f"""SYNTHETIC stand-in: weekly detected MRSA infections in 20 aggregated regions of Virginia, simulated by a community + healthcare metapopulation (the real claims data are private).
+Targets: detected MRSA infections per week (cases/week) in each region, one target per region:
+{names}. Largest weekly count per region ranges from {int(weekly_max.min())} to {int(weekly_max.max())}.
+Inputs: season_sin, season_cos = sin/cos(2*pi*day_of_year/365.25) at mid-week.
+Constants: "mobility" (P, P) row-stochastic commuting matrix (gravity model, stay-home share
+~0.85) and "population" (P,). {_PLACEHOLDER}
+Observed: detected infections only (~{detection:g} of new infections, binomial); colonised
+carriers, hospital occupancy and patient transfers are hidden. Time unit: weeks; each
+sample has {window} context weeks and {horizon} forecast weeks.
+Mechanistic prior: SIS colonisation metapopulation coupled by commuting with constant
+rates; infections proportional to carriers. It ignores seasonality, the healthcare setting
+(admissions, in-facility transmission, transfers to referral hubs) and the slow downward
+trend from infection control.
+Simulation (hidden from models): community and healthcare S/C/I per region, admissions with
+carriers over-represented, discharges and transfers to 5 hub facilities, community
+transmission +-15% seasonal (peak in late summer), ~5%/year decline in healthcare
+transmission and progression."""
+    provenance = (
+        f"SYNTHETIC: generated by nimm_jupyter.tasks.metapop (seed={seed}, "
+        f"n_replicates={n_replicates}) following the substitute design in the data "
+        "PROVENANCE (mrsa_virginia/PROVENANCE.md; cf. CALYPSO, arXiv 2508.13548). The NIMM "
+        "benchmark's MRSA-Virginia data (insurance claims) are private. Regions are rough "
+        "aggregates of health districts; populations and coordinates are placeholders. "
+        f"Weeks start on Monday {MRSA_START} (after a one-year burn-in)."
+    )
+    targets = [Variable(p.ident, "cases/week", f"detected MRSA infections in {p.name}")
+               for p in patches]
+    inputs = [Variable("season_sin", "", "sin(2*pi*day_of_year/365.25)"),
+              Variable("season_cos", "", "cos(2*pi*day_of_year/365.25)")]
+    return windowed_task(
+        name="mrsa_virginia_synthetic", description=description, source=DataSource.SYNTHETIC,
+        provenance=provenance, targets=targets, inputs=inputs, counts=sim["cases"], exog=exog,
+        constants={"mobility": sim["mobility"], "population": sim["population"]},
+        window=window, horizon=horizon, split=split, prior_code=MRSA_PRIOR_CODE,
+        prior_omits=MRSA_PRIOR_OMITS, hybrid_code=MRSA_HYBRID_CODE,
+        options=dict(weeks=weeks, window=window, horizon=horizon, n_replicates=n_replicates,
+                     seed=seed, detection=detection, split=list(split),
+                     first_week=str(MRSA_START)),
+    )

@@ -143,7 +143,8 @@ def simulate(n: int, horizon: int = 60, *, variant: str = "chemo_radio",
     if int(n) < 1 or int(horizon) < 2:
         raise ValueError(f"need n >= 1 and horizon >= 2, got n={n}, horizon={horizon}")
     if noise < 0 or process_noise < 0:
-        raise ValueError(f"noise SDs must be >= 0, got noise={noise}, process_noise={process_noise}")
+        raise ValueError(f"noise SDs must be >= 0, got noise={noise}, "
+                         f"process_noise={process_noise}")
     n, T = int(n), int(horizon)
     give_chemo, give_radio = VARIANTS[variant]
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))

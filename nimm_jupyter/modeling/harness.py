@@ -1,0 +1,713 @@
+"""The training/evaluation harness: one candidate source + one task -> one :class:`EvalResult`.
+
+The harness, never the candidate, owns the data, the loss and the optimiser:
+
+* data become float32 tensors on ``config.device``; missing targets (NaN) are masked;
+* the loss is the MSE on the normalised scale (each target divided by its training std);
+  for trajectory tasks it is the error of the candidate's full rollout of steps C..T-1;
+* Adam (lr ``config.lr``) with per-copy gradient-norm clipping, a reduce-on-plateau
+  schedule, early stopping on the validation loss (``config.patience``, at most
+  ``config.max_epochs``) and the best-by-validation weights kept; full batch unless
+  ``config.batch_size`` is set;
+* a non-finite loss restarts from the best weights with half the learning rate, at most
+  :data:`MAX_RECOVERIES` times, after which that copy is declared diverged;
+* ``config.restarts = K > 1`` trains K differently seeded copies *in one batched
+  computation* (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, one
+  Adam over the stacked parameters) and keeps the best by validation. Models that cannot
+  be vmapped (``.item()``, data-dependent branches, in-place writes) fall back to training
+  the copies one after another; the result message says which path ran.
+
+Copy ``k`` is initialised under seed ``config.seed + k``, so copy 0 of a restart run is the
+model a single run trains.
+
+Fitted mechanistic parameters (``EvalResult.parameters``) are ``model.mechanistic_parameters()``
+when the candidate defines it, otherwise every :class:`nimm_jupyter.blocks.Param` submodule by
+attribute path. Values are reported as floats: a scalar under its name, a vector of at most
+:data:`MAX_VECTOR_PARAMS` entries as ``name[i]`` per entry, a larger one as ``name.mean``.
+
+Candidate faults never raise: they come back as an :class:`EvalResult` with a status.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..blocks import Param, SolverStepLimit
+from ..execution.base import TrainConfig
+from ..tasks.base import Task, TaskKind
+from .contract import (
+    CandidateError, _short, check_candidate, describe_exception, load_candidate, spec_on_device,
+)
+from .result import EvalResult, SplitScores, Status
+
+__all__ = [
+    "evaluate", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
+    "MAX_RECOVERIES", "MAX_VECTOR_PARAMS",
+]
+
+MAX_RECOVERIES = 3  # NaN recoveries per copy before it is declared diverged
+MAX_VECTOR_PARAMS = 16
+CLIP_NORM = 1.0
+PROGRESS_INTERVAL = 0.2  # seconds between progress callbacks
+_REL_IMPROVEMENT = 1e-4  # what counts as progress for patience and the schedule
+_MIN_LR_FACTOR = 1e-3
+_DIVERGED_HINT = ("bound rates with Positive/Bounded, clamp states, or scale the neural "
+                  "correction down")
+
+ProgressFn = Callable[[dict], None]
+
+
+# -- data ----------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    """One split as tensors: forward arguments, filled targets and the finite mask."""
+
+    args: tuple[torch.Tensor, ...]
+    per_sample: tuple[bool, ...]  # which args are indexed by sample (t is not)
+    target: torch.Tensor  # NaN replaced by 0
+    mask: torch.Tensor | None  # None when every target is finite
+    count: float  # number of finite target entries
+
+    @property
+    def n(self) -> int:
+        return int(self.target.shape[0])
+
+    def take(self, idx: torch.Tensor) -> "_Data":
+        args = tuple(a[idx] if ps else a for a, ps in zip(self.args, self.per_sample))
+        mask = None if self.mask is None else self.mask[idx]
+        count = float(mask.sum().item()) if mask is not None else float(self.target[idx].numel())
+        return _Data(args, self.per_sample, self.target[idx], mask, count)
+
+
+def _split_data(task: Task, which: str, device: torch.device) -> _Data:
+    split = task.split(which)
+    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
+    if task.kind is TaskKind.TRAJECTORY:
+        y = f32(split.targets)
+        C = int(task.context)
+        T = y.shape[1]
+        t = f32(task.time if task.time is not None else np.arange(T))
+        args, per_sample = (y[:, :C], f32(split.inputs), t), (True, True, False)
+        target = y[:, C:]
+    else:
+        args, per_sample = (f32(split.inputs),), (True,)
+        target = f32(split.targets)
+    finite = torch.isfinite(target)
+    if bool(finite.all()):
+        return _Data(args, per_sample, target, None, float(target.numel()))
+    return _Data(args, per_sample, torch.where(finite, target, 0.0), finite, float(finite.sum()))
+
+
+def _sq_err_norm(pred: torch.Tensor, data: _Data, inv_scale: torch.Tensor) -> torch.Tensor:
+    """Mean squared normalised error over the finite targets; ``pred`` may carry a leading
+    copies dimension, and then the result has one value per copy."""
+    err = (pred - data.target) * inv_scale
+    if data.mask is not None:
+        err = torch.where(data.mask, err, 0.0)
+    extra = pred.dim() - data.target.dim()
+    dims = tuple(range(extra, pred.dim()))
+    return err.pow(2).sum(dim=dims) / max(data.count, 1.0)
+
+
+# -- engines: K copies behind one interface --------------------------------------------------
+class _SingleEngine:
+    """One plain module (K = 1); parameters exposed as (1, ...) views for the shared loop."""
+
+    path = "single"
+
+    def __init__(self, model: nn.Module, inv_scale: torch.Tensor):
+        self.K = 1
+        self.model = model
+        self.inv_scale = inv_scale
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p.detach().unsqueeze(0) for p in self.trainable]
+
+    def loss(self, data: _Data) -> torch.Tensor:
+        self.model.train()
+        return _sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
+
+    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
+        gs = torch.autograd.grad(loss.sum(), self.trainable, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g.unsqueeze(0) for p, g in zip(self.params, gs)]
+
+    @torch.no_grad()
+    def eval_loss(self, data: _Data) -> torch.Tensor:
+        self.model.eval()
+        return _sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
+
+    @torch.no_grad()
+    def module(self, best: list[torch.Tensor], k: int) -> nn.Module:
+        for p, b in zip(self.trainable, best):
+            p.copy_(b[0])
+        return self.model
+
+
+class _VmapEngine:
+    """K copies of one architecture trained as one batched computation."""
+
+    path = "vmap"
+
+    def __init__(self, models: list[nn.Module], inv_scale: torch.Tensor):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        self.K = len(models)
+        self.models = models
+        self.inv_scale = inv_scale
+        self.base = models[0]
+        params, buffers = stack_module_state(models)
+        trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
+        self.stacked = {n: v.detach().clone().requires_grad_(n in trainable) for n, v in params.items()}
+        self.buffers = {n: v.detach().clone() for n, v in buffers.items()}
+        self.names = [n for n in self.stacked if n in trainable]
+        self.params = [self.stacked[n] for n in self.names]
+
+        def one(p: dict, b: dict, *args: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), args)
+
+        self._vmapped: dict[int, Callable] = {}
+        self._make = lambda n_args: vmap(one, in_dims=(0, 0) + (None,) * n_args,
+                                         randomness="different")
+
+    def _predict(self, data: _Data) -> torch.Tensor:
+        fn = self._vmapped.get(len(data.args))
+        if fn is None:
+            fn = self._vmapped[len(data.args)] = self._make(len(data.args))
+        return fn(self.stacked, self.buffers, *data.args)
+
+    def loss(self, data: _Data) -> torch.Tensor:
+        self.base.train()
+        return _sq_err_norm(self._predict(data), data, self.inv_scale)
+
+    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
+        gs = torch.autograd.grad(loss.sum(), self.params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gs)]
+
+    @torch.no_grad()
+    def eval_loss(self, data: _Data) -> torch.Tensor:
+        self.base.eval()
+        return _sq_err_norm(self._predict(data), data, self.inv_scale)
+
+    @torch.no_grad()
+    def module(self, best: list[torch.Tensor], k: int) -> nn.Module:
+        model = self.models[k]
+        named = dict(model.named_parameters())
+        for n, value in self.stacked.items():
+            named[n].copy_(value[k])
+        for n, b in zip(self.names, best):
+            named[n].copy_(b[k])
+        bufs = dict(model.named_buffers())
+        for n, value in self.buffers.items():
+            bufs[n].copy_(value[k])
+        return model
+
+
+class _StackedAdam:
+    """Adam over (K, ...) parameters with a per-copy learning rate and step count.
+
+    Adam is elementwise, so this is exactly K independent Adams; per-copy state lets one copy
+    restart from its best weights (moments reset, lr halved) while the others carry on.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.lr = lr
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.t = torch.zeros_like(lr)
+
+    @staticmethod
+    def _view(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return x.reshape((-1,) + (1,) * (like.dim() - 1))
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], active: torch.Tensor) -> None:
+        a = active.to(self.t.dtype)
+        self.t += a
+        t = self.t.clamp_min(1.0)
+        step_size = self.lr * a / (1 - self.b1 ** t)
+        bc2_sqrt = torch.sqrt(1 - self.b2 ** t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            keep = self._view(active, p)
+            g = torch.where(keep, g, 0.0)
+            m.copy_(torch.where(keep, m * self.b1 + g * (1 - self.b1), m))
+            v.copy_(torch.where(keep, v * self.b2 + g * g * (1 - self.b2), v))
+            denom = v.sqrt() / self._view(bc2_sqrt, p) + self.eps
+            p.sub_(self._view(step_size, p) * m / denom)
+
+    @torch.no_grad()
+    def reset(self, copies: torch.Tensor) -> None:
+        for m, v in zip(self.m, self.v):
+            keep = self._view(copies, m)
+            m.copy_(torch.where(keep, 0.0, m))
+            v.copy_(torch.where(keep, 0.0, v))
+        self.t.copy_(torch.where(copies, 0.0, self.t))
+
+
+def _clip_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each copy's gradient to ``max_norm`` in place; returns the per-copy norms."""
+    K = grads[0].shape[0] if grads else 1
+    if not grads:
+        return torch.zeros(K)
+    sq = sum(g.reshape(K, -1).pow(2).sum(1) for g in grads)
+    norms = sq.sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
+    return norms
+
+
+# -- the shared training loop ----------------------------------------------------------------
+@dataclass
+class _Fit:
+    best_val: list[float]  # per copy, normalised val MSE (inf when never finite)
+    best_epoch: list[int]
+    curves: list[list[dict]]
+    epochs: int
+    failures: list[str | None]  # per copy divergence message
+    stopped_by_time: bool
+    module: Callable[[int], nn.Module]
+    path: str
+    note: str = ""
+
+    def best_index(self) -> int | None:
+        finite = [(v, k) for k, v in enumerate(self.best_val)
+                  if math.isfinite(v) and self.failures[k] is None]
+        return min(finite)[1] if finite else None
+
+
+def _batches(data: _Data, batch_size: int | None, gen: torch.Generator) -> Iterator[_Data]:
+    if not batch_size or batch_size >= data.n:
+        yield data
+        return
+    order = torch.randperm(data.n, generator=gen).to(data.target.device)
+    for start in range(0, data.n, batch_size):
+        yield data.take(order[start:start + batch_size])
+
+
+class _Progress:
+    def __init__(self, fn: ProgressFn | None):
+        self.fn = fn
+        self.last = -math.inf
+
+    def __call__(self, epoch: int, train: float, val: float, final: bool = False) -> None:
+        if self.fn is None:
+            return
+        now = time.perf_counter()
+        if not final and now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        try:
+            self.fn({"epoch": epoch, "train": train, "val": val})
+        except Exception as exc:  # a broken observer must not fail the evaluation
+            warnings.warn(f"progress callback failed and was disabled: {exc!r}")
+            self.fn = None
+
+
+def _train(engine: Any, train: _Data, val: _Data, config: TrainConfig, deadline: float | None,
+           progress: _Progress, gen: torch.Generator, epoch_offset: int = 0) -> _Fit:
+    K = engine.K
+    device = train.target.device
+    lr = torch.full((K,), float(config.lr), device=device)
+    lr_now = [float(config.lr)] * K  # host copy, so the schedule needs no device sync
+    opt = _StackedAdam(engine.params, lr)
+    best = [p.detach().clone() for p in engine.params]
+    best_val = [math.inf] * K
+    best_epoch = [0] * K
+    patience_ref = [math.inf] * K
+    since = [0] * K  # epochs since progress (patience)
+    since_lr = [0] * K  # epochs since progress or the last lr cut (schedule)
+    recoveries = [0] * K
+    failures: list[str | None] = [None] * K
+    curves: list[list[dict]] = [[] for _ in range(K)]
+    plateau = max(5, config.patience // 4)
+    min_lr = config.lr * _MIN_LR_FACTOR
+    stopped_by_time = False
+
+    def view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return mask.reshape((-1,) + (1,) * (like.dim() - 1))
+
+    @torch.no_grad()
+    def keep_best(copies: list[int]) -> None:
+        mask = torch.zeros(K, dtype=torch.bool, device=device)
+        mask[copies] = True
+        for b, p in zip(best, engine.params):
+            b.copy_(torch.where(view(mask, p), p, b))
+
+    @torch.no_grad()
+    def restore(copies: list[int]) -> None:
+        mask = torch.zeros(K, dtype=torch.bool, device=device)
+        mask[copies] = True
+        for b, p in zip(best, engine.params):
+            p.copy_(torch.where(view(mask, p), b, p))
+        opt.reset(mask)
+
+    # Epoch 0: the initial weights are the first candidate for "best".
+    init = engine.eval_loss(val).tolist()
+    for k, v in enumerate(init):
+        if math.isfinite(v):
+            best_val[k] = patience_ref[k] = v
+
+    alive = torch.ones(K, dtype=torch.bool, device=device)
+    epoch = 0
+    for epoch in range(1, config.max_epochs + 1):
+        total = torch.zeros(K, device=device)
+        bad = torch.zeros(K, dtype=torch.bool, device=device)
+        n_batches = 0
+        for batch in _batches(train, config.batch_size, gen):
+            loss = engine.loss(batch)
+            grads = engine.grads(loss)
+            norms = _clip_(grads, CLIP_NORM)
+            finite = torch.isfinite(loss) & torch.isfinite(norms)
+            bad |= ~finite
+            opt.step(grads, alive & finite)
+            total += loss.detach()
+            n_batches += 1
+        val_loss = engine.eval_loss(val)
+        train_list = (total / n_batches).tolist()
+        val_list = val_loss.tolist()
+        bad_list = bad.tolist()
+        alive_list = alive.tolist()
+
+        improved, to_restore = [], []
+        for k in range(K):
+            if not alive_list[k]:
+                continue
+            tr, vl = train_list[k], val_list[k]
+            curves[k].append({"epoch": epoch + epoch_offset, "train": math.sqrt(tr) if tr >= 0 else tr,
+                              "val": math.sqrt(vl) if vl >= 0 else vl})
+            if bad_list[k] or not math.isfinite(vl):
+                what = "training loss" if bad_list[k] else "validation loss"
+                recoveries[k] += 1
+                if recoveries[k] > MAX_RECOVERIES or not math.isfinite(best_val[k]):
+                    extra = (f"; still non-finite after {MAX_RECOVERIES} restarts from the best "
+                             "weights with halved learning rate") if math.isfinite(best_val[k]) \
+                        else " (no finite loss since the initial parameters)"
+                    failures[k] = f"{what} became NaN/inf at epoch {epoch}{extra}; {_DIVERGED_HINT}"
+                    alive[k] = False
+                else:
+                    to_restore.append(k)
+                    lr_now[k] *= 0.5
+                    lr[k] = lr_now[k]
+                continue
+            if vl < best_val[k]:
+                best_val[k], best_epoch[k] = vl, epoch
+                improved.append(k)
+            if vl < patience_ref[k] * (1 - _REL_IMPROVEMENT):
+                patience_ref[k] = vl
+                since[k] = since_lr[k] = 0
+            else:
+                since[k] += 1
+                since_lr[k] += 1
+                if since_lr[k] >= plateau and lr_now[k] > min_lr:
+                    lr_now[k] = max(lr_now[k] * 0.5, min_lr)
+                    lr[k] = lr_now[k]
+                    since_lr[k] = 0
+        if improved:
+            keep_best(improved)
+        if to_restore:
+            restore(to_restore)
+
+        live = [k for k in range(K) if failures[k] is None]
+        if live:
+            k = min(live, key=lambda j: val_list[j] if math.isfinite(val_list[j]) else math.inf)
+            progress(epoch + epoch_offset, curves[k][-1]["train"], curves[k][-1]["val"])
+        if not live or all(since[k] >= config.patience for k in live):
+            break
+        if deadline is not None and time.perf_counter() >= deadline:
+            stopped_by_time = epoch < config.max_epochs
+            break
+
+    return _Fit(best_val, best_epoch, curves, epoch, failures, stopped_by_time,
+                lambda k: engine.module(best, k), engine.path)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _build(model_class: type, spec: Any, device: torch.device, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return model_class(spec).to(device)
+
+
+def _flatten_param(name: str, value: Any, out: dict[str, float]) -> None:
+    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value,
+                        dtype=torch.float64).cpu().flatten()
+    if t.numel() == 1:
+        out[name] = float(t[0])
+    elif t.numel() <= MAX_VECTOR_PARAMS:
+        for i, v in enumerate(t.tolist()):
+            out[f"{name}[{i}]"] = float(v)
+    elif t.numel():
+        out[f"{name}.mean"] = float(t.mean())
+
+
+@torch.no_grad()
+def mechanistic_parameters(model: nn.Module) -> dict[str, float]:
+    """The fitted mechanistic parameters of ``model`` (see the module docstring for the rules)."""
+    out: dict[str, float] = {}
+    custom = getattr(model, "mechanistic_parameters", None)
+    if callable(custom):
+        for name, value in dict(custom()).items():
+            _flatten_param(str(name), value, out)
+        return out
+    for name, module in model.named_modules():
+        if isinstance(module, Param) and name:
+            _flatten_param(name, module(), out)
+    return out
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _forward_chunks(model: nn.Module, data: _Data, chunk: int = 4096) -> torch.Tensor:
+    outs = []
+    for start in range(0, max(data.n, 1), chunk):
+        idx = torch.arange(start, min(start + chunk, data.n), device=data.target.device)
+        part = data.take(idx) if data.n > chunk else data
+        outs.append(model(*part.args).float())
+        if data.n <= chunk:
+            break
+    return torch.cat(outs, dim=0)
+
+
+def _scores(pred: torch.Tensor, data: _Data, scale: torch.Tensor, names: list[str]) -> SplitScores:
+    err = pred.double() - data.target.double()
+    if data.mask is not None:
+        err = torch.where(data.mask, err, 0.0)
+        counts = data.mask.reshape(-1, data.mask.shape[-1]).sum(0).double()
+    else:
+        counts = torch.full((err.shape[-1],), float(err[..., 0].numel()), dtype=torch.float64,
+                            device=err.device)
+    sq = err.pow(2).reshape(-1, err.shape[-1]).sum(0)
+    total = float(counts.sum())
+    per = (sq / counts.clamp_min(1)).sqrt()
+    rmse = math.sqrt(float(sq.sum()) / total) if total else float("nan")
+    norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
+    return SplitScores(rmse=rmse, rmse_norm=norm,
+                       per_target={n: float(v) for n, v in zip(names, per.tolist())})
+
+
+def score_predictions(task: Task, split: str, pred: np.ndarray) -> SplitScores:
+    """RMSE of ``pred`` (original units, layout as :func:`predict`) on one split."""
+    data = _split_data(task, split, torch.device("cpu"))
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
+    if tuple(p.shape) != tuple(data.target.shape):
+        raise ValueError(f"predictions have shape {tuple(p.shape)}; expected {tuple(data.target.shape)}")
+    scale = task.spec().target_scale
+    return _scores(p, data, scale, task.target_names)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
+    """Predictions of ``model`` on ``split`` in original units: trajectory tasks give the
+    forecast of steps C..T-1 ``(N, T-C, S)``, tabular tasks ``(N, Y)``."""
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    model.eval()
+    data = _split_data(task, split, device)
+    return _forward_chunks(model, data).double().cpu().numpy()
+
+
+def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu") -> nn.Module:
+    """Rebuild a candidate and load the weights :func:`evaluate` saved (eval mode)."""
+    model_class = load_candidate(source)
+    dev = torch.device(device)
+    model = model_class(spec_on_device(task, dev)).to(dev)
+    state = torch.load(weights_path, map_location=dev, weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+# -- evaluate --------------------------------------------------------------------------------
+def _fit_restarts(model_class: type, spec: Any, train: _Data, val: _Data, inv_scale: torch.Tensor,
+                  config: TrainConfig, device: torch.device, deadline: float | None,
+                  progress: _Progress) -> _Fit:
+    K = int(config.restarts)
+    gen = torch.Generator().manual_seed(int(config.seed))
+    if K == 1:
+        model = _build(model_class, spec, device, config.seed)
+        return _train(_SingleEngine(model, inv_scale), train, val, config, deadline, progress, gen)
+
+    vmap_error = ""
+    models = [_build(model_class, spec, device, config.seed + k) for k in range(K)]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            return _train(_VmapEngine(models, inv_scale), train, val, config, deadline, progress, gen)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as exc:  # not vmappable: train the copies one after another
+        vmap_error = f"{type(exc).__name__}: {_short(str(exc), 120)}"
+
+    fits: list[_Fit] = []
+    for k in range(K):
+        gen = torch.Generator().manual_seed(int(config.seed) + k)
+        model = _build(model_class, spec, device, config.seed + k)
+        fits.append(_train(_SingleEngine(model, inv_scale), train, val, config, deadline,
+                           progress, gen))
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+    merged = _Fit(
+        best_val=[f.best_val[0] for f in fits], best_epoch=[f.best_epoch[0] for f in fits],
+        curves=[f.curves[0] for f in fits], epochs=max(f.epochs for f in fits),
+        failures=[f.failures[0] for f in fits],
+        stopped_by_time=any(f.stopped_by_time for f in fits),
+        module=lambda k: fits[k].module(0), path="sequential",
+        note=f"vmap unavailable ({vmap_error})",
+    )
+    return merged
+
+
+def _classify(exc: BaseException, source: str) -> EvalResult:
+    if isinstance(exc, CandidateError):
+        return EvalResult.failure(exc.status, exc.message)
+    text = str(exc)
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "out of memory" in text \
+            or "can't allocate memory" in text:
+        return EvalResult.failure(Status.OUT_OF_MEMORY,
+                                  describe_exception(exc, source, "out of memory during training")
+                                  + "; use fewer hidden units or a shorter rollout")
+    if isinstance(exc, SolverStepLimit):
+        return EvalResult.failure(Status.DIVERGED, describe_exception(exc, source, "ODE solve")
+                                  + "; the dynamics became stiff: " + _DIVERGED_HINT
+                                  + ", or use a fixed-step method")
+    return EvalResult.failure(Status.RUNTIME_ERROR, describe_exception(exc, source, "during training"))
+
+
+def evaluate(task: Task, source: str, config: TrainConfig | None = None,
+             progress: ProgressFn | None = None) -> EvalResult:
+    """Check, train and score one candidate on ``task``; always returns an :class:`EvalResult`.
+
+    ``progress`` receives ``{"epoch", "train", "val"}`` (normalised RMSE) at most every
+    :data:`PROGRESS_INTERVAL` seconds and once at the end. Bad ``config`` values (not
+    candidate faults) raise ``ValueError``.
+    """
+    config = config or TrainConfig()
+    if int(config.restarts) < 1:
+        raise ValueError(f"config.restarts must be >= 1, got {config.restarts}")
+    if config.max_epochs < 0 or config.patience < 1:
+        raise ValueError(f"need max_epochs >= 0 and patience >= 1, got {config.max_epochs}, {config.patience}")
+    if config.batch_size is not None and config.batch_size < 1:
+        raise ValueError(f"config.batch_size must be None or >= 1, got {config.batch_size}")
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config.device is {config.device!r} but CUDA is not available")
+
+    t0 = time.perf_counter()
+    deadline = t0 + config.time_limit if config.time_limit else None
+    common = dict(device=str(device), seed=int(config.seed), restarts=int(config.restarts))
+
+    def done(result: EvalResult) -> EvalResult:
+        result.wall_time = time.perf_counter() - t0
+        for k, v in common.items():
+            setattr(result, k, v)
+        return result
+
+    with _torch_threads(config.threads):
+        _seed_all(int(config.seed))
+        report = check_candidate(source, task, device=str(device))
+        if not report.ok:
+            return done(EvalResult.failure(report.status, report.message))
+        try:
+            return done(_evaluate(task, source, report.model_class, config, device, deadline,
+                                  _Progress(progress)))
+        except Exception as exc:
+            return done(_classify(exc, source))
+
+
+def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
+              device: torch.device, deadline: float | None, progress: _Progress) -> EvalResult:
+    spec = spec_on_device(task, device)
+    inv_scale = (1.0 / spec.target_scale).to(device)
+    data = {s: _split_data(task, s, device) for s in ("train", "val", "test")}
+    _seed_all(int(config.seed))
+    fit = _fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
+                        device, deadline, progress)
+
+    notes: list[str] = []
+    K = int(config.restarts)
+    k = fit.best_index()
+    if K > 1:
+        per_copy = ", ".join("nan" if not math.isfinite(v) else f"{math.sqrt(v):.4g}" for v in fit.best_val)
+        path = "batched with vmap" if fit.path == "vmap" else "one after another (sequential)"
+        notes.append(f"restarts: {K} copies trained {path}"
+                     + (f" because {fit.note}" if fit.note else "")
+                     + (f"; best copy {k}" if k is not None else "")
+                     + f"; val rmse_norm per copy: {per_copy}")
+    failed = [j for j in range(len(fit.failures)) if fit.failures[j]]
+    if k is None:
+        reason = next((f for f in fit.failures if f), "validation loss was never finite; "
+                      + _DIVERGED_HINT)
+        result = EvalResult.failure(Status.DIVERGED, reason)
+        result.loss_curve = fit.curves[0]
+        result.epochs = fit.epochs
+        return result
+    if failed and K > 1:
+        notes.append(f"{len(failed)} of {K} copies diverged: {fit.failures[failed[0]]}")
+    if fit.stopped_by_time:
+        notes.append(f"stopped at the time limit ({config.time_limit:g} s) after {fit.epochs} "
+                     f"epochs; scored the best weights (epoch {fit.best_epoch[k]})")
+
+    model = fit.module(k)
+    model.eval()
+    scale = spec.target_scale
+    result = EvalResult(status=Status.OK)
+    with torch.no_grad():
+        for s in ("train", "val", "test"):
+            pred = _forward_chunks(model, data[s])
+            setattr(result, s, _scores(pred, data[s], scale, task.target_names))
+    if not math.isfinite(result.val.rmse):
+        return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
+                                  f"weights; {_DIVERGED_HINT}", loss_curve=fit.curves[k],
+                                  epochs=fit.epochs)
+    result.loss_curve = fit.curves[k]
+    result.epochs = len(fit.curves[k])
+    result.n_parameters = _count(model)
+    try:
+        result.parameters = mechanistic_parameters(model)
+    except Exception as exc:  # reporting parameters must not discard a trained model
+        notes.append(describe_exception(exc, source, "mechanistic_parameters() failed"))
+    if config.save_weights:
+        path = os.fspath(config.save_weights)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        torch.save(model.state_dict(), path)
+        result.weights_path = path
+    if result.loss_curve:
+        last = result.loss_curve[-1]
+        progress(last["epoch"], last["train"], last["val"], final=True)
+    result.message = "; ".join(notes)[:2000]
+    return result

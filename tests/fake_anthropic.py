@@ -44,6 +44,7 @@ class Reply:
     chunks_before_cut: int = 2  # truncate: text deltas sent before the connection drops
     clean_end: bool = False  # truncate: end the body properly, just without message_stop
     stop_reason: str = "end_turn"
+    thinking: str = ""  # when set, a thinking block precedes the text (adaptive-thinking models)
 
     @classmethod
     def answer(cls, text: str, **usage: int) -> "Reply":
@@ -119,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         return {
             "id": "msg_fake01", "type": "message", "role": "assistant",
             "model": body.get("model", "unknown"),
-            "content": [{"type": "text", "text": reply.text}],
+            "content": ([{"type": "thinking", "thinking": reply.thinking, "signature": "sig_fake"}]
+                        if reply.thinking else []) + [{"type": "text", "text": reply.text}],
             "stop_reason": reply.stop_reason, "stop_sequence": None, "usage": dict(reply.usage),
         }
 
@@ -166,7 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
         start = self._message(reply, body)
         start.update(content=[], stop_reason=None, usage={**usage, "output_tokens": 1})
         self._event("message_start", {"type": "message_start", "message": start})
-        self._event("content_block_start", {"type": "content_block_start", "index": 0,
+        index = 0
+        if reply.thinking:
+            self._event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            for piece in _chunks(reply.thinking, 2):
+                self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                    "delta": {"type": "thinking_delta", "thinking": piece}})
+            self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "signature_delta", "signature": "sig_fake"}})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        self._event("content_block_start", {"type": "content_block_start", "index": index,
                                             "content_block": {"type": "text", "text": ""}})
         self._event("ping", {"type": "ping"})
         pieces = _chunks(reply.text)
@@ -177,9 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     return
                 return self._reset()
-            self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
+            self._event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                 "delta": {"type": "text_delta", "text": piece}})
-        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self._event("content_block_stop", {"type": "content_block_stop", "index": index})
         self._event("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
                                       "usage": {"output_tokens": usage["output_tokens"]}})

@@ -122,7 +122,9 @@ def test_success_extracts_code_change_tokens_and_cost(fake, make, stream):
     assert prop.code == MODEL_CODE
     assert prop.change == "add a residual MLP on dV/dt"
     assert prop.tokens_in == 1200 + 2000 + 500 and prop.tokens_out == 300
-    expected = (1200 * 3.0 + 300 * 15.0 + 2000 * 3.75 + 500 * 0.30) / 1e6
+    price = PRICES[DEFAULT_MODEL]
+    expected = (1200 * price.input + 300 * price.output + 2000 * price.cache_write
+                + 500 * price.cache_read) / 1e6
     assert prop.cost == pytest.approx(expected)
     assert prop.meta["usage"]["cache_read_input_tokens"] == 500 and prop.meta["price_known"]
     assert prop.meta["attempts"] == 1 and prop.meta["stop_reason"] == "end_turn"
@@ -153,6 +155,16 @@ def test_model_and_temperature_are_sent(fake, make):
     assert body["model"] == "claude-haiku-4-5" and body["temperature"] == 0.3 and body["max_tokens"] == 1234
     assert prop.meta["model"] == "claude-haiku-4-5"
     assert prop.cost == pytest.approx(call_cost("claude-haiku-4-5", 1200, 300, 2000, 0).usd)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_thinking_blocks_are_not_part_of_the_answer(fake, make, stream):
+    reply = Reply.answer(ANSWER)
+    reply.thinking = "Let me think about class Model carefully. CHANGE: secret plan"
+    fake.push(reply)
+    prop = make(stream=stream).draft(ctx(), None)
+    assert prop.error is None and prop.code == MODEL_CODE and prop.raw == ANSWER
+    assert prop.change == "add a residual MLP on dV/dt"
 
 
 def test_cumulative_usage_over_calls(fake, make):
@@ -298,10 +310,14 @@ def test_answer_without_code_is_a_clear_failure(fake, make, stream):
 
 def test_truncated_code_block_is_returned_flagged(fake, make):
     cut = ANSWER.rsplit("```", 1)[0].rstrip()[:-10]
-    fake.push(Reply("answer", text=cut, stop_reason="max_tokens"))
-    prop = make().draft(ctx(), None)
+    fake.push(Reply("answer", text=cut, stop_reason="max_tokens"),
+              Reply("answer", text="CHANGE: x\nLet me first", stop_reason="max_tokens"))
+    p = make()
+    prop = p.draft(ctx(), None)
     assert prop.code is not None and prop.meta["truncated"] is True
     assert prop.meta["stop_reason"] == "max_tokens"
+    prop = p.draft(ctx(), None)
+    assert prop.code is None and prop.error.startswith(NO_CODE_ERROR) and "max_tokens=8000" in prop.error
 
 
 def test_strategies_k_distinct_and_exclusions_in_prompt(fake, make):
@@ -362,7 +378,9 @@ def test_refine_prompt_has_parent_code_val_metrics_history_and_no_test(fake, mak
 def test_debug_prompt_has_failure_and_asks_for_minimal_fix(fake, make):
     failed = node(7, "add immune term", float("nan"), status="contract_error",
                   message="line 12: output shape (4, 10, 1), expected (4, 10, 2)")
+    fake.push(Reply.answer(ANSWER.replace("add a residual MLP on dV/dt", "return both states")))
     prop = make().debug(ctx(), failed)
+    assert prop.change == "return both states"
     assert prop.code == MODEL_CODE and prop.error is None
     prompt = user_text(fake.requests[0])
     assert "contract_error" in prompt and "expected (4, 10, 2)" in prompt
@@ -408,6 +426,18 @@ def test_key_never_in_output(fake, make, capsys, caplog):
     assert all(FAKE_KEY not in json.dumps(r.body) for r in fake.requests)
 
 
+def test_unexpected_client_failure_becomes_a_scrubbed_error(fake, make, monkeypatch):
+    p = make(stream=False)
+
+    def broken(**kw):
+        raise ValueError(f"client bug while using {FAKE_KEY}")
+
+    monkeypatch.setattr(p._client.messages, "create", broken)
+    prop = p.draft(ctx(), None)
+    assert prop.code is None and "ValueError" in prop.error and "client bug" in prop.error
+    assert_no_key(prop)
+
+
 def test_invalid_settings_are_named(key):
     with pytest.raises(ValueError, match="max_tokens"):
         AnthropicProposer(max_tokens=0)
@@ -429,8 +459,13 @@ def test_prompt_templates_are_package_resources():
 def test_pricing_table_lookup():
     assert price_for(DEFAULT_MODEL) is not None
     assert price_for("claude-sonnet-4-5-20250929") == PRICES["claude-sonnet-4-5"]
+    assert price_for("claude-haiku-5-5-20261007") == PRICES["claude-haiku-5-5"]
     assert price_for("claude-3-5-haiku-latest") == PRICES["claude-3-5-haiku"]
     assert price_for("anthropic.claude-opus-4-1-20250805-v1:0") == PRICES["claude-opus-4-1"]
     assert price_for("gpt-4") is None
     c = call_cost("claude-opus-4-1", 1_000_000, 1_000_000, 1_000_000, 1_000_000)
     assert c.price_known and c.usd == pytest.approx(15 + 75 + 18.75 + 1.5)
+    # Haiku 5.5 bills a whole call at its long-prompt rates once the prompt exceeds 100k
+    assert call_cost("claude-haiku-5-5", 1000, 1000).usd == pytest.approx((100 + 500) / 1e6)
+    assert call_cost("claude-haiku-5-5", 90_000, 1000, 0, 20_000).usd == pytest.approx(
+        (90_000 * 0.5 + 1000 * 2.5 + 20_000 * 0.05) / 1e6)

@@ -71,7 +71,7 @@ def test_refine_changes_exactly_one_slot_and_never_repeats():
     parent = _view(0, proposer.draft(ctx, proposer.strategies(ctx, 1, [])[0]))
     history: list[NodeView] = []
     genomes = {str(sorted(parent.meta["genome"].items()))}
-    for i in range(1, 12):
+    for i in range(1, 9):
         child = proposer.refine(ctx, parent, history)
         assert child.code, child.error
         diff = {k for k in child.meta["genome"] if child.meta["genome"][k] != parent.meta["genome"][k]}

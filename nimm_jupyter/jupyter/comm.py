@@ -13,7 +13,7 @@ from typing import Any
 
 TARGET = "nimm_jupyter.cells"
 PROTOCOL_VERSION = 1
-_ROLES = ("model", "load", "plot", "summary")
+_ROLES = ("header", "model", "load", "plot")  # nimm_jupyter.export.ROLES
 
 
 def current_cell_id(shell: Any) -> str | None:

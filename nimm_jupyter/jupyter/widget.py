@@ -122,6 +122,14 @@ def node_details(node: Any) -> dict[str, Any]:
     return d
 
 
+def _score(node: Any) -> float:
+    score = getattr(node, "score", None)
+    if isinstance(score, (int, float)):
+        return float(score)
+    res = getattr(node, "result", None)
+    return float(res.score) if res is not None else math.inf
+
+
 def _thin(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(points) <= MAX_CURVE_POINTS:
         return points
@@ -188,21 +196,24 @@ class SearchWidget(anywidget.AnyWidget):
     # -- state from the search -------------------------------------------------------
     def _replay(self, search: Any) -> None:
         """Start from whatever the search already knows (a finished run, a late widget)."""
-        evaluated = 0
+        done = []
         for node in sorted(_nodes_of(search), key=lambda n: n.id):
             self._nodes[int(node.id)] = node_summary(node)
-            res = getattr(node, "result", None)
-            if res is None:
-                continue
-            evaluated += 1
-            val = _finite(res.val.rmse) if res.ok else None
-            if val is not None and (self._best is None or val < self._best[1]):
-                self._best = (int(node.id), val)
-            if self._best is not None:
-                self._best_so_far.append([evaluated, self._best[1]])
+            if getattr(node, "result", None) is not None:
+                done.append(node)
+        done.sort(key=lambda n: (getattr(n, "finished", None) or 0.0, n.id))
+        best_score = math.inf
+        for i, node in enumerate(done, start=1):
+            val = _finite(node.result.val.rmse) if node.result.ok else None
+            score = _score(node)
+            if val is not None and score < best_score:
+                best_score, self._best = score, (int(node.id), val)
+            self._best_so_far.append([i, self._best[1] if self._best else None])
         best = getattr(search, "best", None)
-        if best is not None and best.result is not None and _finite(best.result.val.rmse) is not None:
-            self._best = (int(best.id), float(best.result.val.rmse))
+        if best is not None and getattr(best, "result", None) is not None:
+            val = _finite(best.result.val.rmse)
+            if val is not None:
+                self._best = (int(best.id), val)
         self._finished = bool(getattr(search, "done", False)) or not hasattr(search, "subscribe")
 
     def handle_event(self, event: Event) -> None:
@@ -238,15 +249,18 @@ class SearchWidget(anywidget.AnyWidget):
                 node.update(status=status, state="done" if status == "ok" else "failed",
                             val=_finite(d.get("val")), train=_finite(d.get("train")),
                             message=str(d.get("message", "") or ""))
-                if node["val"] is not None and (self._best is None or node["val"] < self._best[1]):
-                    self._best = (node["id"], node["val"])
                 n_done = sum(1 for n in self._nodes.values() if n["state"] in ("done", "failed"))
-                if self._best is not None:
-                    self._best_so_far.append([n_done, self._best[1]])
+                # The search ranks by normalised validation RMSE; a best_changed event that
+                # follows this one corrects the entry just appended.
+                self._best_so_far.append([n_done, self._best[1] if self._best else None])
             elif t == "best_changed":
                 val = _finite(d.get("val"))
                 if d.get("node") is not None and val is not None:
                     self._best = (int(d["node"]), val)
+                    if self._best_so_far:
+                        self._best_so_far[-1][1] = val
+                    else:
+                        self._best_so_far.append([1, val])
             elif t == "search_finished":
                 self._finished = True
                 self._reason = str(d.get("reason", "") or "")
@@ -348,7 +362,7 @@ class SearchWidget(anywidget.AnyWidget):
             nodes = [dict(n) for _, n in sorted(self._nodes.items())]
             branches = self._branches()
             curves = self._visible_curves()
-            best_so_far = [list(p) for p in self._best_so_far]
+            best_so_far = [list(p) for p in self._best_so_far if p[1] is not None]
             best_id = self._best[0] if self._best else None
             counters = self._counters()
             finished = self._finished

@@ -332,7 +332,7 @@ def _train(engine: Any, train: _Data, val: _Data, config: TrainConfig, deadline:
     recoveries = [0] * K
     failures: list[str | None] = [None] * K
     curves: list[list[dict]] = [[] for _ in range(K)]
-    plateau = max(5, config.patience // 4)
+    plateau = max(5, config.patience // 2)
     min_lr = config.lr * _MIN_LR_FACTOR
     stopped_by_time = False
 

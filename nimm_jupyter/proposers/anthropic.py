@@ -88,7 +88,13 @@ class AnthropicProposer(Proposer):
     (which honours ``ANTHROPIC_BASE_URL``); ``timeout`` is the per-request timeout in seconds.
     ``backoff_base``/``backoff_max`` (seconds) shape the retry delays; ``retry_after_max``
     caps a server's ``retry-after``. ``sleep`` is injectable so tests need not wait.
-    ``seed`` seeds the jitter only (the Messages API has no sampling seed).
+    ``seed`` seeds the jitter only (the Messages API has no sampling seed). ``temperature``
+    is sent only when given; Claude Sonnet 5 and later models reject non-default values
+    with HTTP 400, which comes back as a Proposal error.
+
+    ``usage`` holds cumulative counters (calls, HTTP requests, retries, failed calls, the four
+    token kinds, ``cost_usd``, ``price_known``); ``last_call`` is the latest call's Proposal,
+    which is how the cost of :meth:`strategies` is visible.
     """
 
     name = "anthropic"
@@ -258,6 +264,9 @@ class AnthropicProposer(Proposer):
             except anthropic.AnthropicError as exc:  # malformed response and the like
                 return _Reply(error=f"Anthropic SDK error: {type(exc).__name__}: {self._scrub(str(exc))}",
                               attempts=attempt + 1)
+            except Exception as exc:  # noqa: BLE001 - a search must outlive a client bug; text scrubbed
+                return _Reply(error=f"unexpected error calling the Anthropic API: {type(exc).__name__}: "
+                                    f"{self._scrub(str(exc))}", attempts=attempt + 1)
             if attempt < self.max_retries:
                 self._sleep(self._delay(attempt, retry_after))
         return _Reply(error=f"{last_error} (gave up after {self.max_retries + 1} attempts)",

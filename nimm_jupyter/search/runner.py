@@ -462,6 +462,10 @@ class Runner:
         node.state = "done" if result.ok else "failed"
         node.finished = time.time()
         events = [self._finished_event(node)]
+        branch = self.tree.branches.get(node.branch)
+        if branch is not None and branch.rejects and self.tree.branch_best(branch.id) is node:
+            branch.rejects = 0  # an improvement restarts the branch's stagnation count
+            self.journal.save_branch(branch)
         best = self.tree.best()
         if best is not None and best.id != self._best_id and best.id == node.id:
             self._best_id = best.id

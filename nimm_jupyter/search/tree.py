@@ -155,9 +155,9 @@ class Tree:
         return rows
 
     def history(self, branch_id: int, limit: int = 10) -> list[Node]:
-        """Completed edits (refine/debug) of a branch, oldest first, the last ``limit``."""
-        edits = [n for n in self.branch_nodes(branch_id)
-                 if n.operator != "draft" and n.completed]
+        """Edits (refine/debug) of a branch, oldest first, the last ``limit``. In-flight ones
+        are included (without metrics) so a proposer does not repeat an edit being tried."""
+        edits = [n for n in self.branch_nodes(branch_id) if n.operator != "draft"]
         return edits[-limit:]
 
 

@@ -146,7 +146,10 @@ def _download(key: str, entry: RemoteFile, target: Path,
                     h.update(chunk)
                     out.write(chunk)
         except (urllib.error.URLError, OSError, ValueError) as e:
-            reason = getattr(e, "reason", None) or e
+            if isinstance(e, urllib.error.HTTPError):
+                reason = f"HTTP {e.code} {e.reason}"
+            else:
+                reason = getattr(e, "reason", None) or e
             raise DataDownloadError(f"download of {key!r} from {entry.url} failed: {reason}. {hint}") from e
         if h.hexdigest() != entry.sha256:
             raise DataChecksumError(

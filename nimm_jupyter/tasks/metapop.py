@@ -264,7 +264,7 @@ def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates
 
 
 MRSA_START = np.datetime64("2015-01-05")  # Monday
-_MRSA_BURN_IN_DAYS = 364
+_MRSA_BURN_IN_DAYS = 182  # the initial state is near equilibrium already
 
 
 def _transfer_matrix(patches: Sequence[Patch], hubs: Sequence[str]) -> np.ndarray:
@@ -310,8 +310,8 @@ def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed:
 
     # X[..., k]: 0 Sc, 1 Cc, 2 Ic, 3 Sh, 4 Ch, 5 Ih (start near the community equilibrium)
     X = np.zeros((R, P, 6), dtype=np.int64)
-    X[..., 3] = np.round(beds * 0.93)
-    X[..., 4] = np.round(beds * 0.065)
+    X[..., 3] = np.round(beds * 0.95)
+    X[..., 4] = np.round(beds * 0.047)
     X[..., 5] = beds - X[..., 3] - X[..., 4]
     X[..., 1] = np.round((pop - beds) * 0.015)
     X[..., 2] = np.round((pop - beds) * 2e-5)
@@ -344,7 +344,7 @@ def simulate_mrsa(patches: Sequence[Patch], weeks: int, n_replicates: int, seed:
         new_ic, col_h, new_ih, rec_h = (first[..., k] for k in range(4))
         discharged = leave[..., 3:] - first[..., 1:]  # (Sh, Ch, Ih) leaving the facility
         moved = rng.binomial(discharged, transfer_share)
-        arrivals = rng.poisson(np.einsum("rpk,pq->rqk", moved, transfers))
+        arrivals = rng.poisson(np.swapaxes(np.swapaxes(moved, 1, 2) @ transfers, 1, 2))
         X[..., 0] += leave[..., 1] - new_ic - leave[..., 0] + leave[..., 2]
         X[..., 1] += leave[..., 0] - leave[..., 1]
         X[..., 2] += new_ic - leave[..., 2]
@@ -590,7 +590,7 @@ def covid_description(first_line: str, patches: Sequence[Patch], unit_word: str,
     weekly_max = counts.max(axis=(0, 1)) if counts.size else np.zeros(len(patches))
     names = ", ".join(f"{p.ident} ({p.name})" for p in patches)
     return f"""{first_line}
-Targets: weekly reported COVID-19 cases (cases/week) in each of the {len(patches)} {unit_word}s,
+Targets: weekly reported COVID-19 cases (cases/week) in each of the {len(patches)} {_plural(unit_word)},
 one target per {unit_word}: {names}. Largest weekly count per {unit_word} ranges from
 {int(weekly_max.min())} to {int(weekly_max.max())}.
 Input: npi_level (0..1), the known stringency of non-pharmaceutical interventions that week
@@ -603,6 +603,10 @@ context weeks and {horizon} forecast weeks.
 Mechanistic prior: metapopulation SEIR (latent ~4 d, infectious ~7 d) coupled through the
 mobility matrix with a constant transmission rate and a fitted reporting fraction; it
 ignores interventions, behaviour, variants and waning immunity."""
+
+
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith("d") else "s")
 
 
 _PLACEHOLDER = ("Populations and centroid coordinates behind both are round placeholder "
@@ -618,7 +622,7 @@ def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place
     sim = simulate_covid(patches, city, weeks, n_replicates, seed, stay_home=stay_home,
                          reporting=reporting, dispersion=dispersion)
     exog = np.broadcast_to(sim["npi"][None, :, None], (n_replicates, weeks, 1))
-    first = (f"SYNTHETIC stand-in: weekly COVID-19 cases in the {len(patches)} {unit_word}s of "
+    first = (f"SYNTHETIC stand-in: weekly COVID-19 cases in the {len(patches)} {_plural(unit_word)} of "
              f"{place}, simulated by a stochastic metapopulation SEIR (the real series is not public).")
     description = covid_description(first, patches, unit_word, sim["cases"], window, horizon,
                                     _PLACEHOLDER)
@@ -669,7 +673,7 @@ def make_covid_medellin_synthetic(*, weeks: int = 104, window: int = 12, horizon
         reporting=reporting, dispersion=dispersion, split=split)
 
 
-def make_mrsa_virginia_synthetic(*, weeks: int = 208, window: int = 12, horizon: int = 4,
+def make_mrsa_virginia_synthetic(*, weeks: int = 156, window: int = 12, horizon: int = 4,
                                  n_replicates: int = 1, seed: int = 0, detection: float = 0.45,
                                  split: Sequence[float] = (0.6, 0.2, 0.2)) -> Task:
     """SYNTHETIC weekly detected MRSA infections on 20 aggregated regions of Virginia."""
@@ -703,7 +707,7 @@ transmission and progression."""
         "PROVENANCE (mrsa_virginia/PROVENANCE.md; cf. CALYPSO, arXiv 2508.13548). The NIMM "
         "benchmark's MRSA-Virginia data (insurance claims) are private. Regions are rough "
         "aggregates of health districts; populations and coordinates are placeholders. "
-        f"Weeks start on Monday {MRSA_START} (after a one-year burn-in)."
+        f"Weeks start on Monday {MRSA_START} (after a half-year burn-in)."
     )
     targets = [Variable(p.ident, "cases/week", f"detected MRSA infections in {p.name}")
                for p in patches]

@@ -1,0 +1,801 @@
+"""Local executor: one killable OS process per evaluation, forked from a warm fork server.
+
+Design
+------
+* A **fork server** (a Python process started once per executor *generation*, with a
+  scrubbed environment) imports torch and the harness, then waits for orders on a Unix
+  ``SOCK_SEQPACKET`` socket. Each order forks one **job child**, so torch is imported once
+  and an evaluation starts in milliseconds. The server is a child subreaper: processes a
+  candidate manages to leave behind are re-parented to it, not to init.
+* A task is pickled once to a file keyed by its hash and loaded once by the server; every
+  child shares it copy-on-write. Per request only the source and the TrainConfig travel
+  (a small JSON file in the job's work dir).
+* Every child calls ``setsid()`` first, so it leads its own process group and session; a
+  timeout, cancel, memory overrun or shutdown SIGKILLs the whole group plus anything still in
+  its session. Children die with the server (``PR_SET_PDEATHSIG``); the server exits and kills
+  its jobs when the driver's end of the socket closes (the driver exited or was killed).
+* Children report JSON lines on their own pipe (never pickle: the driver must not unpickle
+  what candidate code could forge): ``progress`` frames for live loss curves, then ``done``.
+* A child that dies without reporting is classified from its exit status: killed by us for
+  time (``timeout``), memory (``out_of_memory``) or a cancel (``cancelled``); SIGXCPU (the
+  CPU-time backstop) is a ``timeout``; any other signal or exit code is ``crashed`` with the
+  signal name or code and the tail of the child's output.
+
+See :mod:`.sandbox` for what a child does to itself before candidate code runs.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..modeling.result import EvalResult, Status
+from ..tasks.base import Task
+from .base import EvalRequest, Executor, JobEvent, TrainConfig
+from .devices import worker_devices
+from .sandbox import SandboxPolicy, redact, run_job, scrubbed_env
+
+__all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
+
+DEFAULT_PRELOAD = (
+    "torch", "numpy", "torchdiffeq", "nimm_jupyter.blocks", "nimm_jupyter.tasks.base",
+    "nimm_jupyter.modeling.result", "nimm_jupyter.execution.base",
+    "nimm_jupyter.modeling.harness",
+)
+MAX_OUTPUT_BYTES = 32 << 20  # frames one child may send; more is treated as a crash
+_EXIT_GRACE_S = 5.0  # a child that reported "done" but lingers is killed after this
+_SERVER_START_S = 300.0  # importing torch on a loaded machine can take a while
+_MEMORY_CHECK_S = 0.5
+_TASK_CACHE = 8  # tasks the fork server keeps in memory
+
+_BOOT = (
+    "import json, sys; b = json.loads(sys.argv[1]); sys.path[:] = b['sys_path']; "
+    "from nimm_jupyter.execution.local import _server_main; _server_main(b)"
+)
+
+
+# -- process helpers (used on both sides) -----------------------------------------------------
+def _proc_table() -> list[tuple[int, int, int, int]]:
+    """``(pid, pgid, sid, rss_bytes)`` of every process visible in /proc."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    rows = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        rows.append((int(name), int(fields[2]), int(fields[3]), int(fields[21]) * page))
+    return rows
+
+
+def session_members(sid: int) -> list[int]:
+    """Pids of the processes whose session id is ``sid`` (what one job may have started)."""
+    return [pid for pid, _pg, s, _rss in _proc_table() if s == sid]
+
+
+def _kill_session(pid: int) -> None:
+    """SIGKILL the group led by ``pid`` and every other process of its session."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        try:  # not yet (or no longer) a group leader
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    except PermissionError:
+        pass
+    for member in session_members(pid):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+# -- the fork server ------------------------------------------------------------------------
+def _send(sock: socket.socket, msg: dict[str, Any], fd: int | None = None) -> None:
+    socket.send_fds(sock, [json.dumps(msg).encode()], [fd] if fd is not None else [])
+
+
+def _set_subreaper() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def _server_main(boot: dict[str, Any]) -> None:
+    """Entry point of the fork server process (see the module docstring)."""
+    import importlib
+
+    ctrl = socket.socket(fileno=int(boot["fd"]))
+    _set_subreaper()
+    loaded, failed = [], []
+    for name in boot["preload"]:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, not fatal
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w)
+    _send(ctrl, {"op": "ready", "pid": os.getpid(), "loaded": loaded, "failed": failed})
+    tasks: collections.OrderedDict[str, Task] = collections.OrderedDict()
+    jobs: dict[int, str] = {}
+    pids: dict[str, int] = {}
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = jobs.pop(pid, None)
+            if job is not None:
+                pids.pop(job, None)
+                _kill_session(pid)  # what it left behind in its group/session
+                _send(ctrl, {"op": "exited", "job": job, "code": os.waitstatus_to_exitcode(status)})
+
+    try:
+        while True:
+            ready, _, _ = select.select([ctrl, wake_r], [], [])
+            if wake_r in ready:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            reap()
+            if ctrl not in ready:
+                continue
+            data, fds, _flags, _addr = socket.recv_fds(ctrl, 1 << 16, 4)
+            if not data:
+                break  # the driver is gone
+            msg = json.loads(data)
+            op = msg["op"]
+            if op == "task":
+                try:
+                    with open(msg["path"], "rb") as f:
+                        tasks[msg["key"]] = pickle.load(f)
+                    while len(tasks) > _TASK_CACHE:
+                        tasks.popitem(last=False)
+                except Exception as exc:  # noqa: BLE001
+                    _send(ctrl, {"op": "task_error", "key": msg["key"], "message": repr(exc)})
+            elif op == "run":
+                out_fd = fds[0]
+                task = tasks.get(msg["key"])
+                if task is None:
+                    os.close(out_fd)
+                    _send(ctrl, {"op": "error", "job": msg["job"],
+                                 "message": "task not loaded in the fork server"})
+                    continue
+                try:
+                    pid = os.fork()
+                except OSError as exc:
+                    os.close(out_fd)
+                    _send(ctrl, {"op": "error", "job": msg["job"], "message": f"fork failed: {exc}"})
+                    continue
+                if pid == 0:
+                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"])
+                os.close(out_fd)
+                jobs[pid] = msg["job"]
+                pids[msg["job"]] = pid
+                _send(ctrl, {"op": "spawned", "job": msg["job"], "pid": pid})
+            elif op == "kill":
+                pid = pids.get(msg["job"])
+                if pid is not None:
+                    _kill_session(pid)
+            for fd in fds[1:] if op == "run" else fds:
+                os.close(fd)
+    finally:
+        for pid in list(jobs):
+            _kill_session(pid)
+        os._exit(0)
+
+
+def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd: int,
+               payload_path: str) -> None:
+    """First instructions of a forked job child; never returns."""
+    try:
+        os.setsid()  # own group + session before anything else can start
+        server = os.getppid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        ctrl.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        from .sandbox import die_with_parent
+
+        die_with_parent(server)
+        with open(payload_path) as f:
+            payload = json.load(f)
+        run_job(task, out_fd, payload)
+    finally:
+        os._exit(70)
+
+
+class _ForkServer:
+    """Driver-side handle on one fork server process (one executor generation)."""
+
+    def __init__(self, root: str, preload: Sequence[str]):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": list(sys.path)}
+        home = os.path.join(root, "server")
+        os.makedirs(home, exist_ok=True)
+        self.log_path = os.path.join(root, "server.log")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOT, json.dumps(boot)],
+                pass_fds=[theirs.fileno()], env=scrubbed_env(os.environ, home),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True, cwd=home, close_fds=True,
+            )
+        theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        self.started = time.monotonic()
+        self.ready = False
+        self.dead = False
+        self.loaded_tasks: set[str] = set()
+        self.info: dict[str, Any] = {}
+
+    def send(self, msg: dict[str, Any], fd: int | None = None) -> bool:
+        if self.dead:
+            return False
+        try:
+            self.sock.setblocking(True)
+            _send(self.sock, msg, fd)
+            return True
+        except OSError:
+            self.dead = True
+            return False
+        finally:
+            if not self.dead:
+                self.sock.setblocking(False)
+
+    def receive(self) -> list[dict[str, Any]]:
+        out = []
+        while not self.dead:
+            try:
+                data = self.sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.dead = True
+                break
+            out.append(json.loads(data))
+        if not self.dead and self.proc.poll() is not None:
+            self.dead = True
+        return out
+
+    def log_tail(self, n: int = 600) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")[-n:].strip()
+        except OSError:
+            return ""
+
+    def close(self, wait: float = 5.0) -> None:
+        self.dead = True
+        try:
+            self.sock.close()  # the server kills its jobs and exits on EOF
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the executor ---------------------------------------------------------------------------
+@dataclass
+class _Job:
+    request: EvalRequest
+    config: TrainConfig
+    slot: int
+    device: str
+    workdir: str
+    fd: int | None = None
+    buf: bytearray = field(default_factory=bytearray)
+    received: int = 0
+    pid: int | None = None
+    spawned_at: float | None = None
+    deadline: float | None = None
+    kill_reason: Status | None = None
+    kill_message: str = ""
+    exit_code: int | None = None
+    exit_known: bool = False
+    eof: bool = False
+    eof_at: float | None = None
+    result: EvalResult | None = None
+    result_at: float | None = None
+    error: str | None = None
+
+
+class LocalExecutor(Executor):
+    """Run each evaluation in its own sandboxed process on this machine.
+
+    ``workers`` evaluations run at once (the rest queue). ``device``: ``"auto"``, ``"cpu"``,
+    ``"cuda"`` or ``"cuda:N"``; worker slot ``i`` uses ``cuda:(i % n_gpus)`` and the executor
+    sets each request's ``TrainConfig.device`` and ``threads`` accordingly. ``memory_mb``,
+    when given, overrides every request's ``memory_mb``; it is enforced as an address-space
+    limit on CPU and, everywhere, by killing a job whose processes' resident memory exceeds it.
+    ``policy`` changes the sandbox (tests and diagnosis only).
+    """
+
+    def __init__(self, workers: int = 1, device: str = "auto", memory_mb: int | None = None,
+                 threads_per_worker: int = 1, *, policy: SandboxPolicy | None = None,
+                 preload: Sequence[str] = DEFAULT_PRELOAD):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+        if memory_mb is not None and memory_mb < 64:
+            raise ValueError(f"memory_mb must be at least 64 (MiB), got {memory_mb}")
+        self.workers = int(workers)
+        self.devices = worker_devices(device, self.workers)
+        self.memory_mb = memory_mb
+        self.threads_per_worker = int(threads_per_worker)
+        self.policy = policy or SandboxPolicy()
+        self.preload = tuple(preload)
+        self._lock = threading.RLock()
+        self._root = tempfile.mkdtemp(prefix="nimm-exec-")
+        self._server: _ForkServer | None = None
+        self._queue: collections.deque[EvalRequest] = collections.deque()
+        self._active: dict[str, _Job] = {}
+        self._free_slots = list(range(self.workers))
+        self._events: list[JobEvent] = []
+        self._open: set[str] = set()
+        self._task_keys: dict[int, tuple[weakref.ref, str]] = {}
+        self._known_pids: set[int] = set()
+        self._last_memory_check = 0.0
+        self._closed = False
+        # What the finalizer needs, without a reference back to self.
+        self._res: dict[str, Any] = {"server": None, "root": self._root, "pids": self._known_pids}
+        self._finalizer = weakref.finalize(self, _cleanup, self._res)
+
+    # -- public API --------------------------------------------------------------------
+    def submit(self, request: EvalRequest) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this LocalExecutor has been shut down")
+            if request.job_id in self._open:
+                raise ValueError(f"job id {request.job_id!r} is already submitted")
+            if not isinstance(request.task, Task):
+                raise TypeError(f"EvalRequest.task must be a Task, got {type(request.task).__name__}")
+            self._open.add(request.job_id)
+            self._queue.append(request)
+            self._dispatch()
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            for req in list(self._queue):
+                if req.job_id == job_id:
+                    self._queue.remove(req)
+                    self._events.append(JobEvent(job_id, "done", result=EvalResult.failure(
+                        Status.CANCELLED, "cancelled before it started",
+                        seed=req.config.seed, restarts=req.config.restarts)))
+                    return
+            job = self._active.get(job_id)
+            if job is not None:
+                self._kill(job, Status.CANCELLED, "cancelled")
+
+    def poll(self, timeout: float = 0.1) -> list[JobEvent]:
+        end = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self._lock:
+                self._dispatch()
+                events, self._events = self._events, []
+                if events or time.monotonic() >= end:
+                    return self._deliver(events)
+                fds = self._wait_fds()
+            wait = min(max(0.0, end - time.monotonic()), 0.1)
+            if fds:
+                try:
+                    select.select(fds, [], [], wait)
+                except (OSError, ValueError):  # an fd closed under us: just look again
+                    pass
+            else:
+                time.sleep(wait)
+            with self._lock:
+                self._pump()
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.clear()
+            for job in list(self._active.values()):
+                self._kill(job, Status.CANCELLED, "executor shut down")
+            self._finalizer.detach()
+            _cleanup(self._res)
+            for job in self._active.values():
+                if job.fd is not None:
+                    os.close(job.fd)
+            self._active.clear()
+            self._events.clear()
+            self._open.clear()
+
+    def wait(self, job_id: str, progress: Callable[[dict[str, float]], None] | None = None,
+             poll_interval: float = 0.25) -> EvalResult:
+        """Block until ``job_id`` is done; other jobs' events stay queued for :meth:`poll`."""
+        kept: list[JobEvent] = []
+        try:
+            while True:
+                for ev in self.poll(poll_interval):
+                    if ev.job_id != job_id:
+                        kept.append(ev)
+                    elif ev.kind == "progress" and progress is not None:
+                        progress(ev.progress or {})
+                    elif ev.kind == "done":
+                        return ev.result  # type: ignore[return-value]
+        finally:
+            with self._lock:
+                for ev in kept:  # give them back, still counted as open
+                    if ev.kind == "done":
+                        self._open.add(ev.job_id)
+                self._events[:0] = kept
+
+    # -- internals ---------------------------------------------------------------------
+    def _deliver(self, events: list[JobEvent]) -> list[JobEvent]:
+        for ev in events:
+            if ev.kind == "done":
+                self._open.discard(ev.job_id)
+        return events
+
+    def _ensure_server(self) -> _ForkServer:
+        if self._server is not None and self._server.dead:
+            self._fail_generation()
+        if self._server is None:
+            self._server = _ForkServer(self._root, self.preload)
+            self._res["server"] = self._server
+        return self._server
+
+    def _task_key(self, task: Task) -> str:
+        entry = self._task_keys.get(id(task))
+        if entry is not None and entry[0]() is task:
+            return entry[1]
+        data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        key = hashlib.sha256(data).hexdigest()[:20]
+        path = os.path.join(self._root, "tasks", f"{key}.pkl")
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(path + ".tmp", path)
+        self._task_keys[id(task)] = (weakref.ref(task), key)
+        return key
+
+    def _dispatch(self) -> None:
+        while self._queue and self._free_slots and not self._closed:
+            request = self._queue.popleft()
+            slot = self._free_slots.pop(0)
+            try:
+                self._start(request, slot)
+            except Exception as exc:  # noqa: BLE001 - a driver-side fault for this job only
+                self._free_slots.insert(0, slot)
+                self._events.append(JobEvent(request.job_id, "done", result=EvalResult.failure(
+                    Status.CRASHED, f"could not start the evaluation: {type(exc).__name__}: {exc}")))
+
+    def _start(self, request: EvalRequest, slot: int) -> None:
+        server = self._ensure_server()
+        device = self.devices[slot]
+        config = dataclasses.replace(request.config, device=device, threads=self.threads_per_worker)
+        if config.save_weights:
+            config.save_weights = os.path.abspath(config.save_weights)
+            os.makedirs(os.path.dirname(config.save_weights), exist_ok=True)
+        memory = self.memory_mb if self.memory_mb is not None else request.memory_mb
+        key = self._task_key(request.task)
+        if key not in server.loaded_tasks:
+            server.send({"op": "task", "key": key, "path": os.path.join(self._root, "tasks", f"{key}.pkl")})
+            server.loaded_tasks.add(key)
+        workdir = tempfile.mkdtemp(prefix="job-", dir=self._root)
+        payload = {
+            "job_id": request.job_id,
+            "source": request.source,
+            "config": config.to_dict(),
+            "workdir": workdir,
+            # CUDA reserves far more address space than it uses: rely on the RSS watchdog there.
+            "memory_mb": memory if device == "cpu" else None,
+            "cpu_seconds": float(request.timeout) * self.threads_per_worker + 5.0,
+            "threads": self.threads_per_worker,
+            "policy": self.policy.to_dict(),
+        }
+        payload_path = os.path.join(workdir, "request.json")
+        with open(payload_path, "w") as f:
+            json.dump(payload, f)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        job = _Job(request=request, config=config, slot=slot, device=device, workdir=workdir, fd=read_fd)
+        self._active[request.job_id] = job
+        sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
+        os.close(write_fd)
+        if not sent:
+            job.error = "the evaluation fork server is not running"
+            job.exit_known = True
+
+    def _wait_fds(self) -> list[int]:
+        fds = [j.fd for j in self._active.values() if j.fd is not None and not j.eof]
+        if self._server is not None and not self._server.dead:
+            fds.append(self._server.sock.fileno())
+        return fds
+
+    def _kill(self, job: _Job, reason: Status | None, message: str) -> None:
+        if reason is not None and job.kill_reason is None and not job.exit_known:
+            job.kill_reason, job.kill_message = reason, message
+        if self._server is not None and not self._server.dead and not job.exit_known:
+            self._server.send({"op": "kill", "job": job.request.job_id})
+
+    def _pump(self) -> None:
+        now = time.monotonic()
+        server = self._server
+        if server is not None:
+            for msg in server.receive():
+                self._on_server_message(msg, now)
+            if server.dead:
+                self._fail_generation()
+            elif not server.ready and now - server.started > _SERVER_START_S:
+                server.close(wait=1.0)
+                self._fail_generation("the evaluation fork server did not start in time")
+        for job in list(self._active.values()):
+            self._read(job, now)
+        self._enforce_limits(now)
+        for job in list(self._active.values()):
+            finished = job.eof and job.exit_known
+            lost = job.eof and not job.exit_known and job.eof_at is not None and now - job.eof_at > 10
+            if finished or lost:
+                self._finish(job, now)
+
+    def _on_server_message(self, msg: dict[str, Any], now: float) -> None:
+        op = msg.get("op")
+        if op == "ready":
+            assert self._server is not None
+            self._server.ready = True
+            self._server.info = msg
+            return
+        job = self._active.get(msg.get("job", ""))
+        if job is None:
+            return
+        if op == "spawned":
+            job.pid = int(msg["pid"])
+            self._known_pids.add(job.pid)
+            job.spawned_at = now
+            job.deadline = now + float(job.request.timeout)
+            if job.kill_reason is not None:  # cancelled before the fork happened
+                self._kill(job, None, "")
+        elif op == "exited":
+            job.exit_code, job.exit_known = int(msg["code"]), True
+        elif op == "error":
+            job.error, job.exit_known = str(msg["message"]), True
+
+    def _read(self, job: _Job, now: float) -> None:
+        if job.fd is None or job.eof:
+            return
+        while True:
+            try:
+                chunk = os.read(job.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                job.eof, job.eof_at = True, now
+                break
+            job.received += len(chunk)
+            if job.received > MAX_OUTPUT_BYTES:
+                self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results")
+                job.eof, job.eof_at = True, now
+                break
+            job.buf += chunk
+        while b"\n" in job.buf:
+            line, _, rest = bytes(job.buf).partition(b"\n")
+            job.buf = bytearray(rest)
+            self._on_frame(job, line, now)
+
+    def _on_frame(self, job: _Job, line: bytes, now: float) -> None:
+        try:
+            frame = json.loads(line)
+            kind = frame["kind"]
+            if kind == "progress" and job.result is None:
+                progress = {str(k): float(v) for k, v in dict(frame["progress"]).items()}
+                self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
+            elif kind == "done" and job.result is None:
+                job.result, job.result_at = EvalResult.from_dict(frame["result"]), now
+            elif kind == "error":
+                job.error = str(frame["message"])
+        except Exception:  # noqa: BLE001 - garbage on the pipe: ignore the line
+            pass
+
+    def _enforce_limits(self, now: float) -> None:
+        watch = []
+        for job in self._active.values():
+            if job.exit_known or job.pid is None:
+                continue
+            if job.result is not None:
+                if job.result_at is not None and now - job.result_at > _EXIT_GRACE_S:
+                    self._kill(job, None, "")
+            elif job.deadline is not None and now > job.deadline and job.kill_reason is None:
+                self._kill(job, Status.TIMEOUT,
+                           f"exceeded the wall-clock limit of {job.request.timeout:g} s; the process group was killed")
+            else:
+                watch.append(job)
+        if watch and now - self._last_memory_check >= _MEMORY_CHECK_S:
+            self._last_memory_check = now
+            rss: dict[int, int] = collections.defaultdict(int)
+            for _pid, _pg, sid, size in _proc_table():
+                rss[sid] += size
+            for job in watch:
+                limit = self.memory_mb if self.memory_mb is not None else job.request.memory_mb
+                used = rss.get(job.pid or -1, 0)
+                if limit and used > (int(limit) << 20) and job.kill_reason is None:
+                    self._kill(job, Status.OUT_OF_MEMORY,
+                               f"used {used >> 20} MiB of resident memory, over the limit of {limit} MiB")
+
+    def _finish(self, job: _Job, now: float) -> None:
+        req = job.request
+        result = job.result  # a reported result wins over a kill that raced with it
+        if result is None:
+            result = self._classify(job)
+            result.device = job.device
+            result.seed, result.restarts = job.config.seed, job.config.restarts
+            result.wall_time = now - (job.spawned_at or now)
+        result.message = redact(result.message or "")
+        if job.fd is not None:
+            os.close(job.fd)
+            job.fd = None
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        del self._active[req.job_id]
+        self._free_slots.append(job.slot)
+        self._free_slots.sort()
+        self._events.append(JobEvent(req.job_id, "done", result=result))
+
+    def _classify(self, job: _Job) -> EvalResult:
+        if job.kill_reason is not None:
+            return EvalResult.failure(job.kill_reason, job.kill_message)
+        if job.error is not None:
+            return EvalResult.failure(Status.CRASHED, job.error)
+        code = job.exit_code
+        tail = _output_tail(job.workdir)
+        if code is None:
+            msg = "the evaluation process was lost (its fork server exited)"
+        elif code < 0:
+            sig = -code
+            if sig == signal.SIGXCPU:
+                return EvalResult.failure(Status.TIMEOUT, "exceeded its CPU-time limit (SIGXCPU)")
+            msg = f"the evaluation process was killed by {_signal_name(sig)}"
+            if sig == signal.SIGSEGV:
+                msg += " (segmentation fault: invalid memory access in native code)"
+            elif sig == signal.SIGKILL:
+                msg += " (possibly the system's out-of-memory killer)"
+        elif code == 0:
+            msg = "the evaluation process exited without reporting a result (did the candidate call exit?)"
+        else:
+            msg = f"the evaluation process exited with code {code} before reporting a result"
+        if tail:
+            msg += f"; last output:\n{tail}"
+        return EvalResult.failure(Status.CRASHED, msg)
+
+    def _fail_generation(self, why: str = "the evaluation fork server exited") -> None:
+        server, self._server = self._server, None
+        self._res["server"] = None
+        if server is None:
+            return
+        detail = server.log_tail()
+        server.close(wait=1.0)
+        for job in self._active.values():
+            if not job.exit_known:
+                job.exit_known = True
+                if job.result is None and job.kill_reason is None:
+                    job.error = why + (f": {detail}" if detail else "")
+            if job.spawned_at is None:  # never forked: no child holds the pipe
+                job.eof = True
+
+
+def _output_tail(workdir: str, n: int = 800) -> str:
+    try:
+        text = Path(workdir, "output.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-n:].strip()
+
+
+def _cleanup(res: dict[str, Any]) -> None:
+    """Stop the fork server, sweep leftover job sessions, remove the executor's temp dir."""
+    server = res.get("server")
+    if server is not None:
+        server.close()
+        res["server"] = None
+    pids = res.get("pids") or set()
+    if pids:
+        for pid, _pg, sid, _rss in _proc_table():
+            if sid in pids or pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+    shutil.rmtree(res["root"], ignore_errors=True)
+
+
+# -- conveniences ---------------------------------------------------------------------------
+def run_one(request: EvalRequest, executor: Executor | None = None,
+            progress: Callable[[dict[str, float]], None] | None = None) -> EvalResult:
+    """Run one request to completion (on ``executor``, or a fresh one-worker executor)."""
+    if executor is None:
+        with LocalExecutor(workers=1) as own:
+            own.submit(request)
+            return own.wait(request.job_id, progress)
+    if isinstance(executor, LocalExecutor):
+        executor.submit(request)
+        try:
+            return executor.wait(request.job_id, progress)
+        except BaseException:
+            executor.cancel(request.job_id)
+            raise
+    if executor.running():
+        raise RuntimeError("run_one on a generic executor needs it idle (running() == 0)")
+    executor.submit(request)
+    try:
+        while True:
+            for ev in executor.poll(0.25):
+                if ev.job_id != request.job_id:
+                    continue
+                if ev.kind == "progress" and progress is not None:
+                    progress(ev.progress or {})
+                elif ev.kind == "done":
+                    return ev.result  # type: ignore[return-value]
+    except BaseException:
+        executor.cancel(request.job_id)
+        raise
+
+
+def evaluate_isolated(task: Task, source: str, config: TrainConfig | None = None, *,
+                      timeout: float = 600.0, memory_mb: int = 4096, device: str = "auto",
+                      threads: int = 1, policy: SandboxPolicy | None = None,
+                      progress: Callable[[dict[str, float]], None] | None = None) -> EvalResult:
+    """Evaluate one candidate in a fresh sandboxed process and return its result."""
+    request = EvalRequest(job_id=uuid.uuid4().hex[:12], source=source, task=task,
+                          config=config or TrainConfig(), timeout=timeout, memory_mb=memory_mb)
+    with LocalExecutor(workers=1, device=device, threads_per_worker=threads, policy=policy) as ex:
+        ex.submit(request)
+        return ex.wait(request.job_id, progress)

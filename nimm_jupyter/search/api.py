@@ -1,0 +1,546 @@
+"""The public search API: :func:`search`, :func:`resume`, :func:`open_run`.
+
+A :class:`Search` is a running (or finished) search; a :class:`SearchResult` is a snapshot of
+one, live or read back from a run directory's journal. The Jupyter layer and the CLI use
+only this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..execution.base import Executor, TrainConfig
+from ..proposers.base import Proposer
+from ..tasks.base import Task
+from .events import Event, EventBus
+from .journal import JOURNAL_NAME, Journal, JournalError
+from .node import Node
+from .policies import make_policy
+from .runner import Runner, Settings
+from .tree import Tree
+
+TASK_PICKLE = "task.pkl"
+LOCK_NAME = "search.lock"
+_FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
+
+
+class SearchError(RuntimeError):
+    """A search could not be started or resumed (the message says why)."""
+
+
+# -- results ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class SearchResult:
+    """A snapshot of a search: every node, the best one, counts, tokens, cost, stop reason."""
+
+    run_id: str
+    run_dir: Path
+    task_name: str
+    best: Node | None
+    nodes: list[Node]
+    counts: dict[str, int]
+    tokens: int
+    cost: float
+    wall_time: float
+    stop_reason: str | None
+    status: str  # running | completed | stopped | error
+    branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _task: Task | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def task(self) -> Task:
+        """The task, rebuilt from the run directory when not at hand."""
+        if self._task is None:
+            self._task = load_task(self.run_dir, Settings.from_dict(self.settings))
+        return self._task
+
+    def node(self, node_id: int) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(f"run {self.run_id} has no node {node_id}")
+
+    def table(self) -> Any:
+        """One row per node (pandas DataFrame when pandas is installed, else list of dicts)."""
+        cols = ("id", "parent", "branch", "operator", "strategy", "change", "state", "status",
+                "train_rmse", "val_rmse", "test_rmse")
+        rows = [{k: n.summary()[k] for k in cols} for n in self.nodes]
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        df = pd.DataFrame(rows, columns=list(cols))
+        df["parent"] = df["parent"].astype("Int64")  # roots have no parent, not NaN floats
+        return df.set_index("id", drop=False)
+
+    def load_model(self, node: int | Node | None = None, device: str = "cpu") -> Any:
+        """The trained ``torch.nn.Module`` of ``node`` (default: the best): from its saved
+        weights, or retrained with the search's settings when the weights are missing."""
+        from ..modeling import harness
+
+        n = self.best if node is None else (node if isinstance(node, Node) else self.node(node))
+        if n is None:
+            raise SearchError(f"run {self.run_id} has no successfully evaluated node yet")
+        if not n.code:
+            raise SearchError(f"node {n.id} has no code ({n.message or n.status})")
+        weights = weights_path(self.run_dir, n.id)
+        if n.result is not None and n.result.weights_path and Path(n.result.weights_path).exists():
+            weights = Path(n.result.weights_path)
+        if not weights.exists():
+            cfg = dict(self.settings.get("train") or {})
+            cfg.update(save_weights=str(weights), device=device)
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            res = harness.evaluate(self.task, n.code, TrainConfig(**cfg))
+            if not res.ok:
+                raise SearchError(f"refitting node {n.id} failed: {res.status.value}: {res.message}")
+        return harness.load_trained(self.task, n.code, str(weights), device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the ``--json`` output of ``nimm search``/``show``)."""
+        return {
+            "run_id": self.run_id, "run_dir": str(self.run_dir), "task": self.task_name,
+            "status": self.status, "stop_reason": self.stop_reason,
+            "best": _best_dict(self.best), "counts": dict(self.counts),
+            "tokens": self.tokens, "cost": self.cost, "wall_time": self.wall_time,
+            "branches": _clean(self.branches),
+            "nodes": [_clean(n.summary()) for n in self.nodes],
+        }
+
+    def export_notebook(self, path: str | Path, nodes: list[int] | None = None) -> Path:
+        """Write the chosen nodes (default: the best) as a runnable notebook."""
+        from ..export import export_notebook
+
+        return export_notebook(self, path, nodes)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _best_dict(n: Node | None) -> dict[str, Any] | None:
+    if n is None:
+        return None
+    r = n.result
+    return _clean({
+        "id": n.id, "branch": n.branch, "operator": n.operator, "strategy": n.strategy,
+        "change": n.change, "val_rmse": n.rmse("val"), "test_rmse": n.rmse("test"),
+        "train_rmse": n.rmse("train"), "val_score": n.score,
+        "parameters": dict(r.parameters) if r is not None else {},
+        "n_parameters": r.n_parameters if r is not None else 0,
+        "weights": r.weights_path if r is not None else None,
+    })
+
+
+def weights_path(run_dir: str | Path, node_id: int) -> Path:
+    return Path(run_dir) / "weights" / f"node_{node_id}.pt"
+
+
+# -- a running search -------------------------------------------------------------------
+class Search:
+    """A search in progress (or finished). Safe to query from any thread."""
+
+    def __init__(self, runner: Runner, bus: EventBus, lock: "_RunLock") -> None:
+        self._runner, self._bus, self._lock = runner, bus, lock
+        self.run_id: str = runner.run_id
+        self.run_dir: Path = runner.run_dir
+        self.task: Task = runner.task
+        self.settings: dict[str, Any] = runner.settings.to_dict()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        st = self.status()
+        return (f"<Search {self.run_id} {'done' if self.done else 'running'}: "
+                f"{st['evaluated']} evaluated, best val {st['best_val']}>")
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._runner.run()
+        except BaseException as exc:
+            self._error = exc
+            if self._thread is None:  # foreground: the caller sees the exception
+                raise
+        finally:
+            self._lock.release()
+
+    def _start(self, background: bool) -> "Search":
+        if background:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"nimm-search-{self.run_id}")
+            self._thread.start()
+        else:
+            self._run()
+        return self
+
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` for every later event; returns an unsubscribe function."""
+        return self._bus.subscribe(fn)
+
+    def wait(self, timeout: float | None = None) -> SearchResult:
+        """Block until the search ends (or ``timeout`` s pass: then the result so far).
+        Re-raises the error that ended the search, if any."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self._runner.finished.wait(timeout)
+        if self._error is not None and not isinstance(self._error, KeyboardInterrupt):
+            raise self._error
+        return self.result
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop now: running evaluations are cancelled and the journal stays resumable."""
+        self._runner.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self._runner.finished.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._runner.finished.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    # -- views ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[Node]:
+        return self._runner.tree.snapshot()
+
+    @property
+    def best(self) -> Node | None:
+        return self._runner.tree.best()
+
+    def status(self) -> dict[str, Any]:
+        nodes = self.nodes
+        best = self._runner.tree.best(nodes)
+        states = [n.state for n in nodes]
+        return {
+            "evaluated": sum(n.completed for n in nodes),
+            "failed": states.count("failed"),
+            "running": states.count("running"),
+            "pending": states.count("pending"),
+            "proposing": self._runner.proposing(),
+            "tokens": self._runner.tokens, "cost": self._runner.cost,
+            "elapsed": self._runner.elapsed,
+            "best_val": best.rmse("val") if best else None,
+            "best_node": best.id if best else None,
+            "budget": self._runner.settings.budget,
+            "status": self._runner.status, "stop_reason": self._runner.stop_reason,
+        }
+
+    @property
+    def result(self) -> SearchResult:
+        r = self._runner
+        nodes = r.tree.snapshot()
+        return SearchResult(
+            run_id=self.run_id, run_dir=self.run_dir, task_name=self.task.name,
+            best=r.tree.best(nodes), nodes=nodes, counts=r.tree.counts(), tokens=r.tokens,
+            cost=r.cost, wall_time=r.elapsed, stop_reason=r.stop_reason, status=r.status,
+            branches=r.tree.branch_stats(), settings=self.settings, _task=self.task,
+        )
+
+
+class _RunLock:
+    """An exclusive lock on a run directory, released by the OS if the process dies."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_NAME
+        self._fh = None
+
+    def acquire(self) -> "_RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory lock
+            return self
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise SearchError(f"run {self.path.parent} is being searched by another process "
+                              "or search; stop it first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing drops the flock
+            self._fh = None
+
+
+# -- building blocks --------------------------------------------------------------------
+def _resolve_task(task: str | Task, options: dict[str, Any]) -> tuple[Task, str]:
+    from .. import tasks
+
+    if isinstance(task, Task):
+        if options:
+            raise SearchError("task_options only apply to a task given by name")
+        return task, "pickle"
+    if not isinstance(task, str) or not task.strip():
+        raise SearchError(f"task must be a task name or a Task, got {task!r}")
+    try:
+        return tasks.get(task, **options), "registry"
+    except tasks.UnknownTaskError as exc:
+        raise SearchError(str(exc)) from None
+    except TypeError as exc:
+        raise SearchError(f"bad task option for {task!r}: {exc}") from None
+
+
+def load_task(run_dir: str | Path, settings: Settings) -> Task:
+    """The run's task: unpickled for user tasks, else rebuilt by name and options."""
+    from .. import tasks
+
+    pkl = Path(run_dir) / TASK_PICKLE
+    if settings.task_source == "pickle" or pkl.exists():
+        if not pkl.exists():
+            raise SearchError(f"run {run_dir} used a user task but {pkl.name} is missing")
+        with open(pkl, "rb") as fh:
+            return pickle.load(fh)
+    return tasks.get(settings.task_name, **settings.task_options)
+
+
+def _proposer(spec: str | Proposer, settings: Settings) -> Proposer:
+    from ..proposers.registry import make_proposer, resolve_name
+
+    if isinstance(spec, Proposer):
+        settings.proposer = getattr(spec, "name", type(spec).__name__)
+        if getattr(spec, "path", None) and settings.proposer == "replay":
+            settings.proposer_options = {**settings.proposer_options, "path": str(spec.path)}
+        return spec
+    if not isinstance(spec, str):
+        raise SearchError(f"proposer must be a name or a Proposer, got {spec!r}")
+    if spec.startswith("replay:"):
+        spec, path = "replay", spec.split(":", 1)[1]
+        settings.proposer_options = {**settings.proposer_options, "path": path}
+    name = resolve_name(spec)
+    settings.proposer = name
+    try:
+        return make_proposer(name, model=settings.model, seed=settings.seed,
+                             **settings.proposer_options)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+
+
+def _executor(spec: str | Executor, settings: Settings) -> tuple[Executor, bool]:
+    if isinstance(spec, Executor):
+        settings.executor = type(spec).__name__
+        return spec, False
+    if spec != "local":
+        raise SearchError(f"unknown executor {spec!r}; use 'local' or pass an Executor")
+    from ..execution.local import LocalExecutor
+
+    settings.executor = "local"
+    return LocalExecutor(workers=settings.workers, device=settings.device), True
+
+
+def _seed_code(description: str) -> str | None:
+    for block in _FENCED.findall(description or ""):
+        if "class Model" in block:
+            return block.strip() + "\n"
+    return None
+
+
+def _context(task: Task, description: str):
+    from ..proposers.context import context_for
+
+    return context_for(task, user_notes=description, seed_code=_seed_code(description))
+
+
+def _default_run_dir(task_name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", task_name) or "task"
+    return Path("runs") / f"{safe}-{stamp}-{secrets.token_hex(3)}"
+
+
+def _build(*, task: Task, settings: Settings, run_dir: Path, run_id: str, journal: Journal,
+           tree: Tree, proposer: Proposer, executor: Executor, own_executor: bool,
+           train: TrainConfig, on_event: Callable[[Event], None] | None,
+           elapsed_before: float, lock: _RunLock) -> Search:
+    policy = make_policy(settings.policy, branches=settings.branches, seed=settings.seed,
+                         debug_depth=settings.debug_depth, patience=settings.patience,
+                         **settings.policy_options)
+    bus = EventBus()
+    if on_event is not None:
+        bus.subscribe(on_event)
+    runner = Runner(run_id=run_id, run_dir=run_dir, task=task, settings=settings,
+                    proposer=proposer, executor=executor, policy=policy, journal=journal,
+                    tree=tree, bus=bus, context=_context(task, settings.description),
+                    elapsed_before=elapsed_before, own_executor=own_executor, train=train)
+    return Search(runner, bus, lock)
+
+
+def _train_config(train: TrainConfig | None, settings: Settings) -> TrainConfig:
+    if train is None:
+        base = dict(settings.train) if settings.train else {"seed": settings.seed}
+        train = TrainConfig(**base)
+    if not isinstance(train, TrainConfig):
+        raise SearchError(f"train must be a TrainConfig, got {type(train).__name__}")
+    cfg = dataclasses.replace(train, save_weights=None)
+    settings.train = cfg.to_dict()
+    return cfg
+
+
+# -- public entry points ----------------------------------------------------------------
+def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str = "nimmgen",
+           proposer: str | Proposer = "auto", model: str | None = None, workers: int = 1,
+           device: str = "auto", seed: int = 0, run_dir: str | Path | None = None,
+           description: str = "", background: bool = False, executor: str | Executor = "local",
+           time_limit: float | None = None, max_tokens: int | None = None,
+           max_cost: float | None = None, train: TrainConfig | None = None,
+           task_options: dict | None = None, on_event: Callable[[Event], None] | None = None,
+           proposer_options: dict | None = None, policy_options: dict | None = None,
+           eval_timeout: float = 600.0, debug_depth: int = 2, patience: int = 3) -> Search:
+    """Search for a neural-integrated mechanistic model of ``task``.
+
+    ``task`` is a registered task name (built with ``task_options``) or a :class:`Task`.
+    ``budget`` caps evaluated nodes; ``time_limit`` (s), ``max_tokens`` and ``max_cost`` (USD)
+    cap the rest. ``description`` reaches the proposer as user notes (a fenced ``class Model``
+    block in it becomes seed code). The run is journaled in ``run_dir`` (default
+    ``./runs/<task>-<time>-<id>``) and can be continued with :func:`resume`. With
+    ``background=True`` the search runs in a daemon thread and this returns at once.
+    """
+    the_task, source = _resolve_task(task, dict(task_options or {}))
+    settings = Settings(
+        task_name=the_task.name, task_options=dict(task_options or the_task.options or {}),
+        task_source=source, budget=int(budget), branches=int(branches), policy=policy,
+        policy_options=dict(policy_options or {}), proposer="auto",
+        proposer_options=dict(proposer_options or {}), model=model, workers=int(workers),
+        device=device, seed=int(seed), description=description or "", time_limit=time_limit,
+        max_tokens=max_tokens, max_cost=max_cost, eval_timeout=float(eval_timeout),
+        debug_depth=int(debug_depth), patience=int(patience),
+    )
+    try:
+        settings.validate()
+        make_policy(settings.policy, branches=settings.branches,
+                    **settings.policy_options)  # fail fast on a bad policy name/option
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    cfg = _train_config(train, settings)
+    the_proposer = _proposer(proposer, settings)
+    rd = Path(run_dir) if run_dir is not None else _default_run_dir(the_task.name)
+    if (rd / JOURNAL_NAME).exists():
+        raise SearchError(f"{rd} already holds a search; continue it with resume({str(rd)!r}) "
+                          "or choose another run_dir")
+    rd.mkdir(parents=True, exist_ok=True)
+    lock = _RunLock(rd).acquire()
+    try:
+        if source == "pickle":
+            with open(rd / TASK_PICKLE, "wb") as fh:
+                pickle.dump(the_task, fh)
+        the_executor, own = _executor(executor, settings)
+        run_id = rd.name
+        journal = Journal.for_run(rd)
+        journal.init_search(run_id, the_task.name, settings.task_options, settings.to_dict())
+        s = _build(task=the_task, settings=settings, run_dir=rd, run_id=run_id, journal=journal,
+                   tree=Tree(), proposer=the_proposer, executor=the_executor, own_executor=own,
+                   train=cfg, on_event=on_event, elapsed_before=0.0, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    return s._start(background)
+
+
+_RESUME_SETTINGS = ("budget", "workers", "device", "time_limit", "max_tokens", "max_cost",
+                    "model", "description", "eval_timeout", "patience", "debug_depth",
+                    "branches")
+
+
+def resume(run_dir: str | Path, **overrides: Any) -> Search:
+    """Continue the search journaled in ``run_dir``.
+
+    Completed nodes are kept (not re-run, their budget not re-spent); nodes that were
+    pending or running are evaluated again. ``overrides`` may change ``budget``, ``workers``,
+    ``device``, ``time_limit``, ``max_tokens``, ``max_cost``, ``model``, ``description``,
+    and give ``proposer``/``executor`` (names or instances), ``train``, ``background``,
+    ``on_event``. Budgets count the whole run, earlier sessions included.
+    """
+    rd = Path(run_dir)
+    if not (rd / JOURNAL_NAME).exists():
+        raise SearchError(f"no search journal in {rd} (expected {rd / JOURNAL_NAME})")
+    background = bool(overrides.pop("background", False))
+    on_event = overrides.pop("on_event", None)
+    proposer = overrides.pop("proposer", None)
+    executor = overrides.pop("executor", "local")
+    train = overrides.pop("train", None)
+    unknown = set(overrides) - set(_RESUME_SETTINGS)
+    if unknown:
+        raise SearchError(f"resume() cannot change {sorted(unknown)}; allowed: "
+                          f"{', '.join(_RESUME_SETTINGS)}, proposer, executor, train, "
+                          "background, on_event")
+    lock = _RunLock(rd).acquire()
+    try:
+        journal = Journal.for_run(rd)
+        row = journal.search_row()
+        settings = Settings.from_dict(row["settings"])
+        for k, v in overrides.items():
+            setattr(settings, k, v)
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        task = load_task(rd, settings)
+        if proposer is None:
+            if settings.proposer not in ("offline", "anthropic", "replay", "auto"):
+                raise SearchError(f"run {rd} used proposer {settings.proposer!r}, which cannot "
+                                  "be rebuilt by name; pass proposer=... to resume()")
+            proposer = settings.proposer
+        the_proposer = _proposer(proposer, settings)
+        the_executor, own = _executor(executor, settings)
+        cfg = _train_config(train, settings)
+        tree = journal.load_tree()
+        restore = getattr(the_proposer, "restore", None)
+        if callable(restore):
+            restore([n.view(tree.branches[n.branch].strategy) for n in tree.snapshot()])
+        s = _build(task=task, settings=settings, run_dir=rd, run_id=row["run_id"],
+                   journal=journal, tree=tree, proposer=the_proposer, executor=the_executor,
+                   own_executor=own, train=cfg, on_event=on_event,
+                   elapsed_before=float(journal.get_meta("elapsed", 0.0) or 0.0), lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    return s._start(background)
+
+
+def open_run(run_dir: str | Path) -> SearchResult:
+    """Read a run directory's journal (read-only; works while the search is running)."""
+    rd = Path(run_dir)
+    try:
+        journal = Journal.for_run(rd, readonly=True)
+    except JournalError:
+        raise SearchError(f"no search journal in {rd} (expected {rd / JOURNAL_NAME})") from None
+    try:
+        row = journal.search_row()
+        tree = journal.load_tree()
+        totals = journal.totals()
+        elapsed = float(journal.get_meta("elapsed", 0.0) or 0.0)
+    finally:
+        journal.close()
+    nodes = tree.snapshot()
+    return SearchResult(
+        run_id=row["run_id"], run_dir=rd, task_name=row["task_name"], best=tree.best(nodes),
+        nodes=nodes, counts=tree.counts(), tokens=totals["tokens_in"] + totals["tokens_out"],
+        cost=totals["cost"], wall_time=elapsed, stop_reason=row["stop_reason"],
+        status=row["status"], branches=tree.branch_stats(), settings=row["settings"],
+    )

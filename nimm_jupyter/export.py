@@ -106,29 +106,53 @@ def choose_nodes(result: Any, nodes: Iterable[Any] | None = None) -> list[Any]:
     return chosen
 
 
+def _task_at_hand(result: Any) -> Any:
+    try:
+        task = getattr(result, "task", None)  # SearchResult.task may rebuild (and fail)
+    except Exception:
+        return None
+    return task if hasattr(task, "spec") else None
+
+
+_REBUILDS: set[str] = set()  # (name, options) already checked to rebuild in this process
+
+
+def _rebuilds(name: str, options: dict[str, Any]) -> bool:
+    """Whether ``tasks.get(name, **options)`` works (options stored from ``Task.options`` can
+    hold keys the factory does not take)."""
+    from . import tasks
+
+    key = repr((name, sorted(options.items())))
+    if key in _REBUILDS:
+        return True
+    try:
+        tasks.get(name, **options)
+    except TypeError:
+        return False
+    _REBUILDS.add(key)
+    return True
+
+
 def _task_recipe(result: Any, run_dir: Path) -> tuple[str, Any]:
     """How a fresh kernel rebuilds the task: ("builtin", (name, options)) or ("pickle", path)."""
     from . import tasks
 
     name = _task_name(result)
-    row = _journal_row(run_dir)
-    builtin = name in getattr(tasks, "_BUILTINS", {})
-    options = row.get("task_options") if row else None
-    if options is None:
-        settings = _settings(result, row)
-        options = settings.get("task_options")
-    if builtin and options is not None:
-        return "builtin", (name, dict(options))
-    for candidate in _TASK_PICKLES:
+    for candidate in _TASK_PICKLES:  # the search pickles user (DataFrame) tasks here
         if (run_dir / candidate).is_file():
             return "pickle", (run_dir / candidate).resolve()
-    task = getattr(result, "task", None)
-    if builtin and task is None:
-        return "builtin", (name, {})
+    row = _journal_row(run_dir)
+    options = row.get("task_options") if row else None
+    if options is None:
+        options = _settings(result, row).get("task_options")
+    options = dict(options or {})
+    if name in getattr(tasks, "_BUILTINS", {}) and _rebuilds(name, options):
+        return "builtin", (name, options)
+    task = _task_at_hand(result)
     if task is None:
-        raise ExportError(f"cannot rebuild task {name!r}: it is not built in and run dir "
-                          f"{run_dir} holds no {TASK_PICKLE}")
-    # A user (DataFrame) task: keep a pickle next to the journal so a fresh kernel can load it.
+        raise ExportError(f"cannot rebuild task {name!r} in a fresh kernel: it is not a built-in "
+                          f"task with valid options and run dir {run_dir} holds no {TASK_PICKLE}")
+    # Keep a pickle next to the journal (what the search itself does for user tasks).
     path = run_dir / TASK_PICKLE
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
@@ -138,8 +162,8 @@ def _task_recipe(result: Any, run_dir: Path) -> tuple[str, Any]:
 
 def build_task(result: Any) -> Any:
     """The result's Task: ``result.task`` when it has one, else rebuilt like an exported cell."""
-    task = getattr(result, "task", None)
-    if task is not None and hasattr(task, "spec"):
+    task = _task_at_hand(result)
+    if task is not None:
         return task
     kind, what = _task_recipe(result, Path(result.run_dir).resolve())
     if kind == "builtin":

@@ -101,7 +101,7 @@ class Model(nn.Module):
 '''
 
 
-def _simulate(rng: np.random.Generator, n: int, T: int, dt: float,
+def _simulate(rng: np.random.Generator, n: int, T: int, dt: float, forced: bool,
               a: float, b: float, c: float, d: float) -> tuple[np.ndarray, np.ndarray]:
     x = rng.uniform(-1.5, 1.5, size=(n, 2))
     u = np.zeros((n, T, 1))
@@ -109,6 +109,8 @@ def _simulate(rng: np.random.Generator, n: int, T: int, dt: float,
     start = rng.integers(2, T - 4, size=n)
     for i in range(n):
         u[i, start[i]:start[i] + 3, 0] = rng.uniform(0.5, 1.5)
+    if not forced:
+        u[:] = 0.0
     ys = np.zeros((n, T, 2))
     ys[:, 0] = x
     sub = 20
@@ -118,27 +120,33 @@ def _simulate(rng: np.random.Generator, n: int, T: int, dt: float,
             dx2 = -c * x[:, 1] - d * x[:, 0]
             x = x + dt / sub * np.stack([dx1, dx2], axis=1)
         ys[:, k] = x
-    return ys, u
+    return ys, (u if forced else u[:, :, :0])
 
 
 def make_toy_trajectory(n_train: int = 32, n_val: int = 16, n_test: int = 16, T: int = 20,
-                        context: int = 2, seed: int = 0) -> Task:
-    """A 2-state linear ODE with one input; the prior omits ``-d * x1`` in ``dx2/dt``."""
+                        context: int = 2, seed: int = 0, with_input: bool = True) -> Task:
+    """A 2-state linear ODE with one input; the prior omits ``-d * x1`` in ``dx2/dt``.
+
+    ``with_input=False`` gives the unforced system with U = 0 inputs.
+    """
     rng = np.random.default_rng(seed)
     dt = 0.25
     params = dict(a=0.5, b=1.0, c=0.3, d=0.8)
     splits = {}
     for name, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        ys, u = _simulate(rng, n, T, dt, **params)
+        ys, u = _simulate(rng, n, T, dt, forced=with_input, **params)
         splits[name] = Split(inputs=u.astype(np.float64), targets=ys)
+    prior, hybrid = TRAJ_PRIOR, TRAJ_HYBRID
+    if not with_input:
+        prior, hybrid = (c.replace(" + u_k[:, :1]", "") for c in (prior, hybrid))
     return Task(
         name="toy_linear_ode", kind=TaskKind.TRAJECTORY,
         description="Two coupled states x1, x2 (arbitrary units) driven by an input pulse u on x1.",
         source=DataSource.SYNTHETIC, provenance="tests/toy_tasks.py",
-        inputs=[Variable("u")], targets=[Variable("x1"), Variable("x2")],
+        inputs=[Variable("u")] if with_input else [], targets=[Variable("x1"), Variable("x2")],
         train=splits["train"], val=splits["val"], test=splits["test"],
-        prior_code=TRAJ_PRIOR, prior_omits="the coupling -d*x1 in dx2/dt",
-        hybrid_code=TRAJ_HYBRID, time=np.arange(T) * dt, context=context,
+        prior_code=prior, prior_omits="the coupling -d*x1 in dx2/dt",
+        hybrid_code=hybrid, time=np.arange(T) * dt, context=context,
         options=dict(n_train=n_train, seed=seed, **params),
     )
 

@@ -356,12 +356,14 @@ class LocalExecutor(Executor):
     sets each request's ``TrainConfig.device`` and ``threads`` accordingly. ``memory_mb``,
     when given, overrides every request's ``memory_mb``; it is enforced as an address-space
     limit on CPU and, everywhere, by killing a job whose processes' resident memory exceeds it.
-    ``policy`` changes the sandbox (tests and diagnosis only).
+    ``limit_address_space=False`` leaves only the resident-memory watchdog (what CUDA devices
+    always get, since CUDA reserves far more address space than it uses). ``policy`` changes
+    the sandbox (tests and diagnosis only).
     """
 
     def __init__(self, workers: int = 1, device: str = "auto", memory_mb: int | None = None,
                  threads_per_worker: int = 1, *, policy: SandboxPolicy | None = None,
-                 preload: Sequence[str] = DEFAULT_PRELOAD):
+                 preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if threads_per_worker < 1:
@@ -374,6 +376,7 @@ class LocalExecutor(Executor):
         self.threads_per_worker = int(threads_per_worker)
         self.policy = policy or SandboxPolicy()
         self.preload = tuple(preload)
+        self.limit_address_space = bool(limit_address_space)
         self._lock = threading.RLock()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
         self._server: _ForkServer | None = None
@@ -537,7 +540,7 @@ class LocalExecutor(Executor):
             "config": config.to_dict(),
             "workdir": workdir,
             # CUDA reserves far more address space than it uses: rely on the RSS watchdog there.
-            "memory_mb": memory if device == "cpu" else None,
+            "memory_mb": memory if device == "cpu" and self.limit_address_space else None,
             "cpu_seconds": float(request.timeout) * self.threads_per_worker + 5.0,
             "threads": self.threads_per_worker,
             "policy": self.policy.to_dict(),
@@ -733,10 +736,15 @@ class LocalExecutor(Executor):
 
 
 def _output_tail(workdir: str, n: int = 800) -> str:
+    """The useful end of a child's output: a fatal-error traceback, else the last lines."""
     try:
         text = Path(workdir, "output.log").read_text(errors="replace")
     except OSError:
         return ""
+    fatal = text.find("Fatal Python error")
+    if fatal >= 0:  # faulthandler: the innermost frames come first; drop the module list
+        text = text[fatal:].split("\nExtension modules:")[0]
+        return text[:n].strip()
     return text[-n:].strip()
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
 from traitlets import Int, Unicode
 
@@ -87,6 +87,26 @@ def demo_budget_cap() -> int | None:
     if cap <= 0:
         raise NimmError(f"{DEMO_BUDGET_ENV} must be a positive integer, got {raw!r}")
     return cap
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the user (bad settings, data, task names)."""
+    errors: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError, TypeError]
+    try:
+        from ..search.api import SearchError
+
+        errors.append(SearchError)
+    except Exception:
+        pass
+    return tuple(errors)
+
+
+def default_run_dir(run_root: str | Path, task_name: str) -> Path:
+    """``<run_root>/<task>-<yyyymmdd-hhmmss>-<hex>``, the layout the search API uses."""
+    import secrets
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", task_name) or "task"
+    return Path(run_root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def _default_search(task: Any, **kwargs: Any) -> Any:
@@ -167,10 +187,15 @@ class NimmMagics(Magics):
     def _error(self, where: str, message: str) -> None:
         print(f"{where}: error: {message}", file=sys.stderr)
 
-    def _unexpected(self, where: str, exc: BaseException) -> None:
+    def _report(self, where: str, exc: BaseException) -> None:
+        """One line for any failure; the traceback is kept for ``%nimm traceback``."""
         self.last_traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        self._error(where, f"{type(exc).__name__}: {text} (full traceback: %nimm traceback)")
+        raw = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        text = raw.strip().splitlines()[0] if raw.strip() else ""
+        if isinstance(exc, _user_errors()) and text:
+            self._error(where, text)  # the message was written for the user
+        else:
+            self._error(where, f"{type(exc).__name__}: {text} (full traceback: %nimm traceback)")
 
     def _use_widget(self) -> bool:
         if os.environ.get(NO_WIDGET_ENV, "").strip() not in ("", "0"):
@@ -204,14 +229,14 @@ class NimmMagics(Magics):
     # ---------------------------------------------------------------- %%nimm_search --
     @magic_arguments()
     @argument("task", nargs="?", default=None,
-              help="Built-in task name (see `%nimm tasks`), or the name for a --data task.")
+              help="Built-in task name (see `%%nimm tasks`), or the name for a --data task.")
     @argument("--data", metavar="VAR", help="A pandas DataFrame in the notebook namespace.")
     @argument("--time", metavar="COL", help="Time column (trajectory task); omit for tabular data.")
     @argument("--targets", metavar="A,B", help="Target columns, comma-separated.")
     @argument("--inputs", metavar="C,D", help="Exogenous input columns (trajectory task).")
     @argument("--group", metavar="G", help="Column naming the unit (patient, region) of each row.")
     @argument("--features", metavar="E,F", help="Feature columns (tabular task).")
-    @argument("--budget", type=int, help="Number of evaluations (default %config NimmMagics.budget).")
+    @argument("--budget", type=int, help="Number of evaluations (default: %%config NimmMagics.budget; capped by NIMM_DEMO_BUDGET).")
     @argument("--branches", type=int, help="Number of branches (integration strategies).")
     @argument("--policy", help="nimmgen | greedy | evolution | sampling.")
     @argument("--proposer", help="auto | anthropic | offline | replay.")
@@ -238,7 +263,11 @@ class NimmMagics(Magics):
         NIMM_DEMO_BUDGET caps the budget of every search.
         """
         try:
-            args = parse_argstring(self.nimm_search, line)
+            # POSIX quoting (IPython's own splitter keeps the quotes in `--option "k=a b"`).
+            args = self.nimm_search.parser.parse_args(shlex.split(line))
+        except ValueError as exc:  # unbalanced quotes
+            self._error("nimm_search", str(exc))
+            return None
         except UsageError as exc:
             self._error("nimm_search", str(exc).strip().splitlines()[-1])
             return None
@@ -248,12 +277,7 @@ class NimmMagics(Magics):
             self._error("nimm_search", str(exc))
             return None
         except Exception as exc:  # noqa: BLE001 - engine errors become one line
-            if isinstance(exc, (ValueError, KeyError, FileNotFoundError, TypeError)):
-                text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-                self.last_traceback = traceback.format_exc()
-                self._error("nimm_search", text.strip().splitlines()[0] if text.strip() else repr(exc))
-            else:
-                self._unexpected("nimm_search", exc)
+            self._report("nimm_search", exc)
             return None
         self._present(search, args)
         return None
@@ -302,8 +326,8 @@ class NimmMagics(Magics):
             if stray:
                 raise NimmError(f"{', '.join(stray)} need --data VAR (a DataFrame)")
         kwargs: dict[str, Any] = dict(settings, description=description, background=True)
-        if args.run_dir:
-            kwargs["run_dir"] = args.run_dir
+        kwargs["run_dir"] = args.run_dir or default_run_dir(
+            self.run_root or "runs", getattr(task, "name", None) or str(task))
         if task_options:
             kwargs["task_options"] = task_options
         if seed_code is not None:
@@ -359,7 +383,7 @@ class NimmMagics(Magics):
 
         build = getattr(Task, "from_dataframe", None)
         if build is None:
-            raise NimmError("DataFrame tasks need Task.from_dataframe, which this version lacks")
+            from ..tasks.dataframe import task_from_dataframe as build
         kw: dict[str, Any] = {"targets": targets, "description": description}
         for key, value in (("time", args.time), ("inputs", _columns(args.inputs)),
                            ("group", args.group), ("features", _columns(args.features)),
@@ -552,7 +576,7 @@ class NimmMagics(Magics):
         except NimmError as exc:
             self._error(f"nimm {cmd}", str(exc))
         except Exception as exc:  # noqa: BLE001
-            self._unexpected(f"nimm {cmd}", exc)
+            self._report(f"nimm {cmd}", exc)
         return None
 
     def _cmd_tasks(self, rest: list[str]) -> None:
@@ -581,8 +605,7 @@ class NimmMagics(Magics):
 
     @staticmethod
     def _looks_like_run(d: Path) -> bool:
-        return any(p.suffix in (".sqlite", ".db", ".sqlite3") or p.name.startswith("journal")
-                   for p in d.iterdir())
+        return (d / "journal.sqlite").is_file()
 
     @staticmethod
     def _task_name(s: Any) -> str:

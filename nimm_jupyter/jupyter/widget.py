@@ -172,6 +172,7 @@ class SearchWidget(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._nodes: dict[int, dict[str, Any]] = {}
         self._curves: dict[int, list[dict[str, Any]]] = {}
+        self._final_curves: set[int] = set()  # nodes whose curve came from their result
         self._best: tuple[int, float] | None = None
         self._best_so_far: list[list[float]] = []
         self._finished = False
@@ -305,8 +306,10 @@ class SearchWidget(anywidget.AnyWidget):
         out: dict[str, list[dict[str, Any]]] = {}
         for nid in keep[-MAX_CURVES:]:
             pts = self._curves.get(nid)
-            if not pts:
-                pts = self._curve_from_result(nid)
+            finished = self._nodes.get(nid, {}).get("state") in ("done", "failed")
+            if finished and nid not in self._final_curves:
+                # Progress events are samples; a finished node's own curve is complete.
+                pts = self._curve_from_result(nid) or pts
             if pts:
                 out[str(nid)] = list(pts)
         return out
@@ -321,6 +324,7 @@ class SearchWidget(anywidget.AnyWidget):
         while len(pts) > MAX_CURVE_POINTS:
             pts = _thin(pts)
         self._curves[nid] = pts
+        self._final_curves.add(nid)
         return pts
 
     def _counters(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..modeling.result import EvalResult  # noqa: F401  (before execution: import order)
 from ..execution.base import Executor, TrainConfig
 from ..proposers.base import Proposer
 from ..tasks.base import Task

@@ -64,8 +64,14 @@ class Policy(abc.ABC):
         """
 
     def on_rejected(self, tree: Tree, action: Action, reason: str) -> None:
-        """A proposal was dropped as a duplicate (no node was created)."""
-        if action.branch is not None and action.branch in tree.branches:
+        """A proposal was dropped as a duplicate (no node was created): a branch whose draft
+        repeats another model is pruned (and reseeded); otherwise the rejection counts as an
+        expansion without improvement."""
+        if action.branch is None or action.branch not in tree.branches:
+            return
+        if action.kind == "draft" and not tree.branch_nodes(action.branch):
+            tree.prune(action.branch, f"draft duplicated an existing model ({reason})")
+        else:
             tree.branches[action.branch].rejects += 1
 
     # -- shared helpers ------------------------------------------------------------------

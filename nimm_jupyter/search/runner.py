@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..modeling.result import Status  # before execution.base: modeling <-> execution cycle
 from ..execution.base import EvalRequest, Executor, JobEvent, TrainConfig
-from ..modeling.result import Status
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from .events import Event, EventBus
 from .journal import Journal
 from .node import Node, unified_diff
 from .policies import Action, Policy
-from .tree import Tree, diverse_strategies, duplicate_of
+from .tree import NEAR_DUPLICATE, Tree, diverse_strategies, duplicate_of, similar_strategies
 
 POLL_S = 0.05  # how long one loop iteration waits for executor events
 PROGRESS_JOURNAL_S = 1.0  # progress events reach the journal at most this often per node
@@ -59,6 +59,7 @@ class Settings:
     eval_timeout: float = 600.0
     debug_depth: int = 2
     patience: int = 3
+    near_duplicate: float = NEAR_DUPLICATE  # draft code similarity that counts as a duplicate
 
     def validate(self) -> None:
         if self.budget < 1:
@@ -124,6 +125,8 @@ class Runner:
         self._waiting = False  # the policy had nothing to do at the last ask
         self._rejects = 0
         self._empty_strategy_calls = 0
+        self._rejected_strategies: list[Strategy] = [
+            Strategy(**d) for d in journal.get_meta("rejected_strategies", []) or []]
         self._last_progress_write: dict[int, float] = {}
         self._best_id: int | None = None
         self.finished = threading.Event()
@@ -201,6 +204,7 @@ class Runner:
             if self._stop.is_set():
                 return "stopped"
         self._fill_slots()
+        limit = self._limit_reason()  # the proposal just handled may have spent the budget
         if limit is None and self._job is None and not self._ready:
             if self._rejects >= MAX_CONSECUTIVE_REJECTS:
                 limit = "no_new_proposals"
@@ -259,7 +263,10 @@ class Runner:
         """Bind the proposer call now (in the driver thread) from a consistent tree view."""
         ctx, p = self.context, self.proposer
         if action.kind == "strategies":
-            return lambda: p.strategies(ctx, action.k, list(action.exclude))
+            # near-duplicates rejected earlier are excluded too, so they are not offered again
+            exclude = list(action.exclude) + [s for s in self._rejected_strategies
+                                              if s not in action.exclude]
+            return lambda: p.strategies(ctx, action.k, exclude)
         if action.kind == "draft":
             return lambda: p.draft(ctx, action.strategy)
         parent = self.tree.nodes[action.parent]
@@ -301,7 +308,8 @@ class Runner:
         cost_row = dict(operation=action.kind, tokens_in=prop.tokens_in,
                         tokens_out=prop.tokens_out, cost=prop.cost, model=model, raw=prop.raw)
         if prop.code:
-            dup = duplicate_of(prop.code, self.tree.snapshot(), near=action.kind == "draft")
+            dup = duplicate_of(prop.code, self.tree.snapshot(),
+                               near=self.settings.near_duplicate if action.kind == "draft" else None)
             if dup is not None:
                 self._reject(action, dup, cost_row)
                 return
@@ -380,9 +388,15 @@ class Runner:
             found = [s for s in job.value if isinstance(s, Strategy)]
         existing = [b.strategy for b in self.tree.branches.values() if b.strategy is not None]
         kept = diverse_strategies(found, existing, job.action.k)
-        if len(kept) < len(found):
-            self._emit("log", {"message": f"rejected {len(found) - len(kept)} near-duplicate "
-                               "strategies", "kind": "rejected"})
+        dropped = [s for s in found if s not in kept
+                   and (not s.title.strip() or any(similar_strategies(s, o) for o in existing + kept))]
+        if dropped:
+            self._rejected_strategies += dropped
+            self.journal.set_meta("rejected_strategies", [
+                {"title": s.title, "description": s.description, "key": s.key}
+                for s in self._rejected_strategies])
+            self._emit("log", {"message": f"rejected {len(dropped)} near-duplicate strategies: "
+                               + "; ".join(s.title for s in dropped), "kind": "rejected"})
         for s in kept:
             self._new_branch(s)
         if kept:

@@ -218,19 +218,20 @@ def code_similarity(a: str, b: str) -> float:
     if ta == tb:
         return 1.0
     sm = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
-    if sm.real_quick_ratio() <= NEAR_DUPLICATE or sm.quick_ratio() <= NEAR_DUPLICATE:
-        return sm.quick_ratio()
+    if sm.real_quick_ratio() < 0.5:  # cheap upper bound: clearly different
+        return sm.real_quick_ratio()
     return sm.ratio()
 
 
-def duplicate_of(code: str, nodes: Iterable[Node], near: bool) -> Node | None:
-    """An existing node with the same code (``near``: similarity above :data:`NEAR_DUPLICATE`)."""
+def duplicate_of(code: str, nodes: Iterable[Node], near: float | None = None) -> Node | None:
+    """An existing node with the same code up to comments and spacing, or (with ``near``) one
+    whose :func:`code_similarity` exceeds ``near``."""
     norm = normalised_code(code)
     for n in nodes:
         if not n.code:
             continue
         if normalised_code(n.code) == norm:
             return n
-        if near and code_similarity(code, n.code) > NEAR_DUPLICATE:
+        if near is not None and code_similarity(code, n.code) > near:
             return n
     return None

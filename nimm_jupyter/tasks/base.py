@@ -111,6 +111,14 @@ class Task:
         self.kind = TaskKind(self.kind)
         self.source = DataSource(self.source)
 
+    @classmethod
+    def from_dataframe(cls, df: Any, **kwargs: Any) -> "Task":
+        """Build a task from a pandas DataFrame; see
+        :func:`nimm_jupyter.tasks.dataframe.task_from_dataframe` for the keywords."""
+        from .dataframe import task_from_dataframe
+
+        return task_from_dataframe(df, **kwargs)
+
     # -- views -------------------------------------------------------------------------
     @property
     def input_names(self) -> list[str]:

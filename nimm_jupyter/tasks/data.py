@@ -131,6 +131,13 @@ def _download(key: str, entry: RemoteFile, target: Path,
               opener: Callable[..., object]) -> None:
     hint = (f"Without internet, set {ENV_VAR} to a folder that holds {key} "
             f"(same layout as the project's data folder).")
+    # Folders this call creates are removed again if the download fails, so a failed
+    # offline attempt leaves no empty cache tree behind.
+    created: list[Path] = []
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
@@ -138,6 +145,7 @@ def _download(key: str, entry: RemoteFile, target: Path,
     except OSError as e:
         raise DataDownloadError(f"cannot write to the data cache {target.parent}: {e}. {hint}") from e
     tmp = Path(tmp_name)
+    saved = False
     try:
         h = hashlib.sha256()
         try:
@@ -157,9 +165,16 @@ def _download(key: str, entry: RemoteFile, target: Path,
                 f"expected {entry.sha256}; it was not saved. {hint}"
             )
         os.replace(tmp, target)  # atomic: readers never see a half-written file
+        saved = True
     finally:
         if tmp.exists():
             tmp.unlink()
+        if not saved:
+            for d in created:  # deepest first
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
 
 def fetch(key: str, *, registry: dict[str, RemoteFile] | None = None,

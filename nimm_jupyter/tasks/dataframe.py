@@ -142,6 +142,11 @@ def _pd():
     return pd
 
 
+def _row(label: Any) -> Any:
+    """An index label as a plain Python value, so messages read ``row 5``, not ``np.int64(5)``."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def _numeric(df, col: str):
     """The column as float64, or TaskDataError naming a non-numeric example value."""
     pd = _pd()
@@ -152,7 +157,7 @@ def _numeric(df, col: str):
         conv = pd.to_numeric(s, errors="coerce")
         bad = conv.isna() & s.notna()
         if bad.any():
-            row = bad.idxmax()
+            row = _row(bad.idxmax())
             raise TaskDataError(f"column {col!r} is not numeric: row {row!r} holds "
                                 f"{s.loc[row]!r}")
         s = conv
@@ -165,7 +170,7 @@ def _finite(values, col: str) -> None:
     if bad.any():
         i = int(np.argmax(bad))
         what = "NaN" if np.isnan(arr[i]) else "inf"
-        raise TaskDataError(f"column {col!r} has {what} at row {values.index[i]!r}; "
+        raise TaskDataError(f"column {col!r} has {what} at row {_row(values.index[i])!r}; "
                             f"drop or fill missing values first")
 
 
@@ -176,7 +181,7 @@ def _time_values(df, col: str):
     if pd.api.types.is_datetime64_any_dtype(s):
         if s.isna().any():
             raise TaskDataError(f"column {col!r} has a missing time (NaT) at row "
-                                f"{s.index[int(np.argmax(s.isna().to_numpy()))]!r}")
+                                f"{_row(s.index[int(np.argmax(s.isna().to_numpy()))])!r}")
         days = (s - s.min()) / pd.Timedelta(days=1)
         return days.astype(np.float64), "days"
     vals = _numeric(df, col)
@@ -277,7 +282,7 @@ def task_from_dataframe(
     if len(df) == 0:
         raise TaskDataError("the DataFrame has no rows")
     if group is not None and df[group].isna().any():
-        row = df.index[int(np.argmax(df[group].isna().to_numpy()))]
+        row = _row(df.index[int(np.argmax(df[group].isna().to_numpy()))])
         raise TaskDataError(f"group column {group!r} is missing at row {row!r}")
 
     if kind is TaskKind.TABULAR:
@@ -355,7 +360,8 @@ def _tabular(df, *, name, targets, features, group, description, prior_code, pri
     facts = (f"Tabular regression: {len(df)} rows, features -> targets.\nTargets:\n"
              f"{_describe_columns(data, targets, units)}\nFeatures:\n"
              f"{_describe_columns(data, features, units)}")
-    first = f"User data '{name}': tabular regression of {', '.join(targets)} from {len(features)} features."
+    first = (f"User data '{name}': tabular regression of {', '.join(targets)} from "
+             f"{len(features)} features.")
     return Task(
         name=name, kind=TaskKind.TABULAR,
         description=_text(description, prior_text, facts, first), source=source,
@@ -385,11 +391,11 @@ def _series(df, time: str, group: str | None, cols: list[str]):
         if (steps == 0).any():
             i = int(np.argmax(steps == 0)) + 1
             raise TaskDataError(f"duplicated time {t[i]:g}{where} at row "
-                                f"{df.index[rows[i]]!r} (column {time!r})")
+                                f"{_row(df.index[rows[i]])!r} (column {time!r})")
         if (steps < 0).any():
             i = int(np.argmax(steps < 0)) + 1
             raise TaskDataError(
-                f"time column {time!r} decreases{where} at row {df.index[rows[i]]!r} "
+                f"time column {time!r} decreases{where} at row {_row(df.index[rows[i]])!r} "
                 f"({t[i]:g} after {t[i - 1]:g}); sort the DataFrame by "
                 f"{'group and ' if group is not None else ''}time")
         out.append((label, t, data.to_numpy(np.float64)[rows]))
@@ -435,7 +441,7 @@ def _trajectory(df, *, name, time, targets, inputs, group, description, prior_co
         if irregular.any():
             i = int(np.argmax(irregular)) + 1
             raise TaskDataError(
-                f"time column {time!r} is not equally spaced at row {df.index[i]!r} "
+                f"time column {time!r} is not equally spaced at row {_row(df.index[i])!r} "
                 f"(step {steps[i - 1]:g} vs {steps[0]:g}); windows need a regular grid: "
                 f"resample first")
         time_ref = t[:T] - t[0]
@@ -457,7 +463,7 @@ def _trajectory(df, *, name, time, targets, inputs, group, description, prior_co
                     elif not np.allclose(rel, time_ref, rtol=1e-6, atol=1e-9):
                         raise TaskDataError(
                             f"group {label!r} is not sampled on the same regular grid as "
-                            f"the first window (row {df.index[rows_of(label)[s]]!r}); "
+                            f"the first window (row {_row(df.index[rows_of(label)[s]])!r}); "
                             f"windows need equally spaced times: resample first")
                     ys.append(v[s:s + T])
                     gs.append(label)

@@ -26,7 +26,7 @@ from .elements import ELEMENTS, element_arrays, voigt_isotropic
 __all__ = [
     "make_hea_fcc_rt", "make_hea_bcc_temp", "load_mpea", "select_fcc_rt", "select_bcc",
     "parse_formula", "composition_key", "curtin_fcc_yield", "curtin_bcc_yield",
-    "alloy_moduli_fcc", "alloy_moduli_bcc", "grouped_split",
+    "alloy_moduli_fcc", "alloy_moduli_bcc", "grouped_split", "within_group_rms",
     "FCC_COEFFICIENTS", "BCC_COEFFICIENTS",
 ]
 
@@ -80,11 +80,14 @@ def composition_key(fractions: dict[str, float], digits: int = 4) -> str:
 
 
 # -- data selection ---------------------------------------------------------------------
-def load_mpea():
-    """The raw MPEA table (pandas DataFrame), fetched and verified through the data cache."""
+def load_mpea(folder: str = "hea_fcc_rt_yield"):
+    """The raw MPEA table (pandas DataFrame), fetched and verified through the data cache.
+
+    The same file is registered under both task folders; ``folder`` picks which copy.
+    """
     import pandas as pd
 
-    return pd.read_csv(fetch("hea_fcc_rt_yield/MPEA_dataset_Borg2020.csv"))
+    return pd.read_csv(fetch(f"{folder}/MPEA_dataset_Borg2020.csv"))
 
 
 def _select(df, phase: str, t_min_c: float | None, t_max_c: float | None):
@@ -243,7 +246,7 @@ _FCC = {
                      "        nu = (c * self.nu_n).sum(1, keepdim=True)"),
     "tau_note": "0.051 f1 (Varvenne et al. 2016, f1 = 0.35)",
     "energy_note": "0.274 f2 (f2 = 5.70)",
-    "sigma0": 50.0,
+    "sigma0": 100.0,  # typical base stress of coarse-grained FCC HEAs
     **FCC_COEFFICIENTS,
 }
 
@@ -260,7 +263,7 @@ _BCC = {
         "        nu = ((3.0 * bulk - 2.0 * mu) / (2.0 * (3.0 * bulk + mu))).clamp(0.05, 0.49)"),
     "tau_note": "0.040 (Maresca & Curtin 2020, alpha = 1/12)",
     "energy_note": "2.00",
-    "sigma0": 50.0,
+    "sigma0": 200.0,  # typical base stress (lattice friction, grain size) of refractory HEAs
     **BCC_COEFFICIENTS,
 }
 
@@ -324,6 +327,20 @@ def _build(rows, elements: list[str], lattice: str, seed: int):
     return splits, consts
 
 
+def within_group_rms(values: np.ndarray, keys: Sequence) -> float:
+    """RMS deviation of ``values`` from their group means: the error floor of any function
+    of the group key (repeat measurements of one alloy differ by processing and grain size)."""
+    values = np.asarray(values, float)
+    _, inverse = np.unique(np.asarray([str(k) for k in keys]), return_inverse=True)
+    means = np.bincount(inverse, values) / np.bincount(inverse)
+    return float(np.sqrt(np.mean((values - means[inverse]) ** 2)))
+
+
+def _element_count_range(rows) -> tuple[int, int]:
+    counts = rows["fractions"].map(len)
+    return int(counts.min()), int(counts.max())
+
+
 def _drop_unknown_elements(rows):
     """Rows whose alloy contains an element missing from the element table are dropped."""
     known = rows["fractions"].map(lambda f: all(el in ELEMENTS for el in f))
@@ -352,6 +369,9 @@ def make_hea_fcc_rt(seed: int = 0) -> Task:
     (train, val, test), consts = _build(rows, elements, "fcc", seed)
     y = rows["yield_strength"].to_numpy()
     n_t = int((rows[COL_TEST] == "T").sum())
+    floor = within_group_rms(y, rows["composition"])
+    T = rows["T_K"].to_numpy()
+    n_el_min, n_el_max = _element_count_range(rows)
     fields = ("V_fcc", "mu", "nu")
     description = f"""\
 Room-temperature yield strength of single-phase FCC high-entropy alloys from composition.
@@ -359,13 +379,14 @@ Data: {len(rows)} measurements of {rows['composition'].nunique()} distinct compo
 database (Borg et al. 2020): alloys classified single-phase FCC, yield strength reported, test
 temperature 15-30 °C ({n_t} tension, {len(rows) - n_t} compression tests; tests are mixed).
 Inputs: the atomic fractions x_<El> of {len(elements)} elements ({', '.join(elements)}; each
-row sums to 1, most alloys have 3-6 principal elements) and the test temperature T_K (288-303 K).
+row sums to 1; alloys have {n_el_min}-{n_el_max} elements) and the test temperature T_K ({T.min():.0f}-{T.max():.0f} K).
 Target: yield_strength in MPa (range {y.min():.0f}-{y.max():.0f}, mean {y.mean():.0f}).
 Constants per element, in the order of the x_ inputs: V_n (apparent atomic volume in an FCC
 alloy, Å^3), mu (isotropic shear modulus, GPa), nu (Poisson ratio).
 Splits: grouped by composition (an alloy never appears in two splits), random 70/15/15 of the
-compositions with seed {seed}. The same composition can appear several times with different
-processing or grain size; those differences are not in the inputs and set a noise floor.
+compositions with seed {seed}. The same composition often appears several times with different
+processing or grain size; those differences are not in the inputs and set a noise floor: the
+RMS spread of repeat measurements around their composition mean is {floor:.0f} MPa.
 Mechanistic prior: Varvenne–Curtin solid-solution strengthening. With Vegard mean volume
 V = sum c_n V_n, b = (4V)^(1/3)/sqrt(2), misfit S = sum c_n (V_n - V)^2 / b^6, alloy mu, nu by rule
 of mixtures and q = (1+nu)/(1-nu): tau_y0 = 0.051 f1 alpha^(-1/3) mu q^(4/3) S^(2/3) and energy
@@ -404,14 +425,18 @@ Estimated elemental values: {_estimated_note(elements, fields)}."""
 
 def make_hea_bcc_temp(seed: int = 0) -> Task:
     """BCC (mostly refractory) high-entropy alloys: yield strength vs test temperature."""
-    raw = load_mpea()
+    raw = load_mpea("hea_bcc_temp_yield")
     rows, dropped = _drop_unknown_elements(select_bcc(raw))
     elements = sorted({el for f in rows["fractions"] for el in f})
     (train, val, test), consts = _build(rows, elements, "bcc", seed)
     y = rows["yield_strength"].to_numpy()
     T = rows["T_K"].to_numpy()
     n_c = int((rows[COL_TEST] == "C").sum())
-    fields = ("V_bcc", "C11", "C12", "C44")
+    floor = within_group_rms(y, zip(rows["composition"], rows["T_K"].round(0)))
+    n_el_min, n_el_max = _element_count_range(rows)
+    top = rows["T_K"].round(0).value_counts().head(5)
+    common_T = ", ".join(f"{t:.0f} K ({n} rows)" for t, n in top.items())
+    fields = ("V_bcc", "mu", "nu", "C11", "C12", "C44")
     description = f"""\
 Yield strength of single-phase BCC high-entropy alloys versus composition and test temperature.
 Data: {len(rows)} measurements of {rows['composition'].nunique()} distinct compositions from the MPEA
@@ -419,14 +444,15 @@ database (Borg et al. 2020): alloys classified single-phase BCC with a reported 
 any test temperature ({n_c} compression, {len(rows) - n_c} tension tests). Most are refractory alloys
 (Nb, Mo, Ta, W, V, Ti, Zr, Hf, Cr, Al); some are AlCoCrFeNi-type BCC alloys.
 Inputs: the atomic fractions x_<El> of {len(elements)} elements ({', '.join(elements)}; rows sum
-to 1) and the test temperature T_K ({T.min():.0f}-{T.max():.0f} K; most common 298, 873, 1073,
-1273, 1473 K).
+to 1; alloys have {n_el_min}-{n_el_max} elements) and the test temperature T_K
+({T.min():.0f}-{T.max():.0f} K; most common: {common_T}).
 Target: yield_strength in MPa (range {y.min():.0f}-{y.max():.0f}, mean {y.mean():.0f}).
 Constants per element, in the order of the x_ inputs: V_n (apparent atomic volume in a BCC alloy,
 Å^3), mu (isotropic shear modulus, GPa), nu (Poisson ratio), C11, C12, C44 (single-crystal elastic
 constants, GPa; isotropic-equivalent values for non-cubic elements).
 Splits: grouped by composition (an alloy and all its temperatures stay in one split), random
-70/15/15 of the compositions with seed {seed}.
+70/15/15 of the compositions with seed {seed}. Repeat measurements of one alloy at one temperature
+(different processing, grain size, test type) scatter by {floor:.0f} MPa RMS around their mean.
 Mechanistic prior: Maresca–Curtin edge-dislocation strengthening. V = sum c_n V_n,
 b = (sqrt(3)/2)(2V)^(1/3), S = sum c_n (V_n - V)^2 / b^6; alloy mu, nu = Voigt average of the
 rule-of-mixtures C_ij; q = (1+nu)/(1-nu); tau_y0 = 0.040 alpha^(-1/3) mu q^(4/3) S^(2/3),

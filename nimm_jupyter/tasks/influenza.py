@@ -277,10 +277,11 @@ def make_influenza_usa(dataset: str = "state360", window: int = 20, horizon: int
            "City; DC, PR, VI and the Northern Mariana Islands dropped)")
     description = f"""\
 Forecast weekly influenza-like-illness (ILI) visits in {len(codes)} US states {horizon} weeks ahead.
-Data: {src}; {n_weeks} consecutive weeks starting {fmt(0)}. Each value is the number of outpatient
-visits for ILI reported by the state's ILINet sentinel providers that week ({UNIT}; range
-{counts.min():.0f}-{counts.max():.0f}, median {np.median(counts):.0f}). Counts include a non-influenza
-background and depend on how many providers report (which changes over the years).
+Data: {src}.
+{n_weeks} consecutive weeks starting {fmt(0)}. Each value is the number of outpatient visits for
+ILI reported by the state's ILINet sentinel providers that week ({UNIT}; range
+{counts.min():.0f}-{counts.max():.0f}, median {np.median(counts):.0f}). Counts include a
+non-influenza background and depend on how many providers report (which changes over the years).
 Targets: one series per state, named by postal code ({', '.join(codes[:6])}{', ...' if len(codes) > 6 else ''}).
 Inputs: season_sin, season_cos = sin/cos(2 pi * day-of-year / 365.25) of each week's midweek day
 (peaks of influenza are in December-March).

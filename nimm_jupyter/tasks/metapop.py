@@ -622,8 +622,9 @@ def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place
     sim = simulate_covid(patches, city, weeks, n_replicates, seed, stay_home=stay_home,
                          reporting=reporting, dispersion=dispersion)
     exog = np.broadcast_to(sim["npi"][None, :, None], (n_replicates, weeks, 1))
-    first = (f"SYNTHETIC stand-in: weekly COVID-19 cases in the {len(patches)} {_plural(unit_word)} of "
-             f"{place}, simulated by a stochastic metapopulation SEIR (the real series is not public).")
+    first = (f"SYNTHETIC stand-in: weekly COVID-19 cases in the {len(patches)} "
+             f"{_plural(unit_word)} of {place}, simulated by a stochastic metapopulation SEIR "
+             "(the real series is not public).")
     description = covid_description(first, patches, unit_word, sim["cases"], window, horizon,
                                     _PLACEHOLDER)
     description += (f"\nSimulation (hidden from models): binomial SEIR with waning immunity, "
@@ -637,6 +638,11 @@ def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place
         f"{unit_word.capitalize()} names are official; populations and coordinates are "
         f"placeholders. Weeks start on Monday {COVID_START}."
     )
+    if city == "bogota":
+        provenance += (" With the public Datos Abiertos Bogotá line list "
+                       "(osb_enftransm-covid-19.csv) downloaded, "
+                       "nimm_jupyter.tasks.bogota.make_covid_bogota(path) builds the real task "
+                       "with this layout.")
     targets = [Variable(p.ident, "cases/week", f"reported cases in {p.name}") for p in patches]
     inputs = [Variable("npi_level", "", "intervention stringency 0..1 (known)")]
     return windowed_task(

@@ -1,0 +1,118 @@
+"""Harness speed benchmark (not a test): wall time of the reference hybrid and of restarts.
+
+    .venv/bin/python benchmarks/bench_harness.py                      # lung_cancer_chemo
+    .venv/bin/python benchmarks/bench_harness.py --task toy           # no task module needed
+    .venv/bin/python benchmarks/bench_harness.py --json --no-assert
+
+Targets (asserted unless ``--no-assert``):
+
+* the hand-written hybrid reference with the default :class:`TrainConfig` trains in
+  <= ``--target-seconds`` (15 s) on one CPU thread;
+* ``restarts=4`` trained batched with vmap costs < 2x a single run per epoch (``restarts=8``
+  is measured and reported too).
+
+Restart timings use a fixed number of epochs (early stopping off) so that per-epoch cost is
+compared, not how long each run happened to train.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from nimm_jupyter.execution.base import TrainConfig  # noqa: E402
+from nimm_jupyter.modeling import evaluate, reference_code  # noqa: E402
+
+
+def _task(name: str, n_patients: int | None):
+    if name == "toy":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from toy_tasks import make_toy_trajectory
+
+        return make_toy_trajectory(n_train=256, n_val=256, n_test=256, T=40)
+    from nimm_jupyter import tasks
+
+    opts = {"n_patients": n_patients} if n_patients else {}
+    return tasks.get(name, **opts)
+
+
+def _timed(task, code: str, cfg: TrainConfig) -> dict:
+    t0 = time.perf_counter()
+    res = evaluate(task, code, cfg)
+    wall = time.perf_counter() - t0
+    return {
+        "status": res.status.value, "message": res.message[:300], "wall_s": round(wall, 3),
+        "epochs": res.epochs, "ms_per_epoch": round(1e3 * wall / max(res.epochs, 1), 2),
+        "val_rmse": res.val.rmse, "test_rmse": res.test.rmse, "val_rmse_norm": res.val.rmse_norm,
+        "restarts": res.restarts, "parameters": res.parameters,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="lung_cancer_chemo")
+    ap.add_argument("--n-patients", type=int, default=None, help="task size option (default: task default)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--restarts", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--restart-epochs", type=int, default=40)
+    ap.add_argument("--target-seconds", type=float, default=15.0)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-assert", action="store_true")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    task = _task(args.task, args.n_patients)
+    code = reference_code(task, "hybrid")
+    report: dict = {"task": task.name, "sizes": task.sizes(), "threads": args.threads,
+                    "device": args.device, "torch": torch.__version__}
+
+    base = dict(threads=args.threads, device=args.device)
+    report["hybrid_default"] = _timed(task, code, TrainConfig(**base))
+
+    fixed = dict(base, max_epochs=args.restart_epochs, patience=10 * args.restart_epochs)
+    single = _timed(task, code, TrainConfig(**fixed))
+    report["restarts"] = {"1": single}
+    for k in args.restarts:
+        run = _timed(task, code, TrainConfig(restarts=k, **fixed))
+        run["ratio_per_epoch_vs_1"] = round(run["ms_per_epoch"] / single["ms_per_epoch"], 2)
+        report["restarts"][str(k)] = run
+
+    failures = []
+    hd = report["hybrid_default"]
+    if hd["status"] != "ok":
+        failures.append(f"hybrid reference failed: {hd['status']} {hd['message']}")
+    elif hd["wall_s"] > args.target_seconds:
+        failures.append(f"hybrid reference took {hd['wall_s']:.1f}s > {args.target_seconds:g}s")
+    four = report["restarts"].get("4")
+    if four and four["ratio_per_epoch_vs_1"] >= 2.0:
+        failures.append(f"restarts=4 costs {four['ratio_per_epoch_vs_1']}x a single run per epoch")
+    for k, run in report["restarts"].items():
+        if k != "1" and "vmap" not in run["message"]:
+            failures.append(f"restarts={k} did not use vmap: {run['message']}")
+    report["failures"] = failures
+
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print(f"task {report['task']} {report['sizes']} threads={args.threads} device={args.device}")
+        print(f"hybrid (defaults): {hd['status']} {hd['wall_s']:.2f}s, {hd['epochs']} epochs, "
+              f"{hd['ms_per_epoch']} ms/epoch, val RMSE {hd['val_rmse']:.4g}, test RMSE {hd['test_rmse']:.4g}")
+        for k, run in report["restarts"].items():
+            ratio = run.get("ratio_per_epoch_vs_1", 1.0)
+            print(f"restarts={k}: {run['wall_s']:.2f}s for {run['epochs']} epochs "
+                  f"({run['ms_per_epoch']} ms/epoch, x{ratio} per epoch), val RMSE {run['val_rmse']:.4g}")
+        for f in failures:
+            print("FAIL:", f)
+    return 1 if failures and not args.no_assert else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""``nimm search TASK``: run a search headless, with a progress bar and a summary (or JSON)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..cli import CLIError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help="search for a neural-integrated mechanistic model",
+                       description="Search for a neural-integrated mechanistic model of TASK "
+                                   "(a registered task, or a CSV file with --csv).")
+    p.add_argument("task", nargs="?", help="task name (see `nimm tasks`); omit with --csv")
+    g = p.add_argument_group("data from a CSV file")
+    g.add_argument("--csv", metavar="FILE", help="build the task from this CSV file")
+    g.add_argument("--time", metavar="COL", help="time column (trajectory task)")
+    g.add_argument("--targets", metavar="A,B", help="target columns")
+    g.add_argument("--inputs", metavar="C,D", default="", help="input/feature columns")
+    g.add_argument("--group", metavar="G", help="column naming the unit each row belongs to")
+    g.add_argument("--name", metavar="NAME", help="task name for a CSV task")
+    add_run_options(p)
+    p.add_argument("--branches", type=int, default=3, help="integration strategies (default 3)")
+    p.add_argument("--policy", default="nimmgen",
+                   choices=["nimmgen", "greedy", "evolution", "sampling"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", metavar="DIR", help="journal directory (default ./runs/...)")
+    p.add_argument("--describe", metavar="TEXT", default="",
+                   help="notes for the proposer (what you know about the system)")
+    p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
+                   help="task option, e.g. n_patients=200 (repeatable)")
+    p.add_argument("--n-patients", type=int, metavar="N",
+                   help="shortcut for --option n_patients=N")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``search`` and ``resume``."""
+    p.add_argument("--budget", type=int, help="max evaluated nodes (default 20)")
+    p.add_argument("--proposer", help="auto | offline | anthropic | replay (default auto)")
+    p.add_argument("--replay", metavar="FILE", help="recorded proposals for --proposer replay")
+    p.add_argument("--model", help="LLM model name for the anthropic proposer")
+    p.add_argument("--workers", type=int, help="parallel evaluations (default 1)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--max-epochs", type=int, metavar="N", help="training epochs per candidate")
+    p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock budget (s)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="token budget")
+    p.add_argument("--max-cost", type=float, metavar="USD", help="cost budget (USD)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings -> dict; values are JSON when they parse (200, true, 0.5)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _columns(text: str | None) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def csv_task(args: argparse.Namespace) -> Any:
+    """A Task from ``--csv`` and its column options."""
+    if not args.targets:
+        raise CLIError("--csv needs --targets A,B")
+    path = Path(args.csv)
+    if not path.exists():
+        raise CLIError(f"CSV file {path} does not exist")
+    try:
+        import pandas as pd
+    except ImportError:
+        raise CLIError("--csv needs pandas: pip install pandas") from None
+    from ..tasks.base import Task
+
+    build = getattr(Task, "from_dataframe", None)
+    if build is None:
+        from ..tasks.dataframe import task_from_dataframe as build
+    kw: dict[str, Any] = {"targets": _columns(args.targets), "name": args.name or path.stem}
+    if args.time:
+        kw["time"] = args.time
+    if args.inputs:
+        kw["inputs"] = _columns(args.inputs)
+    if args.group:
+        kw["group"] = args.group
+    try:
+        return build(pd.read_csv(path), **kw)
+    except (ValueError, KeyError) as exc:
+        raise CLIError(f"cannot build a task from {path}: {exc}") from None
+
+
+def train_config(max_epochs: int | None, base: dict[str, Any] | None = None) -> Any:
+    from ..execution.base import TrainConfig
+
+    if max_epochs is None:
+        return None
+    if max_epochs < 1:
+        raise CLIError(f"--max-epochs must be >= 1, got {max_epochs}")
+    cfg = dict(base or {})
+    cfg.pop("save_weights", None)
+    cfg["max_epochs"] = max_epochs
+    return TrainConfig(**cfg)
+
+
+def proposer_spec(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    name, opts = args.proposer, {}
+    if args.replay:
+        if name not in (None, "replay"):
+            raise CLIError("--replay goes with --proposer replay")
+        name, opts = "replay", {"path": str(Path(args.replay).resolve())}
+    elif name == "replay":
+        raise CLIError("--proposer replay needs --replay FILE")
+    return name, opts
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active, anything written to stdout (by us, libraries or child processes)
+    goes to stderr, so that ``--json`` leaves exactly one JSON document on stdout."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    old, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        sys.stdout = old
+
+
+class Progress:
+    """A tqdm bar on stderr fed by search events."""
+
+    def __init__(self, total: int, done: int, quiet: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, unit="node", file=sys.stderr,
+                        dynamic_ncols=True, disable=quiet and not sys.stderr.isatty())
+        self.best: float | None = None
+
+    def __call__(self, event: Any) -> None:
+        if event.type == "node_finished":
+            self.bar.update(1)
+        elif event.type == "best_changed" and event.data.get("val") is not None:
+            self.best = float(event.data["val"])
+        elif event.type == "node_created" and event.data.get("change"):
+            self.bar.set_description(f"node {event.data['node']} ({event.data['operator']})")
+        if self.best is not None:
+            self.bar.set_postfix_str(f"best val RMSE {self.best:.4g}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return "-" if x != x else f"{x:.4g}"
+    return str(x)
+
+
+def summary_text(result: Any) -> str:
+    """The tree summary and the best model, for people."""
+    lines = [f"run {result.run_id} ({result.task_name}): {result.status}, "
+             f"stop reason {result.stop_reason or '-'}; {len(result.nodes)} nodes "
+             f"{dict(sorted(result.counts.items()))}; {result.tokens} tokens, "
+             f"${result.cost:.4f}, {result.wall_time:.1f} s", "", "branches:"]
+    for b in result.branches:
+        lines.append(f"  [{b['branch']}] {b['strategy']} ({b['status']}"
+                     f"{': ' + b['note'] if b.get('note') else ''}) nodes {b['nodes']}, "
+                     f"best node {_fmt(b['best_node'])} val RMSE {_fmt(b['best_val_rmse'])}")
+    lines += ["", f"{'id':>4} {'parent':>6} {'br':>3} {'op':<7} {'status':<15} "
+              f"{'val RMSE':>10} {'test RMSE':>10}  change"]
+    for n in result.nodes:
+        lines.append(f"{n.id:>4} {_fmt(n.parent):>6} {n.branch:>3} {n.operator:<7} "
+                     f"{n.status:<15} {_fmt(n.rmse('val')):>10} {_fmt(n.rmse('test')):>10}  "
+                     f"{n.change[:70]}")
+    best = result.best
+    lines.append("")
+    if best is None:
+        lines.append("no model evaluated successfully")
+    else:
+        lines.append(f"best: node {best.id} (branch {best.branch}, {best.strategy or '-'}): "
+                     f"{best.change}")
+        lines.append(f"  val RMSE {_fmt(best.rmse('val'))}, test RMSE {_fmt(best.rmse('test'))}"
+                     f", train RMSE {_fmt(best.rmse('train'))}")
+        params = best.result.parameters if best.result is not None else {}
+        if params:
+            lines.append("  fitted parameters: " + ", ".join(
+                f"{k}={_fmt(float(v))}" for k, v in list(params.items())[:20]))
+    return "\n".join(lines)
+
+
+def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> int:
+    """Start a search (``start(on_event) -> Search``), wait with a progress bar, report.
+
+    Ctrl-C stops it cleanly and prints how to resume.
+    """
+    from ..search.api import SearchError
+
+    progress = Progress(total, done, quiet=args.json)
+    interrupted = False
+    with stdout_to_stderr(args.json):
+        try:
+            s = start(progress)
+        except SearchError as exc:
+            progress.close()
+            raise CLIError(str(exc)) from None
+        try:
+            while not s.done:
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            s.stop()
+        progress.close()
+        try:
+            result = s.wait()
+        except Exception as exc:
+            raise CLIError(f"search failed: {type(exc).__name__}: {exc}") from None
+        if interrupted or result.status == "stopped":
+            print(f"search stopped; continue it with: nimm resume {s.run_dir}", file=sys.stderr)
+    if args.json:
+        d = result.to_dict()
+        d.pop("nodes", None)
+        print(json.dumps(d))
+    else:
+        print(summary_text(result))
+    return 130 if interrupted else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import tasks
+    from ..search.api import search
+
+    if args.csv:
+        if args.task:
+            raise CLIError("give either a task name or --csv FILE, not both")
+        task: Any = csv_task(args)
+        options: dict[str, Any] = {}
+    else:
+        if not args.task:
+            raise CLIError("give a task name (see `nimm tasks`) or --csv FILE")
+        if args.task not in tasks.list_tasks():
+            raise CLIError(f"unknown task {args.task!r}; available: {', '.join(tasks.list_tasks())}")
+        task = args.task
+        options = parse_options(args.option)
+        if args.n_patients is not None:
+            options["n_patients"] = args.n_patients
+    name, popts = proposer_spec(args)
+    budget = args.budget if args.budget is not None else 20
+
+    def start(on_event: Any) -> Any:
+        return search(
+            task, budget=budget, branches=args.branches, policy=args.policy,
+            proposer=name or "auto", proposer_options=popts, model=args.model,
+            workers=args.workers or 1, device=args.device or "auto", seed=args.seed,
+            run_dir=args.run_dir, description=args.describe, background=True,
+            time_limit=args.time_limit, max_tokens=args.max_tokens, max_cost=args.max_cost,
+            train=train_config(args.max_epochs, {"seed": args.seed}),
+            task_options=options or None, on_event=on_event,
+        )
+
+    return run_search(start, args, budget, 0)

@@ -1,0 +1,160 @@
+"""`nimm search/resume/show` end to end: real executor, offline and replay proposers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nimm_jupyter.proposers.replay import ReplayError, load_records, record_replay
+from nimm_jupyter.search.api import open_run
+
+pytestmark = pytest.mark.timeout(180)
+BASE = ["lung_cancer_chemo", "--n-patients", "32", "--max-epochs", "5"]
+
+
+def nimm(*args: str, check: bool = True, timeout: float = 150) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "nimm_jupyter.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "COLUMNS": "120"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nimm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def one_json(stdout: str) -> dict:
+    """stdout must hold exactly one JSON object and nothing else."""
+    obj, end = json.JSONDecoder().raw_decode(stdout.strip())
+    assert stdout.strip()[end:].strip() == "", f"extra output after the JSON: {stdout[end:]!r}"
+    assert isinstance(obj, dict)
+    return obj
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    proc = nimm("search", *BASE, "--budget", "3", "--proposer", "offline", "--run-dir",
+                str(run_dir), "--json")
+    out = one_json(proc.stdout)
+    assert out["run_dir"] == str(run_dir) and out["run_id"] == "run"
+    assert sum(out["counts"].values()) == 3 and out["stop_reason"] == "budget"
+    assert out["best"]["val_rmse"] > 0 and out["best"]["test_rmse"] > 0
+    assert set(out) >= {"run_id", "run_dir", "best", "counts", "tokens", "cost", "wall_time"}
+    return run_dir
+
+
+def test_show_prints_tree_and_best(first_run):
+    out = one_json(nimm("show", str(first_run), "--json").stdout)
+    assert len(out["nodes"]) == 3 and out["best"]["id"] in {n["id"] for n in out["nodes"]}
+    assert all(set(n) >= {"id", "branch", "operator", "status", "val_rmse", "test_rmse"}
+               for n in out["nodes"])
+    text = nimm("show", str(first_run)).stdout
+    assert "best: node" in text and "branches:" in text and "fitted parameters" in text
+
+
+def test_resume_extends_the_run(first_run, tmp_path):
+    before = open_run(first_run)
+    out = one_json(nimm("resume", str(first_run), "--budget", "4", "--json").stdout)
+    assert sum(out["counts"].values()) == 4
+    after = open_run(first_run)
+    for n in before.nodes:  # earlier nodes untouched
+        assert after.node(n.id).finished == n.finished and after.node(n.id).code == n.code
+
+
+def test_replay_reproduces_a_recorded_run(first_run, tmp_path):
+    replay = tmp_path / "replay.jsonl"
+    n = record_replay(first_run, replay)
+    assert n == len(open_run(first_run).nodes)
+    records = load_records(replay)
+    assert records[0]["operator"] == "strategies"
+    run2 = tmp_path / "replayed"
+    out = one_json(nimm("search", *BASE, "--budget", "3", "--proposer", "replay", "--replay",
+                        str(replay), "--run-dir", str(run2), "--json").stdout)
+    assert sum(out["counts"].values()) == 3
+    original = [n.code for n in open_run(first_run).nodes[:3]]
+    assert [n.code for n in open_run(run2).nodes] == original
+
+
+def test_replay_file_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"operator": "mutate", "code": "x"}\n')
+    with pytest.raises(ReplayError, match="operator"):
+        load_records(bad)
+    with pytest.raises(ReplayError, match="does not exist"):
+        load_records(tmp_path / "missing.json")
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    proc = nimm("search", "no_such_task", "--run-dir", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "unknown task 'no_such_task'" in proc.stderr
+    assert proc.stdout == ""
+    proc = nimm("search", *BASE, "--proposer", "replay", check=False)
+    assert proc.returncode == 2 and "--replay FILE" in proc.stderr
+    proc = nimm("search", *BASE, "--option", "oops", check=False)
+    assert proc.returncode == 2 and "KEY=VALUE" in proc.stderr
+    proc = nimm("show", str(tmp_path / "nothing"), check=False)
+    assert proc.returncode == 2 and "no search journal" in proc.stderr
+
+
+def start(run_dir: Path, budget: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nimm_jupyter.cli", "search", *BASE, "--budget", str(budget),
+         "--proposer", "offline", "--run-dir", str(run_dir), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_done(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"search exited early ({proc.returncode}): {proc.stderr.read()}")
+        try:
+            if sum(x.completed for x in open_run(run_dir).nodes) >= n:
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} nodes finished in {timeout} s")
+
+
+def test_kill_9_then_nimm_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, budget=5)
+    try:
+        wait_done(run_dir, 2, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = open_run(run_dir)
+    done = {n.id: n for n in before.nodes if n.completed}
+    assert len(done) >= 2
+    out = one_json(nimm("resume", str(run_dir), "--json").stdout)
+    assert sum(out["counts"].values()) == 5 and out["stop_reason"] == "budget"
+    after = open_run(run_dir)
+    assert len(after.nodes) == 5 and all(n.completed for n in after.nodes)
+    for i, n in done.items():  # not lost, not re-evaluated
+        assert after.node(i).finished == n.finished
+        assert after.node(i).result.to_dict()["val"] == n.result.to_dict()["val"]
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, budget=40)
+    try:
+        wait_done(run_dir, 1, proc)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert f"nimm resume {run_dir}" in stderr
+    out = one_json(stdout)
+    assert out["status"] == "stopped"
+    assert open_run(run_dir).status == "stopped"

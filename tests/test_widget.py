@@ -1,0 +1,287 @@
+"""SearchWidget: state from a stream of (fake) search events, throttling, batching, clicks,
+Stop/Export messages. ``FakeSearch`` (also used by test_magics.py) mimics the Search API."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
+from nimm_jupyter.search.events import Event, EventBus
+from nimm_jupyter.search.node import Node
+
+pytestmark = pytest.mark.timeout(60)
+
+PRIOR = '''import torch
+from torch import nn
+from nimm_jupyter.blocks import Positive
+
+
+class Model(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.rho = Positive(0.1)
+
+    def forward(self, y_context, u, t):
+        return y_context[:, -1:].repeat(1, t.shape[0] - y_context.shape[1], 1) * self.rho()
+'''
+
+
+class FakeSearch:
+    """Publishes the events a real search would, from a background thread.
+
+    Node ``fail`` ids end with a runtime error; the val RMSE of node ``i`` is ``vals[i]``.
+    ``step`` seconds pass per node; ``stop()`` ends the run early (reason ``stopped``).
+    """
+
+    def __init__(self, run_dir: Path, n_nodes: int = 5, step: float = 0.01,
+                 fail: tuple[int, ...] = (2,), vals: list[float] | None = None,
+                 progress: int = 5, task_name: str = "lung_cancer", settings: dict | None = None):
+        self.run_id = Path(run_dir).name
+        self.run_dir = Path(run_dir)
+        self.task_name = task_name
+        self.task = None
+        self.settings = settings if settings is not None else {"budget": n_nodes, "task_options": {}}
+        self.n_nodes, self.step, self.fail, self.progress = n_nodes, step, set(fail), progress
+        self.vals = vals or [1.0 / (i + 1) for i in range(n_nodes)]
+        self._nodes: dict[int, Node] = {}
+        self._bus = EventBus()
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self.stop_calls = 0
+        self.stop_reason: str | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    # -- Search API ----------------------------------------------------------------------
+    def start(self) -> "FakeSearch":
+        self._thread.start()
+        return self
+
+    def subscribe(self, fn):
+        return self._bus.subscribe(fn)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.stop_calls += 1
+        self._stop.set()
+        self._finished.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None):
+        self._finished.wait(timeout)
+        return self
+
+    @property
+    def result(self):
+        return self
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [self._nodes[k] for k in sorted(self._nodes)]
+
+    @property
+    def best(self) -> Node | None:
+        ok = [n for n in self.nodes if n.ok]
+        return min(ok, key=lambda n: n.score) if ok else None
+
+    def status(self) -> dict:
+        nodes = self.nodes
+        states = [n.state for n in nodes]
+        best = self.best
+        return {"evaluated": sum(n.completed for n in nodes), "failed": states.count("failed"),
+                "running": states.count("running"), "pending": states.count("pending"),
+                "tokens": 10 * len(nodes), "cost": 0.0, "elapsed": 1.0,
+                "best_val": best.rmse("val") if best else None,
+                "best_node": best.id if best else None, "budget": self.n_nodes}
+
+    # -- the fake run --------------------------------------------------------------------
+    def emit(self, type_: str, **data) -> None:
+        self._bus.publish(Event(type=type_, run_id=self.run_id, data=data))
+
+    def make_result(self, i: int) -> EvalResult:
+        if i in self.fail:
+            return EvalResult.failure(Status.RUNTIME_ERROR, f"line 3: boom in node {i}")
+        v = self.vals[i]
+        return EvalResult(
+            status=Status.OK, train=SplitScores(v * 0.9, v * 0.09), val=SplitScores(v, v / 10),
+            test=SplitScores(v * 1.1, v / 9), parameters={"rho": 0.1 + i},
+            loss_curve=[{"epoch": e, "train": 1.0 / (e + 1), "val": 1.2 / (e + 1)} for e in range(30)],
+            n_parameters=3, epochs=30)
+
+    def _run(self) -> None:
+        self.emit("search_started")
+        reason = "budget"
+        best = None
+        for i in range(self.n_nodes):
+            if self._stop.is_set():
+                reason = "stopped"
+                break
+            parent = None if i < 2 else i - 2
+            node = Node(id=i, parent=parent, branch=i % 2, operator="draft" if i < 2 else "refine",
+                        strategy=f"strategy {i % 2}", change=f"change {i}", code=PRIOR)
+            self._nodes[i] = node
+            self.emit("node_created", node=i, parent=parent, branch=i % 2, operator=node.operator,
+                      strategy=node.strategy, change=node.change)
+            node.state = "running"
+            self.emit("node_started", node=i)
+            for e in range(self.progress):
+                self.emit("node_progress", node=i, epoch=e, train=1.0 / (e + 1), val=1.1 / (e + 1))
+            if self._stop.wait(self.step):
+                node.state = "pending"
+                reason = "stopped"
+                break
+            node.result = self.make_result(i)
+            node.state = "done" if node.result.ok else "failed"
+            self.emit("node_finished", node=i, status=node.status, val=node.rmse("val"),
+                      train=node.rmse("train"), message=node.message)
+            if node.ok and (best is None or node.score < best.score):
+                best = node
+                self.emit("best_changed", node=i, val=node.rmse("val"))
+        self.stop_reason = reason
+        self._finished.set()
+        self.emit("search_finished", reason=reason, best=best.id if best else None)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    return FakeSearch(tmp_path / "run-fake")
+
+
+def _wait(cond, timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_static_assets_have_stable_hooks():
+    from nimm_jupyter.jupyter import widget
+
+    js = (widget._STATIC / "widget.js").read_text()
+    css = (widget._STATIC / "widget.css").read_text()
+    for hook in ("nimm-node", "data-node-id", "nimm-stop", "nimm-export", "nimm-details",
+                 '"stop"', '"export"', "export default"):
+        assert hook in js, hook
+    assert ".nimm-widget" in css and ".nimm-cross" in css
+
+
+def test_widget_follows_event_stream(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: w.finished)
+    nodes = {n["id"]: n for n in w.nodes}
+    assert sorted(nodes) == [0, 1, 2, 3, 4]
+    assert nodes[2]["state"] == "failed" and nodes[2]["status"] == "runtime_error"
+    assert "boom" in nodes[2]["message"]
+    assert nodes[4]["state"] == "done" and nodes[4]["val"] == pytest.approx(0.2)
+    assert nodes[3]["parent"] == 1 and nodes[3]["branch"] == 1
+    assert w.best_id == 4
+    vals = [v for _, v in w.best_so_far]
+    assert vals == sorted(vals, reverse=True) and vals[-1] == pytest.approx(0.2)
+    assert [n for n, _ in w.best_so_far] == sorted(n for n, _ in w.best_so_far)
+    assert {b["id"] for b in w.branches} == {0, 1}
+    assert w.counters["evaluated"] == 5 and w.counters["failed"] == 1
+    assert "4" in w.curves and len(w.curves["4"]) == 30  # the best node's full curve
+    assert "finished" in w.message
+
+
+def test_updates_are_throttled_and_batched(tmp_path):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake = FakeSearch(tmp_path / "run-t", n_nodes=1, step=0.0, progress=0)
+    w = SearchWidget(fake)
+    sent: list[dict] = []
+    w.send_state = lambda key=None: sent.append(key)  # what hold_sync flushes
+    start_flushes = w.flushes
+    fake._nodes[0] = Node(id=0, parent=None, branch=0, operator="draft", code=PRIOR)
+    fake.emit("node_created", node=0, parent=None, branch=0, operator="draft", strategy="s", change="c")
+    fake.emit("node_started", node=0)
+    t0 = time.monotonic()
+    for e in range(600):
+        fake.emit("node_progress", node=0, epoch=e, train=1.0, val=1.0)
+    elapsed = time.monotonic() - t0
+    time.sleep(0.35)  # let the trailing flush happen
+    flushes = w.flushes - start_flushes
+    assert 1 <= flushes <= elapsed * w.max_rate + 3
+    assert 1 <= len(sent) <= flushes  # at most one batched message per flush
+    assert all(isinstance(k, (list, tuple, set, dict)) or k is None or len(k) > 1 for k in sent)
+    # the newest point always survives thinning, and the curve stays bounded
+    pts = w.curves["0"]
+    assert pts[-1]["epoch"] == 599 and len(pts) <= 200
+
+
+def test_click_fills_details(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: w.finished)
+    w.selected = 3
+    d = w.details
+    assert d["id"] == 3 and d["change"] == "change 3" and "class Model" in d["code"]
+    assert d["metrics"]["val_rmse"] == pytest.approx(0.25)
+    assert "test_rmse" not in d["metrics"]
+    assert d["params"] == {"rho": pytest.approx(3.1)}
+    assert d["error"] == ""
+    assert "3" in w.curves and len(w.curves["3"]) == 30  # from the result's loss curve
+    w.selected = 2
+    assert "boom" in w.details["error"]
+
+
+def test_stop_message_stops_search(tmp_path):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake = FakeSearch(tmp_path / "run-s", n_nodes=200, step=0.05)
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: len(fake.nodes) >= 2)
+    t0 = time.time()
+    w._on_custom_msg(w, {"action": "stop"}, [])
+    assert _wait(lambda: fake.done, timeout=2.0)
+    assert time.time() - t0 < 2.0 and fake.stop_calls == 1
+    assert _wait(lambda: w.finished)
+    assert len(w.nodes) < 200
+
+
+def test_export_message_calls_exporter(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    calls = []
+    w = SearchWidget(fake, on_export=lambda ids: calls.append(ids) or f"exported {ids}")
+    w._on_custom_msg(w, {"action": "export"}, [])
+    assert calls == [] and "nothing to export" in w.message
+    fake.start()
+    assert _wait(lambda: w.finished)
+    w._on_custom_msg(w, {"action": "export"}, [])
+    assert calls == [[4]] and w.message == "exported [4]"
+
+    def broken(ids):
+        raise RuntimeError("disk full")
+
+    w.on_export = broken
+    w._on_custom_msg(w, {"action": "export"}, [])
+    assert w.message == "export failed: disk full"
+
+
+def test_widget_of_finished_result_replays_state(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake.start()
+    assert _wait(lambda: fake.done)
+
+    class Snapshot:  # a SearchResult-like object: no subscribe, no stop
+        run_id, run_dir, task_name = fake.run_id, fake.run_dir, "lung_cancer"
+        nodes, best = fake.nodes, fake.best
+
+    w = SearchWidget(Snapshot())
+    assert w.finished and w.best_id == 4 and len(w.nodes) == 5
+    assert w.best_so_far[-1][1] == pytest.approx(0.2)
+    assert {n["id"]: n["state"] for n in w.nodes}[2] == "failed"

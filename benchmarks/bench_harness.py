@@ -11,8 +11,12 @@ Targets (asserted unless ``--no-assert``):
 * ``restarts=4`` trained batched with vmap costs < 2x a single run per epoch (``restarts=8``
   is measured and reported too).
 
-Restart timings use a fixed number of epochs (early stopping off) so that per-epoch cost is
-compared, not how long each run happened to train.
+Restart timings use a fixed number of epochs (``--restart-epochs``, early stopping off) so
+that the cost of the same training budget is compared, not how long each run happened to
+train. Batched restarts drop their worse half every 10% of the budget (see
+``nimm_jupyter.modeling.harness``), which is what keeps K restarts well under K runs when
+the batched computation is compute-bound (1000 patients on one thread is). On a machine
+shared with other jobs, ``--clock cpu`` applies the targets to process CPU time.
 """
 from __future__ import annotations
 
@@ -44,12 +48,14 @@ def _task(name: str, n_patients: int | None):
 
 
 def _timed(task, code: str, cfg: TrainConfig) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = evaluate(task, code, cfg)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "status": res.status.value, "message": res.message[:300], "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
         "epochs": res.epochs, "ms_per_epoch": round(1e3 * wall / max(res.epochs, 1), 2),
+        "cpu_ms_per_epoch": round(1e3 * cpu / max(res.epochs, 1), 2),
         "val_rmse": res.val.rmse, "test_rmse": res.test.rmse, "val_rmse_norm": res.val.rmse_norm,
         "restarts": res.restarts, "parameters": res.parameters,
     }
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--restarts", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--restart-epochs", type=int, default=40)
+    ap.add_argument("--restart-epochs", type=int, default=100)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="which time the targets apply to (cpu: on a machine shared with other jobs)")
     ap.add_argument("--target-seconds", type=float, default=15.0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-assert", action="store_true")
@@ -82,18 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     report["restarts"] = {"1": single}
     for k in args.restarts:
         run = _timed(task, code, TrainConfig(restarts=k, **fixed))
-        run["ratio_per_epoch_vs_1"] = round(run["ms_per_epoch"] / single["ms_per_epoch"], 2)
+        key = "cpu_s" if args.clock == "cpu" else "wall_s"
+        run["ratio_vs_1"] = round(run[key] / single[key], 2)
         report["restarts"][str(k)] = run
 
     failures = []
     hd = report["hybrid_default"]
     if hd["status"] != "ok":
         failures.append(f"hybrid reference failed: {hd['status']} {hd['message']}")
-    elif hd["wall_s"] > args.target_seconds:
-        failures.append(f"hybrid reference took {hd['wall_s']:.1f}s > {args.target_seconds:g}s")
+    elif hd[f"{args.clock}_s"] > args.target_seconds:
+        failures.append(f"hybrid reference took {hd[args.clock + '_s']:.1f}s ({args.clock}) "
+                        f"> {args.target_seconds:g}s")
     four = report["restarts"].get("4")
-    if four and four["ratio_per_epoch_vs_1"] >= 2.0:
-        failures.append(f"restarts=4 costs {four['ratio_per_epoch_vs_1']}x a single run per epoch")
+    if four and four["ratio_vs_1"] >= 2.0:
+        failures.append(f"restarts=4 costs {four['ratio_vs_1']}x a single run")
     for k, run in report["restarts"].items():
         if k != "1" and "vmap" not in run["message"]:
             failures.append(f"restarts={k} did not use vmap: {run['message']}")
@@ -103,12 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2, default=float))
     else:
         print(f"task {report['task']} {report['sizes']} threads={args.threads} device={args.device}")
-        print(f"hybrid (defaults): {hd['status']} {hd['wall_s']:.2f}s, {hd['epochs']} epochs, "
-              f"{hd['ms_per_epoch']} ms/epoch, val RMSE {hd['val_rmse']:.4g}, test RMSE {hd['test_rmse']:.4g}")
+        print(f"hybrid (defaults): {hd['status']} wall {hd['wall_s']:.2f}s cpu {hd['cpu_s']:.2f}s, "
+              f"{hd['epochs']} epochs, {hd['cpu_ms_per_epoch']} cpu-ms/epoch, "
+              f"val RMSE {hd['val_rmse']:.4g}, test RMSE {hd['test_rmse']:.4g}")
         for k, run in report["restarts"].items():
-            ratio = run.get("ratio_per_epoch_vs_1", 1.0)
-            print(f"restarts={k}: {run['wall_s']:.2f}s for {run['epochs']} epochs "
-                  f"({run['ms_per_epoch']} ms/epoch, x{ratio} per epoch), val RMSE {run['val_rmse']:.4g}")
+            ratio = run.get("ratio_vs_1", 1.0)
+            print(f"restarts={k}: wall {run['wall_s']:.2f}s cpu {run['cpu_s']:.2f}s for "
+                  f"{run['epochs']} epochs (x{ratio} vs restarts=1), val RMSE {run['val_rmse']:.4g}")
         for f in failures:
             print("FAIL:", f)
     return 1 if failures and not args.no_assert else 0

@@ -16,10 +16,13 @@ from nimm_jupyter.search.api import open_run
 
 pytestmark = pytest.mark.timeout(180)
 BASE = ["lung_cancer_chemo", "--n-patients", "32", "--max-epochs", "5"]
+# Not `python -m nimm_jupyter.cli`: that runs cli.py as __main__, a second copy of the module
+# whose CLIError is not the one the commands raise.
+NIMM = [sys.executable, "-c", "import sys; from nimm_jupyter.cli import main; sys.exit(main())"]
 
 
 def nimm(*args: str, check: bool = True, timeout: float = 150) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "nimm_jupyter.cli", *args], capture_output=True,
+    proc = subprocess.run([*NIMM, *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "COLUMNS": "120"})
     if check and proc.returncode != 0:
         raise AssertionError(f"nimm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
@@ -88,21 +91,29 @@ def test_replay_file_errors(tmp_path):
         load_records(tmp_path / "missing.json")
 
 
-def test_bad_input_is_one_clear_error(tmp_path):
-    proc = nimm("search", "no_such_task", "--run-dir", str(tmp_path / "x"), check=False)
-    assert proc.returncode == 2 and "unknown task 'no_such_task'" in proc.stderr
-    assert proc.stdout == ""
-    proc = nimm("search", *BASE, "--proposer", "replay", check=False)
-    assert proc.returncode == 2 and "--replay FILE" in proc.stderr
-    proc = nimm("search", *BASE, "--option", "oops", check=False)
-    assert proc.returncode == 2 and "KEY=VALUE" in proc.stderr
-    proc = nimm("show", str(tmp_path / "nothing"), check=False)
-    assert proc.returncode == 2 and "no search journal" in proc.stderr
+def test_bad_input_is_one_clear_error(tmp_path, capsys):
+    from nimm_jupyter.cli import main  # in-process: the exit status and stderr are the same
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = call("search", "no_such_task", "--run-dir", str(tmp_path / "x"))
+    assert code == 2 and "unknown task 'no_such_task'" in err and out == ""
+    code, out, err = call("search", *BASE, "--proposer", "replay")
+    assert code == 2 and "--replay FILE" in err
+    code, out, err = call("search", *BASE, "--option", "oops")
+    assert code == 2 and "KEY=VALUE" in err
+    code, out, err = call("show", str(tmp_path / "nothing"))
+    assert code == 2 and "no search journal" in err
+    code, out, err = call("search", "--csv", str(tmp_path / "missing.csv"), "--targets", "y")
+    assert code == 2 and "does not exist" in err
 
 
 def start(run_dir: Path, budget: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "nimm_jupyter.cli", "search", *BASE, "--budget", str(budget),
+        [*NIMM, "search", *BASE, "--budget", str(budget),
          "--proposer", "offline", "--run-dir", str(run_dir), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -158,3 +169,23 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     out = one_json(stdout)
     assert out["status"] == "stopped"
     assert open_run(run_dir).status == "stopped"
+
+
+def test_csv_task_search_in_process(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    from nimm_jupyter.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(40, 2))
+    pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "y": 1.5 * x[:, 0] ** 2 - 0.7 * x[:, 1]}).to_csv(
+        tmp_path / "data.csv", index=False)
+    code = main(["search", "--csv", str(tmp_path / "data.csv"), "--targets", "y", "--inputs",
+                 "x1,x2", "--budget", "2", "--proposer", "offline", "--max-epochs", "5",
+                 "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = one_json(out)
+    assert result["task"] == "data" and sum(result["counts"].values()) == 2
+    assert (tmp_path / "run" / "task.pkl").exists()  # a user task travels with its run

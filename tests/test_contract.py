@@ -95,6 +95,7 @@ def test_allowed_imports_pass(tab):
     ("getattr(x, '__class__')", "dunder"),
     ("x.__class__.__subclasses__()", "__subclasses__"),
     ("torch.hub.list('a/b')", "torch.hub"),
+    ("SystemExit(0)", "`SystemExit`"),
 ])
 def test_forbidden_names(tab, expr, needle):
     src = tab_model(f"y = {expr}\n        return x[:, :1] * self.w")

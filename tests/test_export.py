@@ -56,6 +56,21 @@ def lung_task():
 
 
 @pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A tiny search by the real engine (offline proposer, two nodes)."""
+    import nimm_jupyter
+    from nimm_jupyter.search.api import open_run
+
+    run_dir = tmp_path_factory.mktemp("real") / "run-real"
+    s = nimm_jupyter.search("lung_cancer_chemo", budget=2, branches=1, proposer="offline",
+                            device="cpu", task_options=TASK_OPTIONS, run_dir=run_dir,
+                            train=TrainConfig(max_epochs=25, patience=10), background=True)
+    s.wait(180)
+    assert s.done and s.best is not None
+    return open_run(run_dir)
+
+
+@pytest.fixture(scope="module")
 def runs(tmp_path_factory, lung_task):
     root = tmp_path_factory.mktemp("runs")
     builtin = _trained_run(root / "run-builtin", lung_task)
@@ -126,7 +141,7 @@ def test_combined_source_hoists_future_imports():
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_fresh_kernel_reproduces_validation_rmse(runs, tmp_path):
+def test_fresh_kernel_reproduces_validation_rmse(runs, real_run, tmp_path):
     from nbclient import NotebookClient
 
     builtin, user = runs
@@ -134,8 +149,9 @@ def test_fresh_kernel_reproduces_validation_rmse(runs, tmp_path):
     export.export_notebook(builtin, path)
     export.export_notebook(user, path)  # a DataFrame-style task: loaded from its pickle
     assert (user.run_dir / export.TASK_PICKLE).is_file()
+    real_run.export_notebook(path)  # the engine's SearchResult delegates here
     nb = nbformat.read(path, as_version=4)
-    assert len(nb.cells) == 8
+    assert len(nb.cells) == 12
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
     t0 = time.time()
@@ -148,11 +164,11 @@ def test_fresh_kernel_reproduces_validation_rmse(runs, tmp_path):
             for m in re.finditer(r"node (\d+) validation RMSE: ([0-9.eE+-]+)", text):
                 reported.setdefault(cell.metadata["nimm"]["run_id"], float(m.group(2)))
             pngs += "image/png" in out.get("data", {})
-    assert set(reported) == {"run-builtin", "run-user"}, reported
-    for run in (builtin, user):
-        expected = run.nodes[0].result.val.rmse
+    assert set(reported) == {"run-builtin", "run-user", "run-real"}, reported
+    for run in (builtin, user, real_run):
+        expected = run.best.result.val.rmse
         assert reported[run.run_id] == pytest.approx(expected, rel=1e-4)
-    assert pngs == 2
+    assert pngs == 3
     assert time.time() - t0 < 200
 
 
@@ -171,3 +187,20 @@ def test_refit_when_weights_are_gone(runs, tmp_path):
     value = float(re.search(r"validation RMSE: ([0-9.eE+-]+)", text).group(1))
     # retrained from scratch with the same harness settings and seed
     assert value == pytest.approx(builtin.nodes[0].result.val.rmse, rel=1e-3)
+
+
+def test_summary_table_and_fit_plot(real_run, runs):
+    from nimm_jupyter.jupyter.summary import summary_html, summary_text
+
+    html = summary_html(real_run)
+    assert "nimm-summary" in html and "<table>" in html and "data:image/png;base64," in html
+    assert f"<td>{real_run.best.id} &#9733;</td>" in html  # the best node is starred
+    text = summary_text(real_run)
+    assert real_run.run_id in text and "2 evaluated" in text
+    builtin, _ = runs
+    node = builtin.nodes[0]
+    gone = dataclasses.replace(node, result=dataclasses.replace(
+        node.result, weights_path=str(builtin.run_dir / "gone.pt")))
+    broken = dataclasses.replace(builtin, nodes=[gone])
+    html = summary_html(broken)  # weights gone: the table stays, the plot says why
+    assert "<table>" in html and "fit plot unavailable" in html

@@ -230,16 +230,21 @@ def test_restarts_vmap_picks_best(traj):
     four = evaluate(traj, TRAJ_HYBRID, TrainConfig(restarts=4, **cfg))
     t4 = time.perf_counter() - t1
     print(f"\nrestarts=1: {t1 - t0:.2f}s, restarts=4 (vmap): {t4:.2f}s, ratio {t4 / (t1 - t0):.2f}")
-    assert four.ok and four.restarts == 4
+    assert four.ok and four.restarts == 4 and one.ok
     assert "batched with vmap" in four.message
     per_copy = _per_copy(four.message)
     assert len(per_copy) == 4
     best = int(re.search(r"best copy (\d)", four.message).group(1))
     assert per_copy[best] == min(per_copy)
     assert four.val.rmse_norm == pytest.approx(min(per_copy), rel=1e-3)
-    # copy 0 is the single run's model (same seed), so restarts never do worse
+    assert four.epochs == 40
+    # Copy k starts from seed + k, and batched training is the same arithmetic as a plain
+    # run: the chosen copy equals a single run with its seed, and copy 0 is the single run.
     assert per_copy[0] == pytest.approx(one.val.rmse_norm, rel=1e-3)
     assert four.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
+    alone = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=40, seed=1 + best))
+    assert four.val.rmse_norm == pytest.approx(alone.val.rmse_norm, rel=1e-3)
+    assert four.parameters == pytest.approx(alone.parameters, rel=1e-3)
 
 
 def test_restarts_fall_back_to_sequential(tab):
@@ -285,3 +290,28 @@ def test_bad_config_raises(tab):
         evaluate(tab, TAB_PRIOR, TrainConfig(restarts=0))
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(tab, TAB_PRIOR, TrainConfig(batch_size=0))
+
+
+def test_restarts_drop_diverged_copies(tab):
+    # Copies whose random `flag` starts above 0.5 output NaN from the start; the others train.
+    src = counting("out = out + torch.where(self.flag > 0.5, float('nan'), 0.0)").replace(
+        "self.calls = 0", "self.calls = 0\n        self.flag = nn.Parameter(torch.rand(1))")
+    cls = load_candidate_class(src)
+
+    def flag(seed):
+        torch.manual_seed(seed)
+        return float(cls(tab.spec()).flag.detach())
+
+    seed = next(s for s in range(100)
+                if flag(s) <= 0.5 and any(flag(s + k) > 0.5 for k in range(1, 4)))
+    res = evaluate(tab, src, TrainConfig(max_epochs=20, restarts=4, seed=seed))
+    assert res.ok, res.message
+    assert "batched with vmap" in res.message and "copies diverged" in res.message
+    per_copy = _per_copy(res.message)
+    assert sum(math.isnan(v) for v in per_copy) == sum(flag(seed + k) > 0.5 for k in range(4))
+
+
+def load_candidate_class(src):
+    from nimm_jupyter.modeling import load_candidate
+
+    return load_candidate(src)

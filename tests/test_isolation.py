@@ -68,23 +68,29 @@ def run(ex: LocalExecutor, source: str, timeout: float = 30.0, **cfg):
 TASK = tiny_task()
 
 
+def warm(executor: LocalExecutor) -> LocalExecutor:
+    """Wait for the fork server to start, so that timings below are the candidates' own."""
+    run(executor, "class Model(:\n")
+    return executor
+
+
 @pytest.fixture(scope="module")
 def ex():
     with LocalExecutor(workers=2, device="cpu") as executor:
-        yield executor
+        yield warm(executor)
 
 
 @pytest.fixture(scope="module")
 def raw():
     with LocalExecutor(workers=2, device="cpu", policy=SandboxPolicy(static_check=False)) as executor:
-        yield executor
+        yield warm(executor)
 
 
 # -- time, memory, crashes -------------------------------------------------------------------
 def test_infinite_loop_times_out(ex):
     r, took = run(ex, in_forward("while True:\n    pass"), timeout=3)
     assert r.status is Status.TIMEOUT and "3 s" in r.message
-    assert took < 10
+    assert took < 8
 
 
 def test_huge_allocation_is_out_of_memory(ex, raw):
@@ -99,9 +105,9 @@ def test_huge_allocation_is_out_of_memory(ex, raw):
 
 def test_resident_memory_watchdog():
     # No address-space limit (what CUDA jobs get): the driver watches resident memory.
-    src = ("import torch, time\nkeep = []\nfor i in range(20):\n"
-           "    keep.append(torch.ones(25 * 2 ** 20))\n    time.sleep(0.1)\n")
-    with LocalExecutor(device="cpu", memory_mb=700, limit_address_space=False,
+    src = ("import torch, time\nkeep = []\nfor i in range(40):\n"
+           "    keep.append(torch.ones(12 * 2 ** 20))\n    time.sleep(0.05)\n")
+    with LocalExecutor(device="cpu", memory_mb=500, limit_address_space=False,
                        policy=SandboxPolicy(static_check=False)) as ex2:
         r, _ = run(ex2, src)
     assert r.status is Status.OUT_OF_MEMORY and "resident memory" in r.message
@@ -137,7 +143,7 @@ def test_api_key_never_reaches_the_candidate(monkeypatch):
             " home={'HOME' in env} {dict(env)}\")"))
         assert r.status is Status.RUNTIME_ERROR
         assert "key=None tok=None home=True" in r.message, r.message
-        for leak in (FAKE_KEY, "ANTHROPIC", "tok-abcdef", "MY_SERVICE_TOKEN"):
+        for leak in (FAKE_KEY, "tok-abcdef"):  # (the names appear in the quoted source line)
             assert leak not in r.message
         server_env = Path(f"/proc/{ex2._server.proc.pid}/environ").read_bytes()
         assert FAKE_KEY.encode() not in server_env and b"ANTHROPIC" not in server_env
@@ -209,7 +215,10 @@ def test_writes_outside_the_work_dir_are_refused(ex, raw, tmp_path):
     r, _ = run(raw, "import os\nopen('scratch.txt', 'w').write('x')\nos.remove('scratch.txt')\n"
                     "open('left.txt', 'w').write('x')\n" + PRIOR)
     assert r.status is Status.OK, r.message
-    assert [p for p in Path(raw._root).glob("job-*")] == []
+    end = time.monotonic() + 5
+    while list(Path(raw._root).glob("job-*")) and time.monotonic() < end:
+        raw.poll(0.1)  # the work dir goes once the process has exited
+    assert list(Path(raw._root).glob("job-*")) == []
 
 
 # -- candidate faults through the harness ------------------------------------------------------
@@ -219,7 +228,7 @@ def test_nan_output(ex):
 
 
 def test_wrong_shape(ex):
-    r, _ = run(ex, PRIOR.replace("return euler_rollout(", "return y_context * self.k() + 0 * euler_rollout("))
+    r, _ = run(ex, PRIOR.replace("return euler_rollout(", "return y_context * self.k()\n        euler_rollout("))
     assert r.status is Status.CONTRACT_ERROR and "shape" in r.message
 
 
@@ -245,6 +254,12 @@ if pid == 0:
     time.sleep(1000)
     os._exit(0)
 pids.append(pid)
+pid = os.fork()
+if pid == 0:
+    os.setsid()  # leaves the session too: only the fork server's orphan sweep finds it
+    time.sleep(1000)
+    os._exit(0)
+pids.append(pid)
 pids.append(subprocess.Popen(['sleep', '1000']).pid)
 with open(PIDFILE, 'w') as f:
     f.write(' '.join(map(str, pids)))
@@ -255,7 +270,7 @@ with open(PIDFILE, 'w') as f:
 def lax():
     policy = SandboxPolicy(static_check=False, block_processes=False, restrict_files=False)
     with LocalExecutor(workers=2, device="cpu", policy=policy) as executor:
-        yield executor
+        yield warm(executor)
 
 
 def test_children_of_a_hung_candidate_die_with_it(lax, tmp_path):
@@ -263,7 +278,7 @@ def test_children_of_a_hung_candidate_die_with_it(lax, tmp_path):
     r, took = run(lax, f"PIDFILE = {str(pidfile)!r}\n" + SPAWNER + "while True:\n    pass\n", timeout=3)
     assert r.status is Status.TIMEOUT and took < 10
     pids = [int(p) for p in pidfile.read_text().split()]
-    assert len(pids) == 4
+    assert len(pids) == 5
     assert wait_dead(pids) == []
 
 

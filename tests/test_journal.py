@@ -119,7 +119,7 @@ def test_stop_then_resume_keeps_completed_nodes(tmp_path):
 
 def test_resume_can_extend_budget_and_rebuilds_user_task(tmp_path):
     ex = FakeExecutor()
-    s = search(TASK, budget=3, proposer=FakeProposer(executor=ex), executor=ex,
+    search(TASK, budget=3, proposer=FakeProposer(executor=ex), executor=ex,
                run_dir=tmp_path / "run")
     assert (tmp_path / "run" / "task.pkl").exists()
     ex2 = FakeExecutor()

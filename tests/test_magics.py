@@ -11,7 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from nimm_jupyter.jupyter import magics as magics_mod
-from test_widget import FakeSearch, _wait
+from test_widget import FakeSearch
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -270,3 +270,51 @@ def test_current_cell_id_from_parent_header():
 
     assert current_cell_id(Shell()) == "c-42"
     assert current_cell_id(object()) is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_real_search_in_a_kernel(tmp_path):
+    """The real engine in a real kernel: widget + static summary, with --wait and in the
+    background (the summary then arrives from the search's thread via its display id)."""
+    from nbclient import NotebookClient
+
+    v4 = nbformat.v4
+    opts = "--proposer offline --budget 1 --branches 1 --option n_patients=6 --option horizon=12"
+    nb = v4.new_notebook(cells=[
+        v4.new_code_cell("%load_ext nimm_jupyter"),
+        v4.new_code_cell(f"%%nimm_search lung_cancer_chemo {opts} --out s --wait\nTumour growth."),
+        v4.new_code_cell(f"%%nimm_search lung_cancer_chemo {opts} --out s2\nTumour growth."),
+        v4.new_code_cell("r2 = s2.wait(150)\nimport time\ntime.sleep(2)\n"
+                         "w = get_ipython().magics_manager.registry['NimmMagics'].runs[s.run_id].widget\n"
+                         "print(len(w.nodes), w.finished, w.best_id, w.counters['evaluated'])"),
+        v4.new_code_cell(f"%nimm save {tmp_path / 'saved.ipynb'}"),
+    ])
+    NotebookClient(nb, timeout=200, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for i in (1, 2):
+        data = [o.get("data", {}) for o in nb.cells[i].outputs]
+        assert any("application/vnd.jupyter.widget-view+json" in d for d in data)
+        html = "".join(d.get("text/html", "") for d in data)
+        assert "nimm-summary" in html and "data:image/png;base64," in html, nb.cells[i].outputs
+    text = "".join(o.get("text", "") for o in nb.cells[3].outputs)
+    assert text.strip() == "1 True 0 1"
+    saved = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
+    nbformat.validate(saved)
+    assert [c.metadata["nimm"]["role"] for c in saved.cells] == ["header", "model", "load", "plot"]
+
+
+def test_dataframe_task(shell, nimm):
+    import numpy as np
+    import pandas as pd
+
+    rows = [{"patient": p, "t": float(k), "V": float(np.exp(0.1 * k + p / 10)), "dose": float(k % 3 == 0)}
+            for p in range(12) for k in range(10)]
+    shell.user_ns["df"] = pd.DataFrame(rows)
+    body = "Tumour volume with a daily dose.\n```python\nclass Model: ...\n```"
+    shell.run_cell_magic("nimm_search", "my_tumours --data df --time t --targets V --inputs dose "
+                         "--group patient --wait", body)
+    task, kw = nimm.calls[0]
+    assert task.name == "my_tumours" and task.kind.value == "trajectory"
+    assert task.target_names == ["V"] and task.input_names == ["dose"]
+    assert "task_options" not in kw and kw["description"] == body

@@ -285,3 +285,13 @@ def test_widget_of_finished_result_replays_state(fake):
     assert w.finished and w.best_id == 4 and len(w.nodes) == 5
     assert w.best_so_far[-1][1] == pytest.approx(0.2)
     assert {n["id"]: n["state"] for n in w.nodes}[2] == "failed"
+
+
+def test_watch_shows_widget_for_a_finished_search(fake, capsys):
+    from nimm_jupyter.jupyter import watch
+
+    fake.start()
+    assert _wait(lambda: fake.done)
+    w = watch(fake, summary=False)
+    assert w.finished and w.best_id == 4
+    assert "live widget" in capsys.readouterr().out  # plain IPython shows the text repr

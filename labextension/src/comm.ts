@@ -87,7 +87,7 @@ export function connectKernel(tracker: INotebookTracker, kernel: Kernel.IKernelC
     }
     comm.send({ type: 'hello', version: PROTOCOL_VERSION });
   });
-  void rejoin(tracker, kernel);
+  void rejoin; //ATTEMPT
 }
 
 async function rejoin(tracker: INotebookTracker, kernel: Kernel.IKernelConnection): Promise<void> {

@@ -44,7 +44,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
@@ -72,8 +72,16 @@ _BOOT = (
 
 
 # -- process helpers (used on both sides) -----------------------------------------------------
-def _proc_table() -> list[tuple[int, int, int, int]]:
-    """``(pid, pgid, sid, rss_bytes)`` of every process visible in /proc."""
+class _Proc(NamedTuple):
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    rss: int  # bytes
+
+
+def _proc_table() -> list[_Proc]:
+    """Every process visible in /proc."""
     page = os.sysconf("SC_PAGE_SIZE")
     rows = []
     for name in os.listdir("/proc"):
@@ -85,13 +93,14 @@ def _proc_table() -> list[tuple[int, int, int, int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        rows.append((int(name), int(fields[2]), int(fields[3]), int(fields[21]) * page))
+        rows.append(_Proc(int(name), int(fields[1]), int(fields[2]), int(fields[3]),
+                          int(fields[21]) * page))
     return rows
 
 
 def session_members(sid: int) -> list[int]:
     """Pids of the processes whose session id is ``sid`` (what one job may have started)."""
-    return [pid for pid, _pg, s, _rss in _proc_table() if s == sid]
+    return [p.pid for p in _proc_table() if p.sid == sid]
 
 
 def _kill_session(pid: int) -> None:
@@ -168,6 +177,7 @@ def _server_main(boot: dict[str, Any]) -> None:
             if job is not None:
                 pids.pop(job, None)
                 _kill_session(pid)  # what it left behind in its group/session
+                _kill_orphans(set(jobs))
                 _send(ctrl, {"op": "exited", "job": job, "code": os.waitstatus_to_exitcode(status)})
 
     try:
@@ -225,6 +235,15 @@ def _server_main(boot: dict[str, Any]) -> None:
         for pid in list(jobs):
             _kill_session(pid)
         os._exit(0)
+
+
+def _kill_orphans(live_sessions: set[int]) -> None:
+    """Kill processes re-parented to this server (a subreaper) outside any live job session:
+    what a candidate left behind after leaving its session (``setsid``) or losing its parent."""
+    me = os.getpid()
+    for proc in _proc_table():
+        if proc.ppid == me and proc.pid not in live_sessions and proc.sid not in live_sessions:
+            _kill_session(proc.pid)
 
 
 def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd: int,
@@ -341,11 +360,13 @@ class _Job:
     kill_message: str = ""
     exit_code: int | None = None
     exit_known: bool = False
+    exited_at: float | None = None
     eof: bool = False
     eof_at: float | None = None
     result: EvalResult | None = None
     result_at: float | None = None
     error: str | None = None
+    delivered: bool = False  # the done event was produced (the process may still be exiting)
 
 
 class LocalExecutor(Executor):
@@ -416,7 +437,7 @@ class LocalExecutor(Executor):
                         seed=req.config.seed, restarts=req.config.restarts)))
                     return
             job = self._active.get(job_id)
-            if job is not None:
+            if job is not None and not job.delivered:
                 self._kill(job, Status.CANCELLED, "cancelled")
 
     def poll(self, timeout: float = 0.1) -> list[JobEvent]:
@@ -586,9 +607,15 @@ class LocalExecutor(Executor):
         self._enforce_limits(now)
         for job in list(self._active.values()):
             finished = job.eof and job.exit_known
+            # No exit status 10 s after EOF (server stuck), or no EOF 2 s after the exit
+            # (an escaped descendant holds the pipe): finish with what we have.
             lost = job.eof and not job.exit_known and job.eof_at is not None and now - job.eof_at > 10
-            if finished or lost:
+            held = job.exit_known and not job.eof and job.exited_at is not None and now - job.exited_at > 2
+            if finished or lost or held:
                 self._finish(job, now)
+            elif job.result is not None:
+                # Tearing down a process with torch mapped takes tens of ms: report now.
+                self._deliver_done(job, now)
 
     def _on_server_message(self, msg: dict[str, Any], now: float) -> None:
         op = msg.get("op")
@@ -608,7 +635,7 @@ class LocalExecutor(Executor):
             if job.kill_reason is not None:  # cancelled before the fork happened
                 self._kill(job, None, "")
         elif op == "exited":
-            job.exit_code, job.exit_known = int(msg["code"]), True
+            job.exit_code, job.exit_known, job.exited_at = int(msg["code"]), True, now
         elif op == "error":
             job.error, job.exit_known = str(msg["message"]), True
 
@@ -666,8 +693,8 @@ class LocalExecutor(Executor):
         if watch and now - self._last_memory_check >= _MEMORY_CHECK_S:
             self._last_memory_check = now
             rss: dict[int, int] = collections.defaultdict(int)
-            for _pid, _pg, sid, size in _proc_table():
-                rss[sid] += size
+            for proc in _proc_table():
+                rss[proc.sid] += proc.rss
             for job in watch:
                 limit = self.memory_mb if self.memory_mb is not None else job.request.memory_mb
                 used = rss.get(job.pid or -1, 0)
@@ -675,8 +702,10 @@ class LocalExecutor(Executor):
                     self._kill(job, Status.OUT_OF_MEMORY,
                                f"used {used >> 20} MiB of resident memory, over the limit of {limit} MiB")
 
-    def _finish(self, job: _Job, now: float) -> None:
-        req = job.request
+    def _deliver_done(self, job: _Job, now: float) -> None:
+        """Report the job's ``done`` event and free its slot (its process may still be exiting)."""
+        if job.delivered:
+            return
         result = job.result  # a reported result wins over a kill that raced with it
         if result is None:
             result = self._classify(job)
@@ -684,14 +713,19 @@ class LocalExecutor(Executor):
             result.seed, result.restarts = job.config.seed, job.config.restarts
             result.wall_time = now - (job.spawned_at or now)
         result.message = redact(result.message or "")
+        job.delivered = True
+        self._free_slots.append(job.slot)
+        self._free_slots.sort()
+        self._events.append(JobEvent(job.request.job_id, "done", result=result))
+
+    def _finish(self, job: _Job, now: float) -> None:
+        """The process has exited: report (if not yet) and remove what the job left."""
+        self._deliver_done(job, now)
         if job.fd is not None:
             os.close(job.fd)
             job.fd = None
         shutil.rmtree(job.workdir, ignore_errors=True)
-        del self._active[req.job_id]
-        self._free_slots.append(job.slot)
-        self._free_slots.sort()
-        self._events.append(JobEvent(req.job_id, "done", result=result))
+        del self._active[job.request.job_id]
 
     def _classify(self, job: _Job) -> EvalResult:
         if job.kill_reason is not None:
@@ -756,10 +790,10 @@ def _cleanup(res: dict[str, Any]) -> None:
         res["server"] = None
     pids = res.get("pids") or set()
     if pids:
-        for pid, _pg, sid, _rss in _proc_table():
-            if sid in pids or pid in pids:
+        for proc in _proc_table():
+            if proc.sid in pids or proc.pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
     shutil.rmtree(res["root"], ignore_errors=True)

@@ -144,8 +144,8 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     info = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(), "attempt": attempt,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:
-        mailbox.push.remote([("started", job_id, info)])
+    try:  # synchronous: the driver learns where the job runs before any progress arrives
+        ray.get(mailbox.push.remote([("started", job_id, info)]), timeout=_MAILBOX_TIMEOUT_S)
     except Exception:  # noqa: BLE001 - progress is best effort; the result is what counts
         pass
     task = _worker_task(task_box[0])

@@ -159,6 +159,62 @@ def status_line(run_id: str, status: dict[str, Any], done: bool, task_name: str 
             f" · {float(status.get('elapsed', 0) or 0):.0f}s")
 
 
+def _summary_subscriber(rec: SearchRecord) -> Callable[[Any], None]:
+    def on_event(event: Any) -> None:
+        if event.type != "search_finished" or rec.summary_shown:
+            return
+        # Rendering loads the best model and plots; keep it off the search's thread.
+        threading.Thread(target=show_summary, args=(rec,), daemon=True,
+                         name=f"nimm-summary-{rec.search.run_id}").start()
+
+    return on_event
+
+
+def show_summary(rec: SearchRecord) -> None:
+    """Replace the record's placeholder output with the static summary (table + fit plot).
+
+    Called on the main thread after ``--wait``, or on a helper thread when a background
+    search ends: it then updates an existing output by display id, never prints.
+    """
+    if rec.summary_shown:
+        return
+    rec.summary_shown = True
+    from .summary import summary_html
+
+    try:
+        result = rec.search.wait(timeout=60)
+    except Exception:
+        result = rec.search
+    try:
+        html = summary_html(result if result is not None else rec.search,
+                            task=getattr(rec.search, "task", None))
+    except Exception as exc:  # a failed plot must not hide the table: say what failed
+        html = f"<p>nimm: summary unavailable ({type(exc).__name__}: {exc})</p>"
+    if rec.summary_handle is not None:
+        rec.summary_handle.update(HTML(html))
+    else:
+        display(HTML(html))
+
+
+def watch(search: Any, summary: bool = True) -> Any:
+    """Display the live widget for a search started with ``nimm_jupyter.search(...,
+    background=True)``, plus the static summary once it ends. Returns the widget."""
+    from .widget import SearchWidget
+
+    rec = SearchRecord(search=search, cell_id=None)
+    rec.widget = SearchWidget(search)
+    display(rec.widget)
+    if summary:
+        rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
+        if getattr(search, "done", True):
+            show_summary(rec)
+        else:
+            search.subscribe(_summary_subscriber(rec))
+            if search.done:  # ended between the check and the subscription
+                show_summary(rec)
+    return rec.widget
+
+
 @magics_class
 class NimmMagics(Magics):
     """``%%nimm_search`` and ``%nimm``. Settable with ``%config NimmMagics.<name> = value``."""
@@ -393,7 +449,8 @@ class NimmMagics(Magics):
         import inspect
 
         try:
-            if "name" in inspect.signature(build).parameters:
+            params = inspect.signature(build).parameters
+            if "name" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
                 kw["name"] = args.task
         except (TypeError, ValueError):
             pass
@@ -436,6 +493,8 @@ class NimmMagics(Magics):
             rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
             if not args.wait:
                 search.subscribe(self._summary_subscriber(rec))
+                if search.done:  # it ended before the subscription
+                    threading.Thread(target=show_summary, args=(rec,), daemon=True).start()
         if args.wait:
             self._wait(rec, progress=not widget)
             if widget:
@@ -491,35 +550,10 @@ class NimmMagics(Magics):
                         running=st.get("running", 0), refresh=False)
 
     def _summary_subscriber(self, rec: SearchRecord) -> Callable[[Any], None]:
-        def on_event(event: Any) -> None:
-            if event.type != "search_finished" or rec.summary_shown:
-                return
-            # Rendering loads the best model and plots; keep it off the search's thread.
-            threading.Thread(target=self._show_summary, args=(rec,), daemon=True,
-                             name=f"nimm-summary-{rec.search.run_id}").start()
-
-        return on_event
+        return _summary_subscriber(rec)
 
     def _show_summary(self, rec: SearchRecord) -> None:
-        """Replace the placeholder output with the static summary (table + fit plot)."""
-        if rec.summary_shown:
-            return
-        rec.summary_shown = True
-        from .summary import summary_html
-
-        try:
-            result = rec.search.wait(timeout=60)
-        except Exception:
-            result = rec.search
-        try:
-            html = summary_html(result if result is not None else rec.search,
-                                task=getattr(rec.search, "task", None))
-        except Exception as exc:  # a failed plot must not hide the table: say what failed
-            html = f"<p>nimm: summary unavailable ({type(exc).__name__}: {exc})</p>"
-        if rec.summary_handle is not None:
-            rec.summary_handle.update(HTML(html))
-        else:
-            display(HTML(html))
+        show_summary(rec)
 
     def _print_summary(self, rec: SearchRecord) -> None:
         from .summary import summary_text

@@ -177,7 +177,6 @@ class SearchWidget(anywidget.AnyWidget):
         self._best_so_far: list[list[float]] = []
         self._finished = False
         self._reason = ""
-        self._dirty = False
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
         self._started = time.time()
@@ -193,6 +192,9 @@ class SearchWidget(anywidget.AnyWidget):
         self.observe(self._on_selected, names="selected")
         self.on_msg(self._on_custom_msg)
         self.flush()
+
+    def __repr__(self) -> str:  # the text/plain shown where widgets do not render
+        return f"nimm search {self.run_id} ({self.task_name}): live widget"
 
     # -- state from the search -------------------------------------------------------
     def _replay(self, search: Any) -> None:
@@ -265,7 +267,6 @@ class SearchWidget(anywidget.AnyWidget):
             elif t == "search_finished":
                 self._finished = True
                 self._reason = str(d.get("reason", "") or "")
-            self._dirty = True
         if event.type == "search_finished":
             self.flush()
         else:
@@ -359,32 +360,28 @@ class SearchWidget(anywidget.AnyWidget):
 
     def flush(self) -> None:
         """Send the accumulated state now, as one batched update."""
+        # One lock around copy *and* send: a timer flush and an event-thread flush must not
+        # interleave their trait updates.
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            nodes = [dict(n) for _, n in sorted(self._nodes.items())]
-            branches = self._branches()
-            curves = self._visible_curves()
-            best_so_far = [list(p) for p in self._best_so_far if p[1] is not None]
-            best_id = self._best[0] if self._best else None
-            counters = self._counters()
             finished = self._finished
-            self._dirty = False
             self._last_flush = time.monotonic()
             self.flushes += 1
-        with self.hold_sync():
-            self.nodes = nodes
-            self.branches = branches
-            self.curves = curves
-            self.best_so_far = best_so_far
-            self.best_id = best_id
-            self.counters = counters
-            if finished and not self.finished:
-                self.message = f"search finished ({self._reason})" if self._reason else "search finished"
-            self.finished = finished
-            if self.selected is not None and self.selected in self._nodes:
-                self.details = self._details(self.selected)
+            with self.hold_sync():
+                self.nodes = [dict(n) for _, n in sorted(self._nodes.items())]
+                self.branches = self._branches()
+                self.curves = self._visible_curves()
+                self.best_so_far = [list(p) for p in self._best_so_far if p[1] is not None]
+                self.best_id = self._best[0] if self._best else None
+                self.counters = self._counters()
+                if finished and not self.finished:
+                    self.message = (f"search finished ({self._reason})" if self._reason
+                                    else "search finished")
+                self.finished = finished
+                if self.selected is not None and self.selected in self._nodes:
+                    self.details = self._details(self.selected)
         if finished:
             self.close_subscription()
 
@@ -415,7 +412,7 @@ class SearchWidget(anywidget.AnyWidget):
         if nid is None:
             self.details = {}
             return
-        with self.hold_sync():
+        with self._lock, self.hold_sync():
             self.details = self._details(int(nid))
             self.curves = self._visible_curves()
 

@@ -44,6 +44,8 @@ _DENIED_SUBMODULES = ("torch.hub", "torch.utils.cpp_extension", "torch.multiproc
 _FORBIDDEN_NAMES = frozenset({
     "__import__", "exec", "eval", "open", "compile", "globals", "locals", "vars",
     "breakpoint", "input", "exit", "quit", "__builtins__", "__loader__", "__spec__",
+    # raising these would end the evaluating process instead of failing one candidate
+    "SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseException",
 })
 # Dunder attributes that lead from an ordinary object to interpreter internals.
 _FORBIDDEN_ATTRS = frozenset({

@@ -145,10 +145,13 @@ class _SingleEngine:
         self.model.eval()
         return _sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
 
+    def keep(self, idx: torch.Tensor) -> None:
+        raise AssertionError("a single copy is never dropped")
+
     @torch.no_grad()
-    def module(self, best: list[torch.Tensor], k: int) -> nn.Module:
-        for p, b in zip(self.trainable, best):
-            p.copy_(b[0])
+    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
+        for p, w in zip(self.trainable, weights):
+            p.copy_(w)
         return self.model
 
 
@@ -197,17 +200,22 @@ class _VmapEngine:
         self.base.eval()
         return _sq_err_norm(self._predict(data), data, self.inv_scale)
 
+    def keep(self, idx: torch.Tensor) -> None:
+        """Continue with the copies at positions ``idx`` only."""
+        self.stacked = {n: v.detach()[idx].clone().requires_grad_(v.requires_grad)
+                        for n, v in self.stacked.items()}
+        self.buffers = {n: v[idx].clone() for n, v in self.buffers.items()}
+        self.params = [self.stacked[n] for n in self.names]
+        self.K = int(idx.numel())
+
     @torch.no_grad()
-    def module(self, best: list[torch.Tensor], k: int) -> nn.Module:
-        model = self.models[k]
+    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
+        # models[copy] still holds its initial frozen parameters and buffers (the batched
+        # forward never writes them back); only the trained parameters are copied in.
+        model = self.models[copy]
         named = dict(model.named_parameters())
-        for n, value in self.stacked.items():
-            named[n].copy_(value[k])
-        for n, b in zip(self.names, best):
-            named[n].copy_(b[k])
-        bufs = dict(model.named_buffers())
-        for n, value in self.buffers.items():
-            bufs[n].copy_(value[k])
+        for n, w in zip(self.names, weights):
+            named[n].copy_(w)
         return model
 
 
@@ -247,6 +255,14 @@ class _StackedAdam:
             denom = v.sqrt() / self._view(bc2_sqrt, p) + self.eps
             p.sub_(self._view(step_size, p) * m / denom)
 
+    def keep(self, idx: torch.Tensor, params: list[torch.Tensor]) -> None:
+        """Continue with the copies at positions ``idx`` (now stored in ``params``)."""
+        self.params = params
+        self.m = [m[idx].clone() for m in self.m]
+        self.v = [v[idx].clone() for v in self.v]
+        self.t = self.t[idx].clone()
+        self.lr = self.lr[idx].clone()
+
     @torch.no_grad()
     def reset(self, copies: torch.Tensor) -> None:
         for m, v in zip(self.m, self.v):
@@ -272,13 +288,15 @@ def _clip_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 # -- the shared training loop ----------------------------------------------------------------
 @dataclass
 class _Fit:
-    best_val: list[float]  # per copy, normalised val MSE (inf when never finite)
+    """Per-copy outcome of training (indexed by copy id, ``0 .. K-1``)."""
+
+    best_val: list[float]  # normalised val MSE of the best weights (inf when never finite)
     best_epoch: list[int]
     curves: list[list[dict]]
     epochs: int
     failures: list[str | None]  # per copy divergence message
     stopped_by_time: bool
-    module: Callable[[int], nn.Module]
+    module: Callable[[int], nn.Module]  # copy id -> module holding its best weights
     path: str
     note: str = ""
 
@@ -316,55 +334,80 @@ class _Progress:
             self.fn = None
 
 
+def _sqrt(v: float) -> float:
+    return math.sqrt(v) if v >= 0 else v
+
+
 def _train(engine: Any, train: _Data, val: _Data, config: TrainConfig, deadline: float | None,
-           progress: _Progress, gen: torch.Generator, epoch_offset: int = 0) -> _Fit:
+           progress: _Progress, gen: torch.Generator) -> _Fit:
+    """Train ``engine``'s copies; per-copy state is kept by copy id, tensors by position.
+
+    A copy that diverged for good is dropped from the batched computation at once (its best
+    weights are kept), so it costs nothing afterwards.
+    """
     K = engine.K
     device = train.target.device
-    lr = torch.full((K,), float(config.lr), device=device)
-    lr_now = [float(config.lr)] * K  # host copy, so the schedule needs no device sync
-    opt = _StackedAdam(engine.params, lr)
+    ids = list(range(K))  # copy id at each position of the stacked tensors
+    opt = _StackedAdam(engine.params, torch.full((K,), float(config.lr), device=device))
+    lr_now = [float(config.lr)] * K  # host copy by position: the schedule needs no device sync
     best = [p.detach().clone() for p in engine.params]
     best_val = [math.inf] * K
     best_epoch = [0] * K
     patience_ref = [math.inf] * K
-    since = [0] * K  # epochs since progress (patience)
-    since_lr = [0] * K  # epochs since progress or the last lr cut (schedule)
+    since = [0] * K  # epochs without progress (patience)
+    since_lr = [0] * K  # epochs without progress or lr cut (schedule)
     recoveries = [0] * K
     failures: list[str | None] = [None] * K
     curves: list[list[dict]] = [[] for _ in range(K)]
+    weights: dict[int, list[torch.Tensor]] = {}  # best weights of copies no longer trained
     plateau = max(5, config.patience // 2)
     min_lr = config.lr * _MIN_LR_FACTOR
     stopped_by_time = False
+
+    def mask_of(positions: list[int]) -> torch.Tensor:
+        mask = torch.zeros(len(ids), dtype=torch.bool, device=device)
+        mask[positions] = True
+        return mask
 
     def view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return mask.reshape((-1,) + (1,) * (like.dim() - 1))
 
     @torch.no_grad()
-    def keep_best(copies: list[int]) -> None:
-        mask = torch.zeros(K, dtype=torch.bool, device=device)
-        mask[copies] = True
+    def keep_best(positions: list[int]) -> None:
+        mask = mask_of(positions)
         for b, p in zip(best, engine.params):
             b.copy_(torch.where(view(mask, p), p, b))
 
     @torch.no_grad()
-    def restore(copies: list[int]) -> None:
-        mask = torch.zeros(K, dtype=torch.bool, device=device)
-        mask[copies] = True
+    def restore(positions: list[int]) -> None:
+        mask = mask_of(positions)
         for b, p in zip(best, engine.params):
             p.copy_(torch.where(view(mask, p), b, p))
         opt.reset(mask)
 
-    # Epoch 0: the initial weights are the first candidate for "best".
-    init = engine.eval_loss(val).tolist()
-    for k, v in enumerate(init):
-        if math.isfinite(v):
-            best_val[k] = patience_ref[k] = v
+    def keep_only(positions: list[int]) -> None:
+        nonlocal best, ids, lr_now
+        for pos in range(len(ids)):
+            if pos not in positions:
+                weights[ids[pos]] = [b[pos].clone() for b in best]
+        idx = torch.tensor(positions, device=device)
+        engine.keep(idx)
+        opt.keep(idx, engine.params)
+        best = [b[idx].clone() for b in best]
+        ids = [ids[p] for p in positions]
+        lr_now = [lr_now[p] for p in positions]
 
-    alive = torch.ones(K, dtype=torch.bool, device=device)
+    # Epoch 0: the initial weights are the first candidate for "best".
+    for g, v in zip(ids, engine.eval_loss(val).tolist()):
+        if math.isfinite(v):
+            best_val[g] = patience_ref[g] = v
+
     epoch = 0
     for epoch in range(1, config.max_epochs + 1):
-        total = torch.zeros(K, device=device)
-        bad = torch.zeros(K, dtype=torch.bool, device=device)
+        n = len(ids)
+        live = torch.tensor([failures[g] is None for g in ids], device=device)
+        total = torch.zeros(n, device=device)
+        bad = torch.zeros(n, dtype=torch.bool, device=device)
         n_batches = 0
         for batch in _batches(train, config.batch_size, gen):
             loss = engine.loss(batch)
@@ -372,66 +415,66 @@ def _train(engine: Any, train: _Data, val: _Data, config: TrainConfig, deadline:
             norms = _clip_(grads, CLIP_NORM)
             finite = torch.isfinite(loss) & torch.isfinite(norms)
             bad |= ~finite
-            opt.step(grads, alive & finite)
+            opt.step(grads, live & finite)
             total += loss.detach()
             n_batches += 1
-        val_loss = engine.eval_loss(val)
+        val_list = engine.eval_loss(val).tolist()
         train_list = (total / n_batches).tolist()
-        val_list = val_loss.tolist()
         bad_list = bad.tolist()
-        alive_list = alive.tolist()
 
         improved, to_restore = [], []
-        for k in range(K):
-            if not alive_list[k]:
+        for pos, g in enumerate(ids):
+            if failures[g] is not None:
                 continue
-            tr, vl = train_list[k], val_list[k]
-            curves[k].append({"epoch": epoch + epoch_offset, "train": math.sqrt(tr) if tr >= 0 else tr,
-                              "val": math.sqrt(vl) if vl >= 0 else vl})
-            if bad_list[k] or not math.isfinite(vl):
-                what = "training loss" if bad_list[k] else "validation loss"
-                recoveries[k] += 1
-                if recoveries[k] > MAX_RECOVERIES or not math.isfinite(best_val[k]):
+            tr, vl = train_list[pos], val_list[pos]
+            curves[g].append({"epoch": epoch, "train": _sqrt(tr), "val": _sqrt(vl)})
+            if bad_list[pos] or not math.isfinite(vl):
+                what = "training loss" if bad_list[pos] else "validation loss"
+                recoveries[g] += 1
+                if recoveries[g] > MAX_RECOVERIES or not math.isfinite(best_val[g]):
                     extra = (f"; still non-finite after {MAX_RECOVERIES} restarts from the best "
-                             "weights with halved learning rate") if math.isfinite(best_val[k]) \
+                             "weights with halved learning rate") if math.isfinite(best_val[g]) \
                         else " (no finite loss since the initial parameters)"
-                    failures[k] = f"{what} became NaN/inf at epoch {epoch}{extra}; {_DIVERGED_HINT}"
-                    alive[k] = False
+                    failures[g] = f"{what} became NaN/inf at epoch {epoch}{extra}; {_DIVERGED_HINT}"
                 else:
-                    to_restore.append(k)
-                    lr_now[k] *= 0.5
-                    lr[k] = lr_now[k]
+                    to_restore.append(pos)
+                    lr_now[pos] *= 0.5
+                    opt.lr[pos] = lr_now[pos]
                 continue
-            if vl < best_val[k]:
-                best_val[k], best_epoch[k] = vl, epoch
-                improved.append(k)
-            if vl < patience_ref[k] * (1 - _REL_IMPROVEMENT):
-                patience_ref[k] = vl
-                since[k] = since_lr[k] = 0
+            if vl < best_val[g]:
+                best_val[g], best_epoch[g] = vl, epoch
+                improved.append(pos)
+            if vl < patience_ref[g] * (1 - _REL_IMPROVEMENT):
+                patience_ref[g] = vl
+                since[g] = since_lr[g] = 0
             else:
-                since[k] += 1
-                since_lr[k] += 1
-                if since_lr[k] >= plateau and lr_now[k] > min_lr:
-                    lr_now[k] = max(lr_now[k] * 0.5, min_lr)
-                    lr[k] = lr_now[k]
-                    since_lr[k] = 0
+                since[g] += 1
+                since_lr[g] += 1
+                if since_lr[g] >= plateau and lr_now[pos] > min_lr:
+                    lr_now[pos] = max(lr_now[pos] * 0.5, min_lr)
+                    opt.lr[pos] = lr_now[pos]
+                    since_lr[g] = 0
         if improved:
             keep_best(improved)
         if to_restore:
             restore(to_restore)
 
-        live = [k for k in range(K) if failures[k] is None]
-        if live:
-            k = min(live, key=lambda j: val_list[j] if math.isfinite(val_list[j]) else math.inf)
-            progress(epoch + epoch_offset, curves[k][-1]["train"], curves[k][-1]["val"])
-        if not live or all(since[k] >= config.patience for k in live):
+        alive = [pos for pos, g in enumerate(ids) if failures[g] is None]
+        if alive:
+            pos = min(alive, key=lambda q: val_list[q] if math.isfinite(val_list[q]) else math.inf)
+            progress(epoch, curves[ids[pos]][-1]["train"], curves[ids[pos]][-1]["val"])
+        if not alive or all(since[ids[pos]] >= config.patience for pos in alive):
             break
         if deadline is not None and time.perf_counter() >= deadline:
             stopped_by_time = epoch < config.max_epochs
             break
+        if len(alive) < len(ids):
+            keep_only(alive)
 
+    for pos, g in enumerate(ids):
+        weights[g] = [b[pos] for b in best]
     return _Fit(best_val, best_epoch, curves, epoch, failures, stopped_by_time,
-                lambda k: engine.module(best, k), engine.path)
+                lambda g: engine.module(weights[g], g), engine.path)
 
 
 # -- helpers ---------------------------------------------------------------------------------

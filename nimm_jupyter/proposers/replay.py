@@ -140,9 +140,11 @@ def record_replay(run_dir: str | Path, out_path: str | Path) -> int:
     finally:
         journal.close()
     by_branch = {b.id: b for b in branches}
+    # only strategies that got a draft: a branch pruned before its draft has nothing to replay
+    drafted = {n.branch for n in nodes if n.operator == "draft" and n.code}
     lines = [{"operator": "strategies", "strategies": [
         {"title": b.strategy.title, "description": b.strategy.description, "key": b.strategy.key}
-        for b in branches if b.strategy is not None]}]
+        for b in branches if b.strategy is not None and b.id in drafted]}]
     for n in nodes:
         if not n.code:
             continue

@@ -308,8 +308,13 @@ class Runner:
         cost_row = dict(operation=action.kind, tokens_in=prop.tokens_in,
                         tokens_out=prop.tokens_out, cost=prop.cost, model=model, raw=prop.raw)
         if prop.code:
-            dup = duplicate_of(prop.code, self.tree.snapshot(),
-                               near=self.settings.near_duplicate if action.kind == "draft" else None)
+            # Near-duplicate drafts are caught by code similarity, a heuristic for free-form
+            # (LLM) code. A grammar proposer that declares each model's structure (meta
+            # "genome") writes templated code where one changed line is a different model,
+            # so only exact duplicates are rejected for it.
+            near = self.settings.near_duplicate if action.kind == "draft" \
+                and not (prop.meta or {}).get("genome") else None
+            dup = duplicate_of(prop.code, self.tree.snapshot(), near=near)
             if dup is not None:
                 self._reject(action, dup, cost_row)
                 return

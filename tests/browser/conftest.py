@@ -99,9 +99,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
            "--ServerApp.port_retries=0", f"--notebook-dir={root}",
            "--LabApp.news_url=None",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.expose_app_in_browser=True",
-           "--ServerApp.disable_check_xsrf=False",
-           "--KernelSpecManager.ensure_native_kernel=True"]
+           "--LabApp.expose_app_in_browser=True"]
     log = base / "lab.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)

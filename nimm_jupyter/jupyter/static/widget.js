@@ -146,6 +146,15 @@ function renderTree(container, model) {
     root.append(g);
   }
   container.append(root);
+  const vals = nodes.map((n) => n.val).filter((v) => v !== null && isFinite(v) && v > 0);
+  if (vals.length) {
+    const key = el("div", "nimm-colour-key");
+    const bar = el("span", "nimm-colour-bar");
+    bar.style.background = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map(rampColor).join(", ")})`;
+    key.append(el("span", null, `val RMSE ${fmt(Math.min(...vals), 3)} `), bar,
+      el("span", null, ` ${fmt(Math.max(...vals), 3)} (log) · ✕ failed · ring = best`));
+    container.append(key);
+  }
 }
 
 // A small line plot: series = [{name, cls, points: [[x, y], ...]}]; log y when all > 0.

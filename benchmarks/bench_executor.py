@@ -1,0 +1,121 @@
+"""Benchmark of the isolated local executor (not a test).
+
+Measures, on a small synthetic trajectory task (8 trajectories x 10 steps):
+
+* cold start: creating an executor and getting the first result (fork server imports torch);
+* per-candidate overhead beyond training: wall time of one isolated evaluation with
+  ``max_epochs=1`` on a warm executor minus the same evaluation run in-process
+  (``harness.evaluate``), median over ``--repeats`` runs (target: <= 0.5 s);
+* throughput: evaluations per minute with 1 and 2 workers at ``--epochs`` epochs each.
+
+Prints a markdown table. Usage: ``python benchmarks/bench_executor.py [--repeats 10]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from nimm_jupyter.execution import EvalRequest, LocalExecutor, TrainConfig  # noqa: E402
+from nimm_jupyter.modeling.harness import evaluate  # noqa: E402
+from nimm_jupyter.tasks.base import Split, Task, Variable  # noqa: E402
+
+PRIOR = '''import torch
+from torch import nn
+from nimm_jupyter.blocks import Positive, euler_rollout, mlp
+
+
+class Model(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.k = Positive(0.3)
+        self.net = mlp(1, 1, hidden=16)
+
+    def forward(self, y_context, u, t):
+        C = y_context.shape[1]
+        return euler_rollout(lambda y, u_k, k: -self.k() * y + self.net(y), y_context[:, -1], None,
+                             n_steps=t.shape[0] - C, dt=float(t[1] - t[0]))
+'''
+
+
+def small_task() -> Task:
+    rng = np.random.default_rng(0)
+    t = np.arange(10, dtype=np.float64) * 0.1
+
+    def split(m: int) -> Split:
+        y = rng.uniform(1, 2, (m, 1))[:, None, :] * np.exp(-0.7 * t)[None, :, None]
+        return Split(inputs=np.zeros((m, 10, 0)), targets=y)
+
+    return Task(name="bench_decay", kind="trajectory", description="y' = -k y", source="synthetic",
+                provenance="benchmark", inputs=[], targets=[Variable("y")], train=split(8),
+                val=split(4), test=split(4), prior_code=PRIOR, prior_omits="", time=t, context=2)
+
+
+def run_all(ex: LocalExecutor, task: Task, n: int, config: TrainConfig, tag: str) -> float:
+    """Submit ``n`` evaluations at once; seconds until all are done."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        ex.submit(EvalRequest(f"{tag}{i}", PRIOR, task, config, timeout=120))
+    done = 0
+    while done < n:
+        for ev in ex.poll(0.5):
+            if ev.kind == "done":
+                assert ev.result.ok, ev.result.message
+                done += 1
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=50, help="epochs per evaluation for throughput")
+    ap.add_argument("--jobs", type=int, default=16, help="evaluations per throughput run")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    task = small_task()
+    one = TrainConfig(max_epochs=1, threads=1)
+    rows: list[tuple[str, str]] = []
+
+    evaluate(task, PRIOR, one)  # warm in-process caches too
+    inproc = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        assert evaluate(task, PRIOR, one).ok
+        inproc.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with LocalExecutor(workers=1, device="cpu") as ex:
+        run_all(ex, task, 1, one, "cold")
+        cold = time.perf_counter() - t0
+        iso = [run_all(ex, task, 1, one, f"w{i}_") for i in range(args.repeats)]
+    overhead = statistics.median(iso) - statistics.median(inproc)
+    rows += [
+        ("cold start (new executor -> first result)", f"{cold:.2f} s"),
+        ("one evaluation, max_epochs=1, in-process (median)", f"{statistics.median(inproc) * 1e3:.0f} ms"),
+        ("one evaluation, max_epochs=1, isolated, warm (median)", f"{statistics.median(iso) * 1e3:.0f} ms"),
+        ("per-candidate isolation overhead (target <= 500 ms)", f"{overhead * 1e3:.0f} ms"),
+    ]
+
+    cfg = TrainConfig(max_epochs=args.epochs, patience=args.epochs, threads=1)
+    for workers in (1, 2):
+        with LocalExecutor(workers=workers, device="cpu") as ex:
+            run_all(ex, task, 1, one, "warm")
+            took = run_all(ex, task, args.jobs, cfg, "t")
+        rows.append((f"throughput, {workers} worker(s), {args.epochs} epochs each",
+                     f"{args.jobs / took * 60:.0f} evals/min"))
+
+    print(f"\nmachine: {os.cpu_count()} CPU cores, torch {torch.__version__}, 1 thread per worker\n")
+    print("| measurement | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

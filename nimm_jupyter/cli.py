@@ -46,4 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the package module, so CLIError is the class the commands raise
+    from nimm_jupyter.cli import main as _main
+
+    sys.exit(_main())

@@ -31,6 +31,7 @@ def registered():
     tasks.register(TASK_NAME, _factory)
     BUILT.clear()
     yield
+    tasks.unregister(TASK_NAME)
 
 
 def test_reference_prior_json_is_one_object(capsys):

@@ -186,7 +186,8 @@ def test_shell_is_refused(ex, raw, tmp_path):
                 f"import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])",
                 "import os\nos.fork()",
                 f"import pty\npty.spawn(['touch', '{marker}'])",
-                f"import subprocess\nsubprocess._fork_exec([b'/usr/bin/touch'], [b'/usr/bin/touch'], True, (), None, None, -1, -1, -1, -1, -1, -1, -1, -1, False, False, -1, None, None, None, -1, None, False)",
+                f"import subprocess\nsubprocess._fork_exec([b'touch', b'{marker}'], [b'/usr/bin/touch'], True, (), "
+                "None, None, -1, -1, -1, -1, -1, -1, -1, -1, False, False, -1, None, None, None, -1, None, False)",
                 "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"):
         r, _ = run(raw, src)
         assert r.status is Status.RUNTIME_ERROR and "not allowed" in r.message, (src, r.message)

@@ -318,3 +318,42 @@ def test_dataframe_task(shell, nimm):
     assert task.name == "my_tumours" and task.kind.value == "trajectory"
     assert task.target_names == ["V"] and task.input_names == ["dose"]
     assert "task_options" not in kw and kw["description"] == body
+
+
+def test_cell_channel_handshake():
+    from nimm_jupyter.jupyter.comm import CellChannel, insert_message
+
+    class Comm:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, data):
+            self.sent.append(data)
+
+        def on_msg(self, fn):
+            self.msg = fn
+
+        def on_close(self, fn):
+            self.close = fn
+
+    ch = CellChannel(object())  # no kernel: never available
+    ch.start()
+    assert ch.insert_cells("r", [], "c1") is False
+    comm = Comm()
+    ch._attach(comm)
+    assert not ch.available  # opened, but no hello yet
+    comm.msg({"content": {"data": {"type": "hello", "version": 1}}})
+    assert ch.available
+    cell = {"cell_type": "code", "source": ["a = 1\n", "b = 2"],
+            "metadata": {"nimm": {"run_id": "r", "node_id": 1, "role": "model"}, "other": 1}}
+    assert ch.insert_cells("r", [cell], None) is False  # no anchor cell id: fall back
+    assert ch.insert_cells("r", [cell], "c1") is True
+    assert comm.sent[0]["cells"][0] == {"cell_type": "code", "source": "a = 1\nb = 2",
+                                        "metadata": {"nimm": {"run_id": "r", "node_id": 1,
+                                                              "role": "model"}}}
+    comm.msg({"content": {"data": {"type": "ack", "version": 1, "run_id": "r", "inserted": 1}}})
+    assert ch.replies[-1]["inserted"] == 1
+    comm.close({})
+    assert not ch.available and ch.insert_cells("r", [cell], "c1") is False
+    with pytest.raises(ValueError, match="role"):
+        insert_message("r", [{"cell_type": "code", "source": "", "metadata": {}}], "c1")

@@ -87,7 +87,7 @@ export function connectKernel(tracker: INotebookTracker, kernel: Kernel.IKernelC
     }
     comm.send({ type: 'hello', version: PROTOCOL_VERSION });
   });
-  void rejoin; //ATTEMPT
+  void rejoin(tracker, kernel);
 }
 
 async function rejoin(tracker: INotebookTracker, kernel: Kernel.IKernelConnection): Promise<void> {

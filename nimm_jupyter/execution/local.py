@@ -272,7 +272,9 @@ class _ForkServer:
 
     def __init__(self, root: str, preload: Sequence[str]):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": list(sys.path)}
+        # '' (the driver's cwd) would mean the server's own cwd: pass the real directory.
+        path = [p or os.getcwd() for p in sys.path]
+        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path}
         home = os.path.join(root, "server")
         os.makedirs(home, exist_ok=True)
         self.log_path = os.path.join(root, "server.log")
@@ -385,6 +387,9 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int = 1, device: str = "auto", memory_mb: int | None = None,
                  threads_per_worker: int = 1, *, policy: SandboxPolicy | None = None,
                  preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True):
+        if not sys.platform.startswith("linux"):
+            raise RuntimeError("LocalExecutor needs Linux (process groups, /proc, prctl, "
+                               f"SOCK_SEQPACKET); this is {sys.platform}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if threads_per_worker < 1:
@@ -444,11 +449,13 @@ class LocalExecutor(Executor):
         end = time.monotonic() + max(0.0, timeout)
         while True:
             with self._lock:
+                self._pump()
                 self._dispatch()
                 events, self._events = self._events, []
                 if events or time.monotonic() >= end:
                     return self._deliver(events)
                 fds = self._wait_fds()
+            # Short waits without the lock, so cancel() from another thread is not held up.
             wait = min(max(0.0, end - time.monotonic()), 0.1)
             if fds:
                 try:
@@ -457,8 +464,6 @@ class LocalExecutor(Executor):
                     pass
             else:
                 time.sleep(wait)
-            with self._lock:
-                self._pump()
 
     def running(self) -> int:
         with self._lock:
@@ -528,6 +533,7 @@ class LocalExecutor(Executor):
             with open(path + ".tmp", "wb") as f:
                 f.write(data)
             os.replace(path + ".tmp", path)
+        self._task_keys = {i: e for i, e in self._task_keys.items() if e[0]() is not None}
         self._task_keys[id(task)] = (weakref.ref(task), key)
         return key
 

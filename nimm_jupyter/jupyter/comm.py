@@ -124,8 +124,9 @@ class CellChannel:
     # -- sending ---------------------------------------------------------------------
     def insert_cells(self, run_id: str, cells: list[dict[str, Any]], after_cell_id: str | None,
                      replace: bool = True) -> bool:
-        """Ask the frontend to insert ``cells``; False when no extension is listening."""
-        if not (self.available and self._comm is not None):
+        """Ask the frontend to insert ``cells``; False when no extension is listening or the
+        search cell's id is unknown (the extension anchors insertions on it)."""
+        if not (self.available and self._comm is not None and after_cell_id):
             return False
         self._comm.send(insert_message(run_id, cells, after_cell_id, replace))
         return True

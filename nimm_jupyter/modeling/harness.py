@@ -36,19 +36,21 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..blocks import Param, SolverStepLimit
-from ..execution.base import TrainConfig
 from ..tasks.base import Task, TaskKind
 from .contract import (
     CandidateError, _short, check_candidate, describe_exception, load_candidate, spec_on_device,
 )
 from .result import EvalResult, SplitScores, Status
+
+if TYPE_CHECKING:  # execution.base imports modeling.result: keep this import cycle-free
+    from ..execution.base import TrainConfig
 
 __all__ = [
     "evaluate", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
@@ -659,7 +661,10 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
     :data:`PROGRESS_INTERVAL` seconds and once at the end. Bad ``config`` values (not
     candidate faults) raise ``ValueError``.
     """
-    config = config or TrainConfig()
+    if config is None:
+        from ..execution.base import TrainConfig
+
+        config = TrainConfig()
     if int(config.restarts) < 1:
         raise ValueError(f"config.restarts must be >= 1, got {config.restarts}")
     if config.max_epochs < 0 or config.patience < 1:

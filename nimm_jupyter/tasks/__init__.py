@@ -32,6 +32,11 @@ def register(name: str, factory: Callable[..., Task]) -> None:
     _USER[name] = factory
 
 
+def unregister(name: str) -> None:
+    """Remove a task registered with :func:`register` (built-ins cannot be removed)."""
+    _USER.pop(name, None)
+
+
 def list_tasks() -> list[str]:
     """Names of all registered tasks, built-ins first."""
     return list(_BUILTINS) + [n for n in _USER if n not in _BUILTINS]
@@ -55,5 +60,5 @@ def get(name: str, **options: Any) -> Task:
 
 __all__ = [
     "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
-    "UnknownTaskError", "get", "list_tasks", "register",
+    "UnknownTaskError", "get", "list_tasks", "register", "unregister",
 ]

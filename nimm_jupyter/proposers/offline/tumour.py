@@ -23,8 +23,8 @@ STRATEGIES = [
              "a network of the normalised log-volume (and drug level) adds to the per-volume "
              "growth rate, learning the saturation the growth law misses", "rate_net"),
     Strategy("residual network on dV/dt",
-             "a network of the normalised state and doses adds a residual to the tumour-volume "
-             "derivative, scaled by V so it vanishes for tiny tumours", "residual_dV"),
+             "a network of the normalised state and doses adds an absolute residual (in units "
+             "of the volume scale per day) to the tumour-volume derivative", "residual_dV"),
     Strategy("time-varying growth rate",
              "a network of time (and volume) scales the mechanistic growth rate, a neural "
              "model of a parameter that drifts over the course of treatment", "param_net"),
@@ -127,6 +127,8 @@ class TumourGrammar(Grammar):
             ]
         if self.has_c:
             lines.append("        self.c_scale = float(spec.target_scale[1]) + 1e-6")
+        if attach == "residual_dV":
+            lines.append("        self.v_scale = float(spec.target_scale[0])  # cm^3/day per unit of h")
         if "u_k / self.u_scale" in feats:
             lines.append("        self.register_buffer(\"u_scale\", spec.input_scale.clone())")
         if attach == "param_net":
@@ -165,7 +167,7 @@ class TumourGrammar(Grammar):
         lines.append(f"            rate = {rate}" + (f" - ({kill})" if kill else ""))
         dv = "V * rate"
         if attach == "residual_dV":
-            dv = "V * rate + V * h"
+            dv = "V * rate + self.v_scale * h"
         lines.append(f"            dV = {dv}")
         if self.has_c:
             dose = "d_c" if self.has_chemo else "0.0"

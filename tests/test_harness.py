@@ -12,7 +12,8 @@ from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, make_toy_tabular, make
 
 from nimm_jupyter.execution.base import TrainConfig
 from nimm_jupyter.modeling import (
-    EvalResult, Status, evaluate, load_trained, mechanistic_parameters, predict, score_predictions,
+    EvalResult, Status, evaluate, load_candidate, load_trained, mechanistic_parameters, predict,
+    score_predictions,
 )
 from nimm_jupyter.modeling import harness
 
@@ -296,7 +297,7 @@ def test_restarts_drop_diverged_copies(tab):
     # Copies whose random `flag` starts above 0.5 output NaN from the start; the others train.
     src = counting("out = out + torch.where(self.flag > 0.5, float('nan'), 0.0)").replace(
         "self.calls = 0", "self.calls = 0\n        self.flag = nn.Parameter(torch.rand(1))")
-    cls = load_candidate_class(src)
+    cls = load_candidate(src)
 
     def flag(seed):
         torch.manual_seed(seed)
@@ -309,9 +310,3 @@ def test_restarts_drop_diverged_copies(tab):
     assert "batched with vmap" in res.message and "copies diverged" in res.message
     per_copy = _per_copy(res.message)
     assert sum(math.isnan(v) for v in per_copy) == sum(flag(seed + k) > 0.5 for k in range(4))
-
-
-def load_candidate_class(src):
-    from nimm_jupyter.modeling import load_candidate
-
-    return load_candidate(src)

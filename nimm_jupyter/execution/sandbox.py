@@ -49,7 +49,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 _ENVIRON_FILE = re.compile(r"^/proc/.*/environ$")
 _CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
-FILE_SIZE_LIMIT = 1 << 30  # 1 GiB per file: a weights file is far smaller
+FILE_SIZE_LIMIT = 256 << 20  # per file (output log, weights, scratch): weights are far smaller
 
 
 @dataclass(frozen=True)

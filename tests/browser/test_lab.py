@@ -56,7 +56,7 @@ def test_comm_protocol(page, lab):
     nb.run_cell('export("r1", [2], tag="first")')
     cells = nb.cells()
     assert [(r, n, role) for r, n, role, _ in _nimm_cells(cells)] == [
-        ("r1", 1, "summary"), ("r1", 1, "model"), ("r1", 2, "summary"), ("r1", 2, "model")]
+        ("r1", 1, "header"), ("r1", 1, "model"), ("r1", 2, "header"), ("r1", 2, "model")]
     assert [c["nimm"] is not None for c in cells[anchor + 1:anchor + 5]] == [True] * 4
 
     # Malformed / misdirected messages change nothing and only warn.

@@ -11,7 +11,7 @@ import pytest
 
 from nimm_jupyter.execution.base import EvalRequest, JobEvent, TrainConfig
 from nimm_jupyter.execution.factory import ExecutorError, make_executor
-from nimm_jupyter.execution.local import LocalExecutor, evaluate_isolated
+from nimm_jupyter.execution.local import LocalExecutor
 from nimm_jupyter.execution.ray_executor import RAY_EXTRA_HINT, ClusterLostError
 from nimm_jupyter.modeling.result import Status
 
@@ -75,7 +75,7 @@ def drain(ex, job_ids, limit=150.0) -> dict[str, list[JobEvent]]:
     return events
 
 
-def wait_started(ex, job_id, limit=90.0) -> dict:
+def wait_started(ex, job_id, limit=150.0) -> dict:
     end = time.monotonic() + limit
     while (info := ex.job_info(job_id)) is None:
         assert time.monotonic() < end, "the Ray worker never reported the job as started"
@@ -119,10 +119,12 @@ def test_good_candidate_matches_local_and_task_is_put_once(executor, task, monke
     for i in range(3):
         ex.submit(EvalRequest(f"good{i}", task.hybrid_code, task, CONFIG, timeout=120))
     assert ex.running() == 3
-    events = drain(ex, ["good0", "good1", "good2"])
-    assert puts == ["Task"] and ex.task_puts == 1  # one put for three evaluations
-    local = evaluate_isolated(task, task.hybrid_code, CONFIG, device="cpu", timeout=120)
+    with LocalExecutor(workers=1, device="cpu") as reference:  # runs while Ray works
+        reference.submit(EvalRequest("local", task.hybrid_code, task, CONFIG, timeout=120))
+        events = drain(ex, ["good0", "good1", "good2"])
+        local = reference.wait("local")
     assert local.ok, local.message
+    assert puts == ["Task"] and ex.task_puts == 1  # one put for three evaluations
     for job_id, evs in events.items():
         done = evs[-1].result
         assert done.status is Status.OK, done.message

@@ -10,9 +10,10 @@ Design
 * A :class:`~..tasks.base.Task` is ``ray.put`` into the object store **once** (keyed by the
   task object's identity) and passed to every remote call by reference; the worker caches the
   deserialised task per reference. Per evaluation only the source and the TrainConfig travel.
-* Progress (epoch losses) is pushed by the worker, in batches, to a small mailbox actor that
-  :meth:`RayExecutor.poll` drains; the final batch is pushed synchronously before the task
-  returns, so progress events always precede their job's ``done`` event.
+* Progress (epoch losses) is pushed by the worker, in batches, to a ``ray.util.queue.Queue``
+  (an actor that needs no CPU and does not import torch) that :meth:`RayExecutor.poll`
+  drains; the worker waits for its last push to land before the task returns, so progress
+  events always precede their job's ``done`` event.
 * :meth:`RayExecutor.cancel` calls ``ray.cancel(ref, force=True)``: the Ray worker process is
   killed, its fork server sees its control socket close and kills the job's process session,
   and the job child dies with the server (``PR_SET_PDEATHSIG``).
@@ -70,21 +71,6 @@ def import_ray() -> Any:
 
 
 # -- worker side (runs inside a Ray worker process) -----------------------------------------
-class _Mailbox:
-    """Actor collecting ``(kind, job_id, payload)`` messages from workers for the driver."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str, dict[str, Any]]] = []
-
-    def push(self, items: list[tuple[str, str, dict[str, Any]]]) -> int:
-        self.items.extend(items)
-        return len(items)
-
-    def drain(self) -> list[tuple[str, str, dict[str, Any]]]:
-        items, self.items = self.items, []
-        return items
-
-
 # One warm LocalExecutor per Ray worker process (rebuilt when its settings or GPUs change)
 # and the tasks it has seen, keyed by object reference.
 _WORKER: dict[str, Any] = {"key": None, "executor": None,
@@ -127,7 +113,8 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     """Body of one Ray task: run the evaluation isolated, stream progress, return the result.
 
     ``task_box`` is ``[ObjectRef]`` (a nested reference, so Ray does not resolve it for us and
-    the worker can reuse the task it already holds). Returns ``{"result": dict, "weights":
+    the worker can reuse the task it already holds). ``mailbox`` is a ``ray.util.queue.Queue``
+    of ``(kind, job_id, payload)`` messages; pushes do not wait, except the last. Returns ``{"result": dict, "weights":
     bytes | None}``: plain data, never objects built by candidate code.
     """
     import ray
@@ -144,10 +131,15 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     info = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(), "attempt": attempt,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:  # synchronous: the driver learns where the job runs before any progress arrives
-        ray.get(mailbox.push.remote([("started", job_id, info)]), timeout=_MAILBOX_TIMEOUT_S)
-    except Exception:  # noqa: BLE001 - progress is best effort; the result is what counts
-        pass
+    last_push: list[Any] = []
+
+    def push(items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        try:  # actor calls from one caller run in order: no need to wait for each one
+            last_push[:] = [mailbox.actor.put_nowait_batch.remote(items)]
+        except Exception:  # noqa: BLE001 - progress is best effort; the result is what counts
+            pass
+
+    push([("started", job_id, info)])
     task = _worker_task(task_box[0])
     executor = _worker_executor(device, threads, local_kw)
     inner_id = f"{job_id}#{attempt}"
@@ -166,17 +158,16 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
                 elif ev.kind == "done":
                     result = ev.result
             if buffered and (result is not None or time.monotonic() - last_flush >= _FLUSH_S):
-                try:
-                    push = mailbox.push.remote(buffered)
-                    if result is not None:  # progress must reach the driver before "done"
-                        ray.get(push, timeout=_MAILBOX_TIMEOUT_S)
-                except Exception:  # noqa: BLE001
-                    pass
+                push(buffered)
                 buffered, last_flush = [], time.monotonic()
     except BaseException:
         executor.cancel(inner_id)
         raise
     assert result is not None
+    try:  # what was pushed must reach the driver before this task's result does
+        ray.get(last_push, timeout=_MAILBOX_TIMEOUT_S)
+    except Exception:  # noqa: BLE001
+        pass
     weights = None
     if wanted_weights and result.weights_path:
         try:
@@ -264,8 +255,7 @@ class RayExecutor(Executor):
         if check_resources:
             self._check_resources()
         self._remote = ray.remote(_evaluate_in_worker)
-        self._mailbox_cls = ray.remote(num_cpus=0)(_Mailbox)
-        self._mailbox = self._mailbox_cls.remote()
+        self._mailbox = self._new_mailbox()
         self._runtime_env = runtime_env
         self._task_refs: dict[int, tuple[weakref.ref, Any]] = {}
         self._queue: collections.deque[EvalRequest] = collections.deque()
@@ -337,7 +327,7 @@ class RayExecutor(Executor):
         ray = self._ray
         try:
             if ray.is_initialized():
-                ray.kill(self._mailbox)
+                ray.kill(self._mailbox.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - the cluster may already be gone
             pass
         if self._owns_ray:
@@ -347,6 +337,16 @@ class RayExecutor(Executor):
                 pass
 
     # -- internals ---------------------------------------------------------------------
+    def _new_mailbox(self) -> Any:
+        from ray.util.queue import Queue
+
+        return Queue(actor_options={"num_cpus": 0})
+
+    def _drain_mailbox(self) -> list[tuple[str, str, dict[str, Any]]]:
+        actor, get = self._mailbox.actor, self._ray.get
+        n = int(get(actor.qsize.remote(), timeout=_MAILBOX_TIMEOUT_S))
+        return list(get(actor.get_nowait_batch.remote(n), timeout=_MAILBOX_TIMEOUT_S)) if n else []
+
     def _check_resources(self) -> None:
         try:
             total = self._ray.cluster_resources()
@@ -428,11 +428,11 @@ class RayExecutor(Executor):
             ready, _ = ray.wait(refs, num_returns=1, timeout=wait)
             if ready:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-            messages = ray.get(self._mailbox.drain.remote(), timeout=_MAILBOX_TIMEOUT_S)
+            messages = self._drain_mailbox()
         except Exception as exc:  # noqa: BLE001
             self._raise_if_cluster_lost(exc)
             if isinstance(exc, ray.exceptions.RayActorError):
-                self._mailbox = self._mailbox_cls.remote()  # jobs in flight lose their progress
+                self._mailbox = self._new_mailbox()  # jobs in flight lose their progress
             messages, ready = [], []
         for kind, job_id, payload in messages:
             job = self._active.get(job_id)

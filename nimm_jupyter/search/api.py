@@ -424,7 +424,11 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
     """
     the_task, source = _resolve_task(task, dict(task_options or {}))
     settings = Settings(
-        task_name=the_task.name, task_options=dict(task_options or the_task.options or {}),
+        task_name=the_task.name,
+        # registry tasks are rebuilt from the options the caller gave (the factory's own
+        # record, task.options, may hold arguments it sets itself, e.g. the variant)
+        task_options=(dict(task_options or {}) if source == "registry"
+                      else dict(the_task.options or {})),
         task_source=source, budget=int(budget), branches=int(branches), policy=policy,
         policy_options=dict(policy_options or {}), proposer="auto",
         proposer_options=dict(proposer_options or {}), model=model, workers=int(workers),

@@ -165,7 +165,7 @@ def test_search_widget_flow(page, lab):
     assert cells[anchor + 1]["id"] != exported[0]["id"]  # new cells in the old place
 
     # Stop from the toolbar when nothing runs: an informative notification, nothing breaks.
-    page.locator(".jp-nimm-toolbar-nimm-stop").first.click()
+    page.locator(f"#{nb.panel_id()} .jp-nimm-toolbar-nimm-stop").click()
     page.locator(".Toastify__toast", has_text="already finished").first.wait_for(timeout=30_000)
 
     page.screenshot(path=str(ARTIFACTS / "flow-exported.png"))
@@ -179,7 +179,7 @@ def test_search_widget_flow(page, lab):
     nb = open_notebook(page, lab, "search_flow.ipynb")
     old_ids = {c["id"] for c in nb.cells() if c["nimm"]}
     assert len(old_ids) == 4
-    page.locator(".jp-nimm-toolbar-nimm-export").first.click()
+    page.locator(f"#{nb.panel_id()} .jp-nimm-toolbar-nimm-export").click()
     page.locator(".Toastify__toast", has_text="inserted 4 cells").first.wait_for(timeout=60_000)
     nb.wait_until(lambda n: not old_ids & {c["id"] for c in n.cells()}, timeout=30,
                   what="the exported cells to be replaced after the reload")

@@ -141,8 +141,11 @@ def test_task_layout(which, n_rows, n_el, request):
     assert sum(task.sizes().values()) == n_rows
     els = task.options["elements"]
     assert len(els) == n_el and els == sorted(els)
-    assert task.input_names == [f"x_{e}" for e in els] + ["T_K"]
-    assert {v.unit for v in task.inputs[:-1]} == {"atomic fraction"} and task.inputs[-1].unit == "K"
+    conditions = ["proc_cast", "proc_wrought", "proc_anneal", "proc_powder", "proc_other",
+                  "tension", "log10_grain_um", "grain_known"]
+    assert task.input_names == [f"x_{e}" for e in els] + ["T_K"] + conditions
+    assert {v.unit for v in task.inputs[:n_el]} == {"atomic fraction"}
+    assert task.inputs[n_el].unit == "K"
     assert task.target_names == ["yield_strength"] and task.targets[0].unit == "MPa"
     keys = {"V_n", "mu", "nu"} | ({"C11", "C12", "C44"} if which == "bcc" else set())
     assert set(task.constants) == keys
@@ -150,8 +153,11 @@ def test_task_layout(which, n_rows, n_el, request):
     lattice = "V_fcc" if which == "fcc" else "V_bcc"
     np.testing.assert_allclose(task.constants["V_n"], element_arrays(els, (lattice,))[lattice])
     for s in (task.train, task.val, task.test):
-        assert s.inputs.shape == (len(s), n_el + 1) and s.targets.shape == (len(s), 1)
-        np.testing.assert_allclose(s.inputs[:, :-1].sum(1), 1.0, atol=1e-9)
+        assert s.inputs.shape == (len(s), n_el + 1 + len(conditions))
+        assert s.targets.shape == (len(s), 1)
+        np.testing.assert_allclose(s.inputs[:, :n_el].sum(1), 1.0, atol=1e-9)
+        proc = s.inputs[:, n_el + 1:n_el + 6]
+        np.testing.assert_array_equal(proc.sum(1), 1.0)  # exactly one processing route
     assert task.options["dropped_rows_unknown_elements"] == 0
     assert "Borg" in task.provenance and "Curtin" in task.provenance
     assert "Hall–Petch" in task.prior_omits and "estimated" in task.description.lower()
@@ -185,7 +191,8 @@ def test_prior_code_reproduces_the_published_equations(which, request):
     x = task.train.inputs[:20]
     with torch.no_grad():
         out = model(_x(task.train)[:20]).numpy()[:, 0]
-    c, T = x[:, :-1], x[:, -1]
+    n_el = len(task.options["elements"])
+    c, T = x[:, :n_el], x[:, n_el]
     k = task.constants
     if which == "fcc":
         mu, nu = alloy_moduli_fcc(c, k["mu"], k["nu"])

@@ -314,9 +314,39 @@ _ELEMENTS_CITATION = (
 )
 
 
-def _build(rows, elements: list[str], lattice: str, seed: int):
+PROCESSING = ("CAST", "WROUGHT", "ANNEAL", "POWDER", "OTHER")
+CONDITIONS_TEXT = """\
+Test conditions follow T_K as inputs: proc_cast/proc_wrought/proc_anneal/proc_powder/proc_other
+(one-hot processing route), tension (1 = tension test, 0 = compression), log10_grain_um (0 when
+unknown) and grain_known (1 when reported). The prior ignores them."""
+
+
+def _condition_columns(rows) -> list[np.ndarray]:
+    """Processing route, test type and grain size: what solid-solution theory leaves out."""
+    import pandas as pd
+
+    proc = rows[COL_PROC].fillna("OTHER").astype(str).str.upper()
+    cols = [(proc == p).to_numpy(float) for p in PROCESSING]
+    cols.append((rows[COL_TEST].astype(str).str.upper() == "T").to_numpy(float))
+    grain = pd.to_numeric(rows[COL_GRAIN], errors="coerce").to_numpy(float)
+    known = np.isfinite(grain) & (grain > 0)
+    cols.append(np.where(known, np.log10(np.where(known, grain, 1.0)), 0.0))
+    cols.append(known.astype(float))
+    return cols
+
+
+def _condition_variables() -> list[Variable]:
+    return ([Variable(f"proc_{p.lower()}", "0/1", f"processing route {p} (one-hot)")
+             for p in PROCESSING]
+            + [Variable("tension", "0/1", "1 for a tension test, 0 for compression"),
+               Variable("log10_grain_um", "log10(um)", "log10 grain size (0 when unknown)"),
+               Variable("grain_known", "0/1", "1 when the grain size is reported")])
+
+
+def _build(rows, elements: list[str], lattice: str, seed: int, conditions: bool):
     table = {el: np.array([f.get(el, 0.0) for f in rows["fractions"]]) for el in elements}
-    x = np.column_stack([table[el] for el in elements] + [rows["T_K"].to_numpy(float)])
+    x = np.column_stack([table[el] for el in elements] + [rows["T_K"].to_numpy(float)]
+                        + (_condition_columns(rows) if conditions else []))
     y = rows["yield_strength"].to_numpy(float)[:, None]
     groups = rows["composition"].to_numpy(dtype=object)
     which = grouped_split(list(groups), seed=seed)
@@ -356,17 +386,18 @@ def _estimated_note(elements: list[str], fields: tuple[str, ...]) -> str:
     return "; ".join(parts) if parts else "none"
 
 
-def _variables(elements: list[str], t_desc: str) -> list[Variable]:
-    return [Variable(f"x_{el}", "atomic fraction", f"atomic fraction of {el} (0-1; rows sum to 1)")
-            for el in elements] + [Variable("T_K", "K", t_desc)]
+def _variables(elements: list[str], t_desc: str, conditions: bool) -> list[Variable]:
+    return ([Variable(f"x_{el}", "atomic fraction", f"atomic fraction of {el} (0-1; rows sum to 1)")
+             for el in elements] + [Variable("T_K", "K", t_desc)]
+            + (_condition_variables() if conditions else []))
 
 
-def make_hea_fcc_rt(seed: int = 0) -> Task:
+def make_hea_fcc_rt(seed: int = 0, conditions: bool = True) -> Task:
     """FCC high-entropy alloys: room-temperature yield strength (MPEA, Borg et al. 2020)."""
     raw = load_mpea()
     rows, dropped = _drop_unknown_elements(select_fcc_rt(raw))
     elements = sorted({el for f in rows["fractions"] for el in f})
-    (train, val, test), consts = _build(rows, elements, "fcc", seed)
+    (train, val, test), consts = _build(rows, elements, "fcc", seed, conditions)
     y = rows["yield_strength"].to_numpy()
     n_t = int((rows[COL_TEST] == "T").sum())
     floor = within_group_rms(y, rows["composition"])
@@ -401,14 +432,14 @@ test type (tension vs compression), short-range order and interstitials (C is tr
 substitutional solute with an estimated volume), precipitates missed by the phase label.
 Estimated elemental values: {_estimated_note(elements, fields)}."""
     return Task(
-        name="hea_fcc_rt", kind=TaskKind.TABULAR, description=description,
+        name="hea_fcc_rt", kind=TaskKind.TABULAR, description=description + ("\n" + CONDITIONS_TEXT if conditions else ""),
         source=DataSource.REAL,
         provenance=(f"{_MPEA_CITATION} Subset computed by nimm_jupyter.tasks.hea: "
                     f"PROPERTY: BCC/FCC/other == FCC, YS reported, 15 <= T <= 30 °C. "
                     f"{_ELEMENTS_CITATION} Model: C. Varvenne, A. Luque, W. A. Curtin, Acta Mater. 118 "
                     "(2016) 164; C. Varvenne, G. P. M. Leyson, M. Ghazisaeidi, W. A. Curtin, Acta "
                     "Mater. 124 (2017) 660."),
-        inputs=_variables(elements, "test temperature, K (room temperature here)"),
+        inputs=_variables(elements, "test temperature, K (room temperature here)", conditions),
         targets=[Variable("yield_strength", "MPa", "measured yield strength (0.2% offset)")],
         train=train, val=val, test=test,
         prior_code=_prior_source(_FCC),
@@ -418,17 +449,18 @@ Estimated elemental values: {_estimated_note(elements, fields)}."""
         hybrid_code=_hybrid_source(_FCC),
         family="alloy",
         constants=consts,
-        options={"seed": seed, "elements": elements, "n_rows": len(rows),
+        options={"seed": seed, "conditions": conditions, "elements": elements,
+                 "n_rows": len(rows),
                  "dropped_rows_unknown_elements": dropped},
     )
 
 
-def make_hea_bcc_temp(seed: int = 0) -> Task:
+def make_hea_bcc_temp(seed: int = 0, conditions: bool = True) -> Task:
     """BCC (mostly refractory) high-entropy alloys: yield strength vs test temperature."""
     raw = load_mpea("hea_bcc_temp_yield")
     rows, dropped = _drop_unknown_elements(select_bcc(raw))
     elements = sorted({el for f in rows["fractions"] for el in f})
-    (train, val, test), consts = _build(rows, elements, "bcc", seed)
+    (train, val, test), consts = _build(rows, elements, "bcc", seed, conditions)
     y = rows["yield_strength"].to_numpy()
     T = rows["T_K"].to_numpy()
     n_c = int((rows[COL_TEST] == "C").sum())
@@ -465,14 +497,14 @@ What the prior leaves out: the fall of the elastic moduli with temperature (impo
 temperature), grain size, processing, test type, short-range order and ordered B2 precipitates.
 Estimated elemental values: {_estimated_note(elements, fields)}."""
     return Task(
-        name="hea_bcc_temp", kind=TaskKind.TABULAR, description=description,
+        name="hea_bcc_temp", kind=TaskKind.TABULAR, description=description + ("\n" + CONDITIONS_TEXT if conditions else ""),
         source=DataSource.REAL,
         provenance=(f"{_MPEA_CITATION} Subset computed by nimm_jupyter.tasks.hea: "
                     "PROPERTY: BCC/FCC/other == BCC, YS reported, all test temperatures. Also "
                     "Couzinié et al., Data in Brief 21 (2018) 1622 (refractory HEA compilation). "
                     f"{_ELEMENTS_CITATION} Model: F. Maresca, W. A. Curtin, Acta Mater. 182 (2020) 235, "
                     "doi:10.1016/j.actamat.2019.10.015."),
-        inputs=_variables(elements, "test temperature, K"),
+        inputs=_variables(elements, "test temperature, K", conditions),
         targets=[Variable("yield_strength", "MPa", "measured yield strength (0.2% offset)")],
         train=train, val=val, test=test,
         prior_code=_prior_source(_BCC),
@@ -482,6 +514,7 @@ Estimated elemental values: {_estimated_note(elements, fields)}."""
         hybrid_code=_hybrid_source(_BCC),
         family="alloy",
         constants=consts,
-        options={"seed": seed, "elements": elements, "n_rows": len(rows),
+        options={"seed": seed, "conditions": conditions, "elements": elements,
+                 "n_rows": len(rows),
                  "dropped_rows_unknown_elements": dropped},
     )

@@ -199,7 +199,7 @@ _NOT_DIRTY = """(path) => {
 
 def _docs_screenshot(page, nb: Notebook, search_idx: int) -> None:
     """The widget with the exported cells below it (docs/screenshot.png is a copy)."""
-    page.set_viewport_size({"width": 1280, "height": 2000})
+    page.set_viewport_size({"width": 1280, "height": 2900})
     nb.js("""const app = window.jupyterapp;
         if (!app.shell.leftCollapsed) app.shell.collapseLeft();
         panel.content.activeCellIndex = arg;

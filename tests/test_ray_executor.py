@@ -5,9 +5,11 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from nimm_jupyter.execution.base import EvalRequest, JobEvent, TrainConfig
 from nimm_jupyter.execution.factory import ExecutorError, make_executor
@@ -110,14 +112,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_good_candidate_matches_local_and_task_is_put_once(executor, task, monkeypatch):
+def test_good_candidate_matches_local_and_task_is_put_once(executor, task, monkeypatch, tmp_path):
     puts = []
     real_put = ray.put
     monkeypatch.setattr(ray, "put", lambda value, **kw: (puts.append(type(value).__name__),
                                                          real_put(value, **kw))[1])
     ex = executor()
+    weights = tmp_path / "runs" / "good0.pt"
     for i in range(3):
-        ex.submit(EvalRequest(f"good{i}", task.hybrid_code, task, CONFIG, timeout=120))
+        config = replace(CONFIG, save_weights=str(weights)) if i == 0 else CONFIG
+        ex.submit(EvalRequest(f"good{i}", task.hybrid_code, task, config, timeout=120))
     assert ex.running() == 3
     with LocalExecutor(workers=1, device="cpu") as reference:  # runs while Ray works
         reference.submit(EvalRequest("local", task.hybrid_code, task, CONFIG, timeout=120))
@@ -137,6 +141,10 @@ def test_good_candidate_matches_local_and_task_is_put_once(executor, task, monke
         assert [p["epoch"] for p in progress] == sorted(p["epoch"] for p in progress)
     assert ex.running() == 0
     assert ex.job_info("good0")["pid"] != os.getpid()
+    # The worker saved the weights in its own scratch dir; the driver wrote them where asked.
+    assert events["good0"][-1].result.weights_path == str(weights)
+    state = torch.load(weights)
+    assert "net.0.weight" in state or any(k.startswith("net.") for k in state)
 
 
 def test_bad_candidates_get_statuses(executor, task):
@@ -215,6 +223,8 @@ def test_losing_the_cluster_raises_cluster_lost(executor, task, monkeypatch):
         m.setattr(ray, "is_initialized", lambda: False)
         with pytest.raises(ClusterLostError, match="no longer initialised"):
             ex.poll(0.1)
+    status, message, retry = ex._classify(ray.exceptions.OutOfMemoryError("node low on memory"))
+    assert status is Status.OUT_OF_MEMORY and not retry and "memory monitor" in message
     ex.shutdown()
     assert ex.running() == 0
     with pytest.raises(RuntimeError, match="shut down"):

@@ -73,7 +73,7 @@ def import_ray() -> Any:
 # -- worker side (runs inside a Ray worker process) -----------------------------------------
 # One warm LocalExecutor per Ray worker process (rebuilt when its settings or GPUs change)
 # and the tasks it has seen, keyed by object reference.
-_WORKER: dict[str, Any] = {"key": None, "executor": None,
+_WORKER: dict[str, Any] = {"key": None, "executor": None, "scratch": None,
                            "tasks": collections.OrderedDict()}
 
 
@@ -93,6 +93,31 @@ def _worker_task(ref: Any) -> Task:
     return task
 
 
+def _worker_scratch() -> str:
+    """This Ray worker's scratch dir, ``<tmp>/nimm-ray-<uid>/w<pid>``; sweeps those of dead workers.
+
+    Ray ends its workers without running exit handlers (and cancel/crash SIGKILLs them), so a
+    worker cannot clean up after itself: the next worker on the node does it instead.
+    """
+    mine = _WORKER.get("scratch")
+    if mine and os.path.isdir(mine):
+        return mine
+    parent = os.path.join(tempfile.gettempdir(), f"nimm-ray-{os.getuid()}")
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    if os.lstat(parent).st_uid != os.getuid():  # someone else's (or a planted link)
+        mine = tempfile.mkdtemp(prefix="nimm-ray-")
+    else:
+        mine = os.path.join(parent, f"w{os.getpid()}")
+        os.makedirs(mine, mode=0o700, exist_ok=True)
+        import shutil
+
+        for name in os.listdir(parent):
+            if name.startswith("w") and name[1:].isdigit() and not os.path.exists(f"/proc/{name[1:]}"):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    _WORKER["scratch"] = mine
+    return mine
+
+
 def _worker_executor(device: str, threads: int, local_kw: dict[str, Any]) -> Any:
     from .local import LocalExecutor
 
@@ -101,8 +126,13 @@ def _worker_executor(device: str, threads: int, local_kw: dict[str, Any]) -> Any
         if _WORKER["executor"] is not None:
             _WORKER["executor"].shutdown()
         _WORKER["executor"] = None
-        _WORKER["executor"] = LocalExecutor(workers=1, device=device, threads_per_worker=threads,
-                                            **local_kw)
+        saved = tempfile.tempdir
+        tempfile.tempdir = _worker_scratch()  # LocalExecutor makes its root with mkdtemp()
+        try:
+            _WORKER["executor"] = LocalExecutor(workers=1, device=device,
+                                                threads_per_worker=threads, **local_kw)
+        finally:
+            tempfile.tempdir = saved
         _WORKER["key"] = key
     return _WORKER["executor"]
 
@@ -126,7 +156,7 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     weights_dir = None
     if wanted_weights:
         # The driver's path may not exist on this node: save locally, ship the bytes back.
-        weights_dir = tempfile.mkdtemp(prefix="nimm-weights-")
+        weights_dir = tempfile.mkdtemp(prefix="weights-", dir=_worker_scratch())
         cfg.save_weights = os.path.join(weights_dir, "weights.pt")
     info = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(), "attempt": attempt,

@@ -27,6 +27,14 @@ def test_comm_protocol(page, lab):
     t0 = time.time()
     nb = open_notebook(page, lab, "comm_protocol.ipynb")
     assert nb.js("return window.jupyterapp.commands.hasCommand('nimm-jupyter:export-best');")
+    # The commands are in the notebook's context menu and toolbar.
+    page.locator(f"#{nb.panel_id()} .jp-Notebook .jp-Cell").first.click(button="right")
+    menu = page.locator(".lm-Menu")
+    menu.locator(".lm-Menu-item", has_text="Nimm: Export best model of last search").wait_for()
+    menu.locator(".lm-Menu-item", has_text="Nimm: Stop running search").wait_for()
+    page.keyboard.press("Escape")
+    for name in ("nimm-export", "nimm-stop"):
+        assert page.locator(f"#{nb.panel_id()} .jp-nimm-toolbar-{name}").is_visible()
     before = nb.cells()
     anchor = nb.run_cell("ANCHOR = current_cell_id")
     assert before[anchor]["id"] == "fixture-cell-1"

@@ -295,3 +295,13 @@ def test_watch_shows_widget_for_a_finished_search(fake, capsys):
     w = watch(fake, summary=False)
     assert w.finished and w.best_id == 4
     assert "live widget" in capsys.readouterr().out  # plain IPython shows the text repr
+
+
+def test_strategy_title_accepts_plain_strings_and_objects():
+    from nimm_jupyter.jupyter.widget import _strategy_title
+    from nimm_jupyter.proposers.base import Strategy
+
+    assert _strategy_title("neural growth-rate correction") == "neural growth-rate correction"
+    assert _strategy_title(Strategy("a title", "desc")) == "a title"
+    assert _strategy_title({"title": "t"}) == "t"
+    assert _strategy_title(None) == ""

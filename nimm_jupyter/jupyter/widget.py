@@ -83,6 +83,8 @@ def _message(node: Any) -> str:
 def _strategy_title(strategy: Any) -> str:
     if strategy is None:
         return ""
+    if isinstance(strategy, str):
+        return strategy
     if isinstance(strategy, dict):
         return str(strategy.get("title", ""))
     return str(getattr(strategy, "title", strategy))

@@ -112,7 +112,8 @@ def _worker_scratch() -> str:
         import shutil
 
         for name in os.listdir(parent):
-            if name.startswith("w") and name[1:].isdigit() and not os.path.exists(f"/proc/{name[1:]}"):
+            dead = name[1:].isdigit() and not os.path.exists(f"/proc/{name[1:]}")
+            if name.startswith("w") and dead:
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     _WORKER["scratch"] = mine
     return mine
@@ -144,12 +145,11 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
 
     ``task_box`` is ``[ObjectRef]`` (a nested reference, so Ray does not resolve it for us and
     the worker can reuse the task it already holds). ``mailbox`` is a ``ray.util.queue.Queue``
-    of ``(kind, job_id, payload)`` messages; pushes do not wait, except the last. Returns ``{"result": dict, "weights":
-    bytes | None}``: plain data, never objects built by candidate code.
+    of ``(kind, job_id, payload)`` messages; pushes do not wait, except the last. Returns
+    ``{"result": dict, "weights": bytes | None}``: plain data, never objects built by
+    candidate code.
     """
     import ray
-
-    from .local import session_members  # noqa: F401  (fail early if the install is broken)
 
     cfg = TrainConfig(**config)
     wanted_weights = cfg.save_weights
@@ -229,8 +229,9 @@ class RayExecutor(Executor):
     """Run each evaluation as a Ray task, sandboxed inside the Ray worker as it is locally.
 
     ``address``: a Ray address (``"ray://head:10001"``, ``"head:6379"``, ``"auto"``) or None
-    (use ``RAY_ADDRESS`` when set, else start a local Ray instance). When Ray is already
-    initialised in this process the executor uses that connection and never shuts it down.
+    (use ``RAY_ADDRESS`` when set, else start a local Ray instance); ``init_kw`` are more
+    ``ray.init`` arguments. When Ray is already initialised in this process the executor uses
+    that connection (``address`` is then ignored) and never shuts it down.
     ``workers``: evaluations in flight at once (the rest queue in the driver). ``num_cpus`` /
     ``num_gpus``: resources each evaluation declares (fractions allowed); the candidate gets
     ``max(1, int(num_cpus))`` torch threads. ``device``: ``"auto"`` (``"cuda"`` when
@@ -280,10 +281,19 @@ class RayExecutor(Executor):
             kw.setdefault("ignore_reinit_error", True)
             if address is not None:
                 kw["address"] = address
-            ray.init(**kw)
+            try:
+                ray.init(**kw)
+            except ConnectionError as exc:
+                raise ConnectionError(
+                    f"cannot connect to the Ray cluster at {address!r}: {exc}") from exc
             self._owns_ray = True
         if check_resources:
-            self._check_resources()
+            try:
+                self._check_resources()
+            except BaseException:
+                if self._owns_ray:
+                    ray.shutdown()
+                raise
         self._remote = ray.remote(_evaluate_in_worker)
         self._mailbox = self._new_mailbox()
         self._runtime_env = runtime_env
@@ -408,8 +418,8 @@ class RayExecutor(Executor):
                 self._launch(job)
             except Exception as exc:  # noqa: BLE001 - a fault of this job only, unless Ray is gone
                 self._raise_if_cluster_lost(exc)
-                self._done(request, EvalResult.failure(
-                    Status.CRASHED, f"could not start the evaluation on Ray: {type(exc).__name__}: {exc}"))
+                why = f"could not start the evaluation on Ray: {type(exc).__name__}: {exc}"
+                self._done(request, EvalResult.failure(Status.CRASHED, why))
 
     def _launch(self, job: _RayJob) -> None:
         req = job.request

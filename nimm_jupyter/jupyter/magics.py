@@ -27,6 +27,7 @@ from traitlets import Int, Unicode
 from .comm import CellChannel, current_cell_id
 
 DEMO_BUDGET_ENV = "NIMM_DEMO_BUDGET"  # caps every budget (CI runs of the demo notebooks)
+DEMO_EPOCHS_ENV = "NIMM_DEMO_MAX_EPOCHS"  # caps training epochs per candidate (same purpose)
 NO_WIDGET_ENV = "NIMM_NO_WIDGET"  # "1": text progress even inside a kernel
 _FENCE = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
 _KEY_ENVS = ("ANTHROPIC_API_KEY",)
@@ -75,18 +76,27 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def demo_budget_cap() -> int | None:
-    """The budget cap from ``NIMM_DEMO_BUDGET`` (None when unset)."""
-    raw = os.environ.get(DEMO_BUDGET_ENV, "").strip()
+def _env_cap(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return None
     try:
         cap = int(raw)
     except ValueError:
-        raise NimmError(f"{DEMO_BUDGET_ENV} must be a positive integer, got {raw!r}") from None
+        raise NimmError(f"{name} must be a positive integer, got {raw!r}") from None
     if cap <= 0:
-        raise NimmError(f"{DEMO_BUDGET_ENV} must be a positive integer, got {raw!r}")
+        raise NimmError(f"{name} must be a positive integer, got {raw!r}")
     return cap
+
+
+def demo_budget_cap() -> int | None:
+    """The budget cap from ``NIMM_DEMO_BUDGET`` (None when unset)."""
+    return _env_cap(DEMO_BUDGET_ENV)
+
+
+def demo_epochs_cap() -> int | None:
+    """The per-candidate epoch cap from ``NIMM_DEMO_MAX_EPOCHS`` (None when unset)."""
+    return _env_cap(DEMO_EPOCHS_ENV)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -300,6 +310,8 @@ class NimmMagics(Magics):
     @argument("--device", help="auto | cpu | cuda | cuda:N.")
     @argument("--workers", type=int, help="Parallel evaluations.")
     @argument("--seed", type=int, default=0, help="Random seed (default 0).")
+    @argument("--max-epochs", type=int,
+              help="Training epochs per candidate (default: the harness's; capped by NIMM_DEMO_MAX_EPOCHS).")
     @argument("--run-dir", help="Folder for this run's journal and weights.")
     @argument("--out", metavar="VAR", help="Bind the Search handle to this variable.")
     @argument("--wait", action="store_true",
@@ -316,7 +328,8 @@ class NimmMagics(Magics):
         fenced ```python block in it is seed model code (a `class Model(nn.Module)`).
         Without --wait the search runs in the background and the kernel stays usable;
         `%nimm status`, `%nimm stop` and `%nimm export` manage it. The environment variable
-        NIMM_DEMO_BUDGET caps the budget of every search.
+        NIMM_DEMO_BUDGET caps the budget of every search and NIMM_DEMO_MAX_EPOCHS the
+        training epochs of every candidate (used to run the demo notebooks quickly in CI).
         """
         try:
             # POSIX quoting (IPython's own splitter keeps the quotes in `--option "k=a b"`).
@@ -355,9 +368,20 @@ class NimmMagics(Magics):
         if proposer == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
             raise NimmError("--proposer anthropic needs the ANTHROPIC_API_KEY environment "
                             "variable (or use --proposer offline)")
-        return dict(budget=budget, branches=branches, policy=args.policy or self.policy,
-                    proposer=proposer, model=args.model or self.model,
-                    device=args.device or self.device, workers=workers, seed=args.seed)
+        out = dict(budget=budget, branches=branches, policy=args.policy or self.policy,
+                   proposer=proposer, model=args.model or self.model,
+                   device=args.device or self.device, workers=workers, seed=args.seed)
+        epochs = getattr(args, "max_epochs", None)
+        if epochs is not None and epochs <= 0:
+            raise NimmError(f"--max-epochs must be a positive integer, got {epochs}")
+        epochs_cap = demo_epochs_cap()
+        if epochs_cap is not None:
+            epochs = min(epochs or epochs_cap, epochs_cap)
+        if epochs is not None:
+            from ..execution.base import TrainConfig
+
+            out["train"] = TrainConfig(max_epochs=epochs, seed=args.seed)
+        return out
 
     def _start(self, args: Any, body: str) -> Any:
         if args.out is not None and not args.out.isidentifier():
@@ -365,6 +389,8 @@ class NimmMagics(Magics):
         description, seed_code = parse_cell_body(body)
         if args.resume:
             return self._resume(args)
+        if not args.task and args.data:
+            args.task = args.data  # a DataFrame task is named after its variable
         if not args.task:
             raise NimmError("give a task name (see `%nimm tasks`) or --resume RUN_DIR")
         settings = self._settings(args)

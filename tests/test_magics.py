@@ -77,7 +77,7 @@ def test_help_lists_options(shell):
     ("mine --data df --targets y,nope --time t", "notes", "column 'nope' is not in df"),
     ("mine --data df --time t", "notes", "--targets"),
     ("lung_cancer --time t", "notes", "need --data"),
-    ("lung_cancer --option nokey", "notes", "key=value"),
+    ("lung_cancer --option nokey", "notes", "KEY=VALUE"),
     ("lung_cancer --out 1x", "notes", "--out needs a Python variable name"),
     ("", "notes", "give a task name"),
 ])

@@ -250,6 +250,11 @@ def test_make_executor_names(cluster, monkeypatch):
         make_executor("dask")
     with pytest.raises(ExecutorError, match="ray_address"):
         make_executor("local", ray_address="head:6379")
+    with pytest.raises(ExecutorError, match="num_gpus only apply to the Ray executor"):
+        make_executor("auto", num_gpus=1)
+    local = make_executor("local", workers=1, device="cpu", num_gpus=None, memory_mb=None)
+    assert isinstance(local, LocalExecutor)  # None means "not given"
+    local.shutdown()
     with pytest.raises(ValueError, match="num_gpus > 0"):
         make_executor("ray", device="cuda")
     with pytest.raises(ValueError, match="GPU but the Ray cluster has 0"):

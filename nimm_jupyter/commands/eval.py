@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import CLIError
+from . import parse_options
 
 REFERENCES = ("prior", "neural", "hybrid")
 
@@ -45,18 +46,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> dict; a value is JSON when it parses (50, true, 0.5), else text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--option needs KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def build_task(name: str, options: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..cli import CLIError
+from . import parse_options
 
 
 def add_parser(sub: Any) -> None:
@@ -54,18 +55,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings -> dict; values are JSON when they parse (200, true, 0.5)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--option needs KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def _columns(text: str | None) -> list[str]:

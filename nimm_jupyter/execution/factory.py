@@ -12,9 +12,10 @@ from typing import Any
 
 from .base import Executor
 
-__all__ = ["ExecutorError", "EXECUTOR_NAMES", "make_executor", "ray_available"]
+__all__ = ["ExecutorError", "EXECUTOR_NAMES", "RAY_ONLY_OPTIONS", "make_executor", "ray_available"]
 
 EXECUTOR_NAMES = ("local", "ray", "auto")
+RAY_ONLY_OPTIONS = ("num_cpus", "num_gpus", "retries", "runtime_env", "check_resources", "init_kw")
 
 
 class ExecutorError(ValueError):
@@ -37,8 +38,11 @@ def make_executor(name: str | Executor = "local", *, workers: int = 1, device: s
     ``num_gpus`` is given in ``kw``). ``ray_address`` (else ``RAY_ADDRESS``) selects the
     cluster for ``"ray"``; passing it to ``"local"`` is an error rather than silently ignored.
     Other keywords go to the executor's constructor (e.g. ``memory_mb``; for Ray ``num_cpus``,
-    ``num_gpus``, ``retries``). Raises :class:`ExecutorError` naming what is wrong.
+    ``num_gpus``, ``retries``); keywords whose value is None are dropped, so a CLI can pass
+    its unset options as they are. Raises :class:`ExecutorError` naming what is wrong, also
+    for a Ray-only option given to a local executor.
     """
+    kw = {k: v for k, v in kw.items() if v is not None}
     if isinstance(name, Executor):
         return name
     if not isinstance(name, str):
@@ -52,6 +56,10 @@ def make_executor(name: str | Executor = "local", *, workers: int = 1, device: s
         if ray_address:
             raise ExecutorError("ray_address was given but the executor is 'local'; "
                                 "use executor 'ray' (or 'auto') to run on a Ray cluster")
+        ray_only = [k for k in RAY_ONLY_OPTIONS if k in kw]
+        if ray_only:
+            raise ExecutorError(f"{', '.join(ray_only)} only apply to the Ray executor, but the "
+                                "executor is 'local' (use 'ray', or set RAY_ADDRESS with 'auto')")
         from .local import LocalExecutor
 
         return LocalExecutor(workers=workers, device=device, **kw)

@@ -6,7 +6,6 @@ failure is kept for ``%nimm traceback``.
 """
 from __future__ import annotations
 
-import ast
 import os
 import re
 import shlex
@@ -58,22 +57,18 @@ def _columns(spec: str | None) -> list[str] | None:
     return cols
 
 
-def _option_value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+
+
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["n_patients=50", "variant=a"]`` -> ``{"n_patients": 50, "variant": "a"}``."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise NimmError(f"--option expects key=value, got {pair!r}")
-        out[key.strip()] = _option_value(value.strip())
-    return out
+    """Task options from ``--option KEY=VALUE`` (see :func:`nimm_jupyter.tasks.parse_options`)."""
+    from ..tasks import parse_options as parse
+
+    try:
+        return parse(pairs)
+    except ValueError as exc:
+        raise NimmError(str(exc)) from None
 
 
 def _env_cap(name: str) -> int | None:

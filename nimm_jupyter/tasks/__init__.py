@@ -53,6 +53,31 @@ def _factory(name: str) -> Callable[..., Task]:
     return getattr(importlib.import_module(module), func)
 
 
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["n_patients=50", "states=['CA','NV']"]`` -> ``{"n_patients": 50, "states": [...]}``.
+
+    Values are Python/JSON literals when they parse (``200``, ``true``, ``0.5``, lists),
+    otherwise plain text. Raises ``ValueError`` naming a malformed pair.
+    """
+    import ast
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            try:
+                out[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out[key] = value
+    return out
+
+
 def get(name: str, **options: Any) -> Task:
     """Build the task ``name``; ``options`` are passed to its factory (e.g. ``n_patients``)."""
     return _factory(name)(**options)
@@ -60,5 +85,5 @@ def get(name: str, **options: Any) -> Task:
 
 __all__ = [
     "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
-    "UnknownTaskError", "get", "list_tasks", "register", "unregister",
+    "UnknownTaskError", "get", "list_tasks", "parse_options", "register", "unregister",
 ]

@@ -16,10 +16,10 @@ not asserted.
 
 Restart timings use a fixed number of epochs (``--restart-epochs``, early stopping off) so
 that the cost of the same training budget is compared, not how long each run happened to
-train. Batched restarts drop their worse half every 10% of the budget (see
-``nimm_jupyter.modeling.harness``), which is what keeps K restarts well under K runs when
-the batched computation is compute-bound (1000 patients on one thread is). On a machine
-shared with other jobs, ``--clock cpu`` applies the targets to process CPU time.
+train. Batched restarts train all copies in one vmapped computation; when that computation is
+compute-bound (1000 patients on one thread) K copies cost close to K runs, and where per-op
+overhead dominates (small data) they cost far less. On a machine shared with other jobs,
+``--clock cpu`` applies the targets to process CPU time.
 """
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ from .search.node import PROPOSAL_ERROR, Node
 
 __all__ = [
     "POLICIES", "PAPER_NIMMGEN", "PaperRow", "BenchConfig", "BenchReport", "BenchError",
-    "paper_row", "run_benchmark", "run_references", "plan_grid", "run_grid", "aggregate", "run_dir_for",
-    "run_state",
+    "paper_row", "run_benchmark", "run_references", "plan_grid", "run_grid", "aggregate",
+    "run_dir_for", "run_state", "best_so_far", "results_markdown",
 ]
 
 POLICIES = ("nimmgen", "greedy", "evolution", "sampling")
@@ -311,8 +311,9 @@ def run_references(config: BenchConfig, built: dict[str, Any] | None = None,
                 task, which, seed = jobs.pop(ev.job_id)
                 record(task, which, seed, ev.result)
                 r = ev.result
-                log(f"  reference {task} {which} seed{seed}: {r.status.value if r else '?'}"
-                    f" test RMSE {_fmt(r.test.rmse) if r else '-'} ({_fmt(r.wall_time if r else None)} s)")
+                if r is not None:
+                    log(f"  reference {task} {which} seed{seed}: {r.status.value}, test RMSE "
+                        f"{_fmt(r.test.rmse)} ({_fmt(r.wall_time)} s)")
     return len(todo)
 
 
@@ -433,7 +434,8 @@ def run_grid(config: BenchConfig, log: Log = _stderr) -> dict[str, list[str]]:
                     outcome["errors"].append(label)
                     log(f"[{started}/{total}] {label}: could not start: {exc}")
                     continue
-                log(f"[{started}/{total}] {label}" + (" (resumed)" if cell.mode == "resume" else ""))
+                log(f"[{started}/{total}] {label}"
+                    + (" (resumed)" if cell.mode == "resume" else ""))
                 active[lane] = (cell, s, time.time())
             for lane, (cell, s, t0) in list(active.items()):
                 if not s.done:
@@ -474,7 +476,8 @@ RUN_FIELDS = (("task", "policy", "seed", "status", "stop_reason", "best_node", "
               + ("wall_time", "tokens", "cost", "run_dir"))
 
 
-def _run_row(config: BenchConfig, task: str, policy: str, seed: int) -> tuple[dict[str, Any], list[float]]:
+def _run_row(config: BenchConfig, task: str, policy: str,
+             seed: int) -> tuple[dict[str, Any], list[float]]:
     """The results.csv row of one run and its best-so-far validation RMSE per evaluation."""
     from .search.api import SearchError, open_run
 
@@ -571,7 +574,7 @@ def _checks(task_summary: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any
         return bool(n["mean"] < r["mean"])
 
     half = None
-    if n and g and math.isfinite(n["std"]) and math.isfinite(g["std"]) and n["n"] > 1 and g["n"] > 1:
+    if n and g and n["n"] > 1 and g["n"] > 1:  # a spread needs two runs with a model
         half = bool(n["std"] <= 0.5 * g["std"])
     return {"nimmgen_beats_prior": beats("prior"), "nimmgen_beats_neural": beats("neural"),
             "nimmgen_beats_hybrid": beats("hybrid"), "nimmgen_std_le_half_greedy": half}
@@ -634,9 +637,11 @@ def aggregate(config: BenchConfig, built: dict[str, Any] | None = None) -> dict[
     for task in config.tasks:
         pol = {p: _summarise_policy([r for r in rows if r["task"] == task and r["policy"] == p])
                for p in config.policies}
-        ref = {w: _summarise_reference([r for r in refs if r["task"] == task and r["reference"] == w])
-               for w in config.references
-               if any(r["task"] == task and r["reference"] == w for r in refs)}
+        ref = {}
+        for w in config.references:
+            mine = [r for r in refs if r["task"] == task and r["reference"] == w]
+            if mine:
+                ref[w] = _summarise_reference(mine)
         paper, comparable = paper_row(task)
         info = _task_info(task, built)
         summary[task] = {
@@ -808,6 +813,9 @@ def _plots(out: Path, task: str, config: BenchConfig, curves: dict[tuple, list[f
         ax.plot(x, mean, marker="o", markersize=3, label=policy)
         seen += [float(v) for v in mean if math.isfinite(v)]
     _log_scale_if_wide(ax, seen)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("evaluations")
     ax.set_ylabel("best-so-far validation RMSE (mean over seeds)")
     ax.set_title(f"{task}: best-so-far validation RMSE")

@@ -242,7 +242,8 @@ def test_options_reach_only_tasks_that_take_them(tmp_path):
     cfg.validate()
     assert cfg.options_for("lung_cancer_chemo") == {"n_patients": 16}
     assert "n_patients" not in cfg.options_for("hea_fcc_rt")
-    assert cfg.train_config(2).seed == 2 and cfg.train_config(2).max_epochs == TrainConfig().max_epochs
+    assert cfg.train_config(2).seed == 2
+    assert cfg.train_config(2).max_epochs == TrainConfig().max_epochs
     empty = aggregate(BenchConfig(tasks=["hea_fcc_rt"], out=tmp_path / "agg", seeds=1,
                                   policies=["sampling"]))
     assert empty["hea_fcc_rt"]["checks"]["nimmgen_beats_prior"] is None

@@ -189,3 +189,12 @@ def test_csv_task_search_in_process(tmp_path, capsys):
     result = one_json(out)
     assert result["task"] == "data" and sum(result["counts"].values()) == 2
     assert (tmp_path / "run" / "task.pkl").exists()  # a user task travels with its run
+
+
+def test_ray_options_without_ray_executor_are_one_line_errors(capsys):
+    from nimm_jupyter.cli import main
+
+    code = main(["search", "lung_cancer_chemo", "--n-patients", "8", "--budget", "1",
+                 "--ray-address", "127.0.0.1:6379"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "--executor ray" in err

@@ -272,3 +272,19 @@ def test_make_executor_without_ray_installed(monkeypatch):
     local = make_executor("auto", device="cpu")  # falls back to local without ray
     assert isinstance(local, LocalExecutor)
     local.shutdown()
+
+
+def test_search_runs_on_ray_and_resumes_there(cluster, tmp_path):
+    """The search, journal and results are unchanged when evaluations run on Ray."""
+    from nimm_jupyter.search.api import open_run, resume, search
+
+    toy = make_toy_trajectory(n_train=16, n_val=8, n_test=8, T=16)
+    run_dir = tmp_path / "run"
+    res = search(toy, budget=3, branches=2, proposer="offline", executor="ray",
+                 workers=2, device="cpu", run_dir=run_dir,
+                 train=TrainConfig(max_epochs=5)).wait()
+    assert res.counts.get("ok", 0) >= 1 and res.best is not None
+    assert open_run(run_dir).settings["executor"] == "ray"
+    again = resume(run_dir, budget=4).wait()
+    assert sum(n.completed for n in again.nodes) == 4
+    assert again.settings["executor"] == "ray"

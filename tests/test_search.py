@@ -363,3 +363,11 @@ def test_real_local_executor_offline_proposer(tmp_path):
     (tmp_path / "real" / "weights" / f"node_{r.best.id}.pt").unlink()
     refit = r.load_model()  # no weights: refitted with the run's settings
     assert isinstance(refit, torch.nn.Module)
+
+
+def test_unknown_executor_is_one_clear_error(tmp_path):
+    from nimm_jupyter.search.api import SearchError, search
+
+    with pytest.raises(SearchError, match="executor"):
+        search("lung_cancer_chemo", task_options={"n_patients": 8}, budget=1,
+               proposer="offline", executor="carrier-pigeon", run_dir=tmp_path / "r")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import CLIError
-from .search import add_run_options, proposer_spec, run_search, train_config
+from .search import add_run_options, executor_spec, proposer_spec, run_search, train_config
 
 
 def add_parser(sub: Any) -> None:
@@ -30,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
+    executor, eopts = executor_spec(args)
+    if executor is not None:
+        overrides["executor"] = executor
+    if eopts:
+        overrides["executor_options"] = eopts
     name, popts = proposer_spec(args)
     if name == "replay":
         from ..proposers.replay import ReplayProposer

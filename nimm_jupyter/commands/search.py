@@ -48,6 +48,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="LLM model name for the anthropic proposer")
     p.add_argument("--workers", type=int, help="parallel evaluations (default 1)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--executor", choices=("local", "ray", "auto"),
+                   help="where evaluations run (default local; auto = ray when RAY_ADDRESS is set)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster address (with --executor ray)")
+    p.add_argument("--cpus-per-eval", type=float, metavar="F", help="Ray: CPUs per evaluation")
+    p.add_argument("--gpus-per-eval", type=float, metavar="F", help="Ray: GPUs per evaluation")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="Ray: re-run an evaluation whose worker died (default 0)")
     p.add_argument("--max-epochs", type=int, metavar="N", help="training epochs per candidate")
     p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock budget (s)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="token budget")
@@ -236,6 +243,17 @@ def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> i
     return 130 if interrupted else 0
 
 
+def executor_spec(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """``--executor`` and its Ray options as (name, executor_options)."""
+    opts = {k: v for k, v in (("ray_address", args.ray_address), ("num_cpus", args.cpus_per_eval),
+                              ("num_gpus", args.gpus_per_eval), ("retries", args.retries))
+            if v is not None}
+    if opts and args.executor not in ("ray", "auto"):
+        raise CLIError("--ray-address, --cpus-per-eval, --gpus-per-eval and --retries need "
+                       "--executor ray")
+    return args.executor, opts
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import tasks
     from ..search.api import search
@@ -255,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         if args.n_patients is not None:
             options["n_patients"] = args.n_patients
     name, popts = proposer_spec(args)
+    executor, eopts = executor_spec(args)
     budget = args.budget if args.budget is not None else 20
 
     def start(on_event: Any) -> Any:
@@ -266,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
             time_limit=args.time_limit, max_tokens=args.max_tokens, max_cost=args.max_cost,
             train=train_config(args.max_epochs, {"seed": args.seed}),
             task_options=options or None, on_event=on_event,
+            executor=executor or "local", executor_options=eopts,
         )
 
     return run_search(start, args, budget, 0)

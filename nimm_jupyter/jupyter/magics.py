@@ -304,6 +304,12 @@ class NimmMagics(Magics):
     @argument("--model", help="LLM model name for the anthropic proposer.")
     @argument("--device", help="auto | cpu | cuda | cuda:N.")
     @argument("--workers", type=int, help="Parallel evaluations.")
+    @argument("--executor", choices=("local", "ray", "auto"),
+              help="Where evaluations run: local processes (default), a Ray cluster, or auto "
+                   "(Ray when RAY_ADDRESS is set).")
+    @argument("--ray-address", metavar="ADDR", help="Ray cluster address (with --executor ray).")
+    @argument("--gpus-per-eval", type=float, metavar="F", help="Ray: GPUs per evaluation.")
+    @argument("--cpus-per-eval", type=float, metavar="F", help="Ray: CPUs per evaluation.")
     @argument("--seed", type=int, default=0, help="Random seed (default 0).")
     @argument("--max-epochs", type=int,
               help="Training epochs per candidate (default: the harness's; capped by NIMM_DEMO_MAX_EPOCHS).")
@@ -366,6 +372,17 @@ class NimmMagics(Magics):
         out = dict(budget=budget, branches=branches, policy=args.policy or self.policy,
                    proposer=proposer, model=args.model or self.model,
                    device=args.device or self.device, workers=workers, seed=args.seed)
+        executor = getattr(args, "executor", None)
+        eopts = {k: v for k, v in (("ray_address", getattr(args, "ray_address", None)),
+                                   ("num_gpus", getattr(args, "gpus_per_eval", None)),
+                                   ("num_cpus", getattr(args, "cpus_per_eval", None)))
+                 if v is not None}
+        if eopts and executor not in ("ray", "auto"):
+            raise NimmError("--ray-address, --gpus-per-eval and --cpus-per-eval need --executor ray")
+        if executor is not None:
+            out["executor"] = executor
+            if eopts:
+                out["executor_options"] = eopts
         epochs = getattr(args, "max_epochs", None)
         if epochs is not None and epochs <= 0:
             raise NimmError(f"--max-epochs must be a positive integer, got {epochs}")

@@ -348,12 +348,15 @@ def _executor(spec: str | Executor, settings: Settings) -> tuple[Executor, bool]
     if isinstance(spec, Executor):
         settings.executor = type(spec).__name__
         return spec, False
-    if spec != "local":
-        raise SearchError(f"unknown executor {spec!r}; use 'local' or pass an Executor")
-    from ..execution.local import LocalExecutor
+    from ..execution.factory import ExecutorError, make_executor
 
-    settings.executor = "local"
-    return LocalExecutor(workers=settings.workers, device=settings.device), True
+    try:
+        executor = make_executor(spec, workers=settings.workers, device=settings.device,
+                                 **settings.executor_options)
+    except ExecutorError as exc:
+        raise SearchError(str(exc)) from None
+    settings.executor = "ray" if type(executor).__name__ == "RayExecutor" else "local"
+    return executor, True
 
 
 def _seed_code(description: str) -> str | None:
@@ -412,10 +415,14 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
            max_cost: float | None = None, train: TrainConfig | None = None,
            task_options: dict | None = None, on_event: Callable[[Event], None] | None = None,
            proposer_options: dict | None = None, policy_options: dict | None = None,
-           eval_timeout: float = 600.0, debug_depth: int = 2, patience: int = 3) -> Search:
+           eval_timeout: float = 600.0, debug_depth: int = 2, patience: int = 3,
+           executor_options: dict | None = None) -> Search:
     """Search for a neural-integrated mechanistic model of ``task``.
 
     ``task`` is a registered task name (built with ``task_options``) or a :class:`Task`.
+    ``executor`` is ``"local"`` (sandboxed processes on this machine), ``"ray"`` (a Ray
+    cluster; ``executor_options`` such as ``ray_address``, ``num_cpus``, ``num_gpus``,
+    ``retries``), ``"auto"`` (Ray when ``RAY_ADDRESS`` is set) or an :class:`Executor`.
     ``budget`` caps evaluated nodes; ``time_limit`` (s), ``max_tokens`` and ``max_cost`` (USD)
     cap the rest. ``description`` reaches the proposer as user notes (a fenced ``class Model``
     block in it becomes seed code). The run is journaled in ``run_dir`` (default
@@ -431,6 +438,7 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
                       else dict(the_task.options or {})),
         task_source=source, budget=int(budget), branches=int(branches), policy=policy,
         policy_options=dict(policy_options or {}), proposer="auto",
+        executor_options=dict(executor_options or {}),
         proposer_options=dict(proposer_options or {}), model=model, workers=int(workers),
         device=device, seed=int(seed), description=description or "", time_limit=time_limit,
         max_tokens=max_tokens, max_cost=max_cost, eval_timeout=float(eval_timeout),
@@ -469,7 +477,7 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
 
 _RESUME_SETTINGS = ("budget", "workers", "device", "time_limit", "max_tokens", "max_cost",
                     "model", "description", "eval_timeout", "patience", "debug_depth",
-                    "branches")
+                    "branches", "executor_options")
 
 
 def resume(run_dir: str | Path, **overrides: Any) -> Search:
@@ -478,8 +486,9 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
     Completed nodes are kept (not re-run, their budget not re-spent); nodes that were
     pending or running are evaluated again. ``overrides`` may change ``budget``, ``workers``,
     ``device``, ``time_limit``, ``max_tokens``, ``max_cost``, ``model``, ``description``,
-    and give ``proposer``/``executor`` (names or instances), ``train``, ``background``,
-    ``on_event``. Budgets count the whole run, earlier sessions included.
+    ``executor_options`` and give ``proposer``/``executor`` (names or instances; by default the
+    run's own kind), ``train``, ``background``, ``on_event``. Budgets count the whole run,
+    earlier sessions included.
     """
     rd = Path(run_dir)
     if not (rd / JOURNAL_NAME).exists():
@@ -487,7 +496,7 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
     background = bool(overrides.pop("background", False))
     on_event = overrides.pop("on_event", None)
     proposer = overrides.pop("proposer", None)
-    executor = overrides.pop("executor", "local")
+    executor = overrides.pop("executor", None)
     train = overrides.pop("train", None)
     unknown = set(overrides) - set(_RESUME_SETTINGS)
     if unknown:
@@ -512,6 +521,8 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
                                   "be rebuilt by name; pass proposer=... to resume()")
             proposer = settings.proposer
         the_proposer = _proposer(proposer, settings)
+        if executor is None:  # the run's own kind of executor (an instance cannot be stored)
+            executor = settings.executor if settings.executor in ("local", "ray") else "local"
         the_executor, own = _executor(executor, settings)
         cfg = _train_config(train, settings)
         tree = journal.load_tree()

@@ -27,6 +27,8 @@ from .node import Node, unified_diff
 from .policies import Action, Policy
 from .tree import NEAR_DUPLICATE, Tree, diverse_strategies, duplicate_of, similar_strategies
 
+from ..execution.ray_executor import ClusterLostError  # noqa: E402  (ray imported lazily)
+
 POLL_S = 0.05  # how long one loop iteration waits for executor events
 PROGRESS_JOURNAL_S = 1.0  # progress events reach the journal at most this often per node
 MAX_CONSECUTIVE_REJECTS = 8  # duplicates in a row before the search gives up
@@ -50,6 +52,7 @@ class Settings:
     workers: int = 1
     device: str = "auto"
     executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)  # ray_address, num_gpus...
     seed: int = 0
     description: str = ""
     time_limit: float | None = None
@@ -160,6 +163,11 @@ class Runner:
             return reason
         except KeyboardInterrupt:
             self._finish("stopped", "stopped")
+            raise
+        except ClusterLostError as exc:
+            # the journal keeps every finished node; unfinished ones re-run on resume
+            self.error = exc
+            self._finish(f"cluster_lost: {exc}"[:500], "stopped")
             raise
         except BaseException as exc:
             self.error = exc

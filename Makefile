@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # A CPU wheel on machines without a GPU; on a GPU machine PyPI's default build carries CUDA.
 TORCH_SPEC ?= torch==2.13.0
 export NIMM_DATA_DIR ?= $(abspath ../shared/data)
+# The test suite also covers the optional Ray executor, so it installs that extra.
+EXTRAS ?= test,ray
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test bench clean
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: setup
@@ -25,7 +27,8 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_harness.py --no-assert
+	$(PY) benchmarks/bench_executor.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

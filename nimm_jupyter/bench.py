@@ -727,8 +727,11 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
     paper = s["paper"]
     head = f"## {task}" + (f" ({s['source']})" if s.get("source") else "")
     lines = [head, ""]
-    if s.get("targets"):
-        lines.append(f"Targets: {', '.join(s['targets'])}.")
+    targets = s.get("targets") or []
+    if len(targets) > 6:  # e.g. one target per US state: name a few, not all
+        lines.append(f"Targets: {len(targets)} ({', '.join(targets[:4])}, ...).")
+    elif targets:
+        lines.append(f"Targets: {', '.join(targets)}.")
     if paper is None:
         lines.append("No corresponding row in the NIMM paper.")
         paper_cell = "-"

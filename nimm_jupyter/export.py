@@ -208,12 +208,13 @@ def _train_kwargs(node: Any, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- cell text -----------------------------------------------------------------------------
-def _fmt(x: Any) -> str:
+def _fmt(x: Any, digits: int = 6) -> str:
+    """``x`` with ``digits`` significant digits; "–" for None, NaN, inf and non-numbers."""
     try:
         f = float(x)
     except (TypeError, ValueError):
         return "–"
-    return f"{f:.6g}" if math.isfinite(f) else "–"
+    return f"{f:.{digits}g}" if math.isfinite(f) else "–"
 
 
 def _md(text: str) -> str:

@@ -198,3 +198,11 @@ def test_ray_options_without_ray_executor_are_one_line_errors(capsys):
                  "--ray-address", "127.0.0.1:6379"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "--executor ray" in err
+
+
+def test_resume_with_a_missing_replay_file_is_one_line(first_run, tmp_path, capsys):
+    from nimm_jupyter.cli import main
+
+    code = main(["resume", str(first_run), "--replay", str(tmp_path / "missing.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "does not exist" in err

@@ -211,3 +211,75 @@ def test_kill_9_then_resume(tmp_path):
     assert not rerun & set(done_before)
     assert len(ex.started) == 8 - len(done_before)
     assert open_run(run_dir).status == "completed"
+
+
+def test_api_key_never_reaches_reprs_or_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # only the option carries it
+    ex = FakeExecutor()
+    s = search(TASK, budget=2, branches=1, proposer=FakeProposer(executor=ex), executor=ex,
+               run_dir=tmp_path / "run", proposer_options={"api_key": FAKE_KEY})
+    shown = [repr(s), repr(s.result), json.dumps(s.settings), json.dumps(s.result.to_dict()),
+             repr(open_run(tmp_path / "run"))]
+    assert not any(FAKE_KEY in text for text in shown)
+
+
+def test_journal_connection_is_closed_when_the_search_ends(tmp_path):
+    import sqlite3
+
+    ex = FakeExecutor()
+    s = search(TASK, budget=2, proposer=FakeProposer(executor=ex), executor=ex,
+               run_dir=tmp_path / "run")
+    assert s.done
+    with pytest.raises(sqlite3.ProgrammingError):
+        s._runner.journal._db.execute("SELECT 1")
+    assert open_run(tmp_path / "run").stop_reason == "budget"  # still readable by others
+
+
+def test_setup_errors_are_search_errors(tmp_path, monkeypatch):
+    with pytest.raises(SearchError, match="bad device 'gpu'"):
+        search(TASK, budget=1, proposer=FakeProposer(), executor="local", device="gpu",
+               run_dir=tmp_path / "a")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(SearchError, match="ANTHROPIC_API_KEY"):
+        search(TASK, budget=1, proposer="anthropic", executor=FakeExecutor(),
+               run_dir=tmp_path / "b")
+    # a journal file without its search record (a start that died at once)
+    Journal.for_run(tmp_path / "c").close()
+    with pytest.raises(SearchError, match="no search record"):
+        open_run(tmp_path / "c")
+    with pytest.raises(SearchError, match="no search record"):
+        resume(tmp_path / "c", proposer=FakeProposer(), executor=FakeExecutor())
+
+
+def test_a_failed_resume_shuts_down_the_executor_it_made(tmp_path, monkeypatch):
+    import nimm_jupyter.execution.factory as factory
+
+    ex = FakeExecutor()
+    search(TASK, budget=1, proposer=FakeProposer(executor=ex), executor=ex,
+           run_dir=tmp_path / "run")
+    made: list[FakeExecutor] = []
+    shut: list[FakeExecutor] = []
+
+    class Tracked(FakeExecutor):
+        def shutdown(self) -> None:
+            shut.append(self)
+            super().shutdown()
+
+    def fake_make(name, **kw):
+        made.append(Tracked())
+        return made[-1]
+
+    class BadRestore(FakeProposer):
+        def restore(self, nodes):
+            raise RuntimeError("restore failed")
+
+    monkeypatch.setattr(factory, "make_executor", fake_make)
+    with pytest.raises(SearchError, match="TrainConfig"):
+        resume(tmp_path / "run", proposer=FakeProposer(), train="not a config")
+    assert made == []  # a bad train is refused before an executor is made
+    with pytest.raises(RuntimeError, match="restore failed"):
+        resume(tmp_path / "run", proposer=BadRestore())
+    assert len(made) == 1 and shut == made
+    ex2 = FakeExecutor()  # and the run dir's lock was released
+    resume(tmp_path / "run", budget=2, proposer=FakeProposer(executor=ex2), executor=ex2)
+    assert len(ex2.started) == 1

@@ -357,3 +357,16 @@ def test_cell_channel_handshake():
     assert not ch.available and ch.insert_cells("r", [cell], "c1") is False
     with pytest.raises(ValueError, match="role"):
         insert_message("r", [{"cell_type": "code", "source": "", "metadata": {}}], "c1")
+
+
+def test_resume_passes_the_executor_and_refuses_fixed_settings(shell, nimm, tmp_path, capsys):
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shell.run_line_magic("nimm_search", f"--resume {run} --executor ray --gpus-per-eval 1 --wait")
+    name, kw = nimm.calls[0]
+    assert name == "resume" and kw["executor"] == "ray"
+    assert kw["executor_options"] == {"num_gpus": 1.0}
+    capsys.readouterr()
+    shell.run_line_magic("nimm_search", f"--resume {run} --policy greedy --branches 2")
+    err = one_line_error(capsys)
+    assert "--branches, --policy cannot be changed when resuming" in err and len(nimm.calls) == 1

@@ -252,6 +252,8 @@ def test_bad_settings_raise_clear_errors(tmp_path):
         run(tmp_path, policy="annealing")
     with pytest.raises(SearchError, match="budget"):
         run(tmp_path, budget=0)
+    with pytest.raises(SearchError, match="eval_timeout"):
+        run(tmp_path, eval_timeout=0)
     with pytest.raises(SearchError, match="unknown task"):
         search("no_such_task", run_dir=tmp_path / "x", proposer=FakeProposer(),
                executor=FakeExecutor())
@@ -371,3 +373,16 @@ def test_unknown_executor_is_one_clear_error(tmp_path):
     with pytest.raises(SearchError, match="executor"):
         search("lung_cancer_chemo", task_options={"n_patients": 8}, budget=1,
                proposer="offline", executor="carrier-pigeon", run_dir=tmp_path / "r")
+
+
+def test_event_bus_keeps_only_the_latest_subscriber_errors():
+    from nimm_jupyter.search.events import MAX_ERRORS, Event, EventBus
+
+    bus = EventBus()
+    seen = []
+    bus.subscribe(lambda e: 1 / 0)  # fails on every event, e.g. each progress event
+    bus.subscribe(seen.append)
+    for i in range(MAX_ERRORS + 50):
+        bus.publish(Event("node_progress", "r", {"node": 0, "epoch": i}))
+    assert len(seen) == MAX_ERRORS + 50  # the others still get every event
+    assert len(bus.errors) == MAX_ERRORS and "ZeroDivisionError" in bus.errors[-1]

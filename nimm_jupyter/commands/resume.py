@@ -37,9 +37,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["executor_options"] = eopts
     name, popts = proposer_spec(args)
     if name == "replay":
-        from ..proposers.replay import ReplayProposer
+        from ..proposers.replay import ReplayError, ReplayProposer
 
-        overrides["proposer"] = ReplayProposer(popts["path"])
+        try:
+            overrides["proposer"] = ReplayProposer(popts["path"])
+        except ReplayError as exc:  # missing or malformed file: one line, no traceback
+            raise CLIError(str(exc)) from None
     elif name is not None:
         overrides["proposer"] = name
     cfg = train_config(args.max_epochs, before.settings.get("train"))

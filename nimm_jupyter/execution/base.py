@@ -1,6 +1,6 @@
 """Executor interface: where evaluations run. The search only talks to this.
 
-A backend (local processes now, Ray later) accepts :class:`EvalRequest` objects, runs each
+A backend (local sandboxed processes, or a Ray cluster) accepts :class:`EvalRequest` objects, runs each
 one isolated, and reports :class:`JobEvent` values (epoch progress, then exactly one
 ``done`` event with an :class:`EvalResult`) through :meth:`Executor.poll`.
 """
@@ -49,6 +49,18 @@ class JobEvent:
     kind: str  # "progress" | "done"
     progress: dict[str, float] | None = None  # {"epoch", "train", "val"}
     result: EvalResult | None = None
+
+
+def check_submission(executor: "Executor", request: EvalRequest, open_ids: set[str],
+                     closed: bool) -> None:
+    """The checks every backend's :meth:`Executor.submit` makes before queueing ``request``:
+    the executor is not shut down, the job id is new, and ``request.task`` is a Task."""
+    if closed:
+        raise RuntimeError(f"this {type(executor).__name__} has been shut down")
+    if request.job_id in open_ids:
+        raise ValueError(f"job id {request.job_id!r} is already submitted")
+    if not isinstance(request.task, Task):
+        raise TypeError(f"EvalRequest.task must be a Task, got {type(request.task).__name__}")
 
 
 class Executor(abc.ABC):

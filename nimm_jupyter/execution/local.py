@@ -48,7 +48,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
-from .base import EvalRequest, Executor, JobEvent, TrainConfig
+from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
 from .devices import worker_devices
 from .sandbox import SandboxPolicy, redact, run_job, scrubbed_env
 
@@ -422,12 +422,7 @@ class LocalExecutor(Executor):
     # -- public API --------------------------------------------------------------------
     def submit(self, request: EvalRequest) -> None:
         with self._lock:
-            if self._closed:
-                raise RuntimeError("this LocalExecutor has been shut down")
-            if request.job_id in self._open:
-                raise ValueError(f"job id {request.job_id!r} is already submitted")
-            if not isinstance(request.task, Task):
-                raise TypeError(f"EvalRequest.task must be a Task, got {type(request.task).__name__}")
+            check_submission(self, request, self._open, self._closed)
             self._open.add(request.job_id)
             self._queue.append(request)
             self._dispatch()

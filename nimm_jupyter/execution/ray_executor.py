@@ -40,7 +40,7 @@ from typing import Any
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
-from .base import EvalRequest, Executor, JobEvent, TrainConfig
+from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
 
 __all__ = ["RayExecutor", "ClusterLostError", "RAY_EXTRA_HINT", "import_ray"]
 
@@ -308,12 +308,7 @@ class RayExecutor(Executor):
 
     # -- public API --------------------------------------------------------------------
     def submit(self, request: EvalRequest) -> None:
-        if self._closed:
-            raise RuntimeError("this RayExecutor has been shut down")
-        if request.job_id in self._open:
-            raise ValueError(f"job id {request.job_id!r} is already submitted")
-        if not isinstance(request.task, Task):
-            raise TypeError(f"EvalRequest.task must be a Task, got {type(request.task).__name__}")
+        check_submission(self, request, self._open, self._closed)
         self._open.add(request.job_id)
         self._queue.append(request)
         self._dispatch()

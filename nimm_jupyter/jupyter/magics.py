@@ -24,6 +24,7 @@ from IPython.display import HTML, display
 from traitlets import Int, Unicode
 
 from .comm import CellChannel, current_cell_id
+from .summary import _fmt
 
 DEMO_BUDGET_ENV = "NIMM_DEMO_BUDGET"  # caps every budget (CI runs of the demo notebooks)
 DEMO_EPOCHS_ENV = "NIMM_DEMO_MAX_EPOCHS"  # caps training epochs per candidate (same purpose)
@@ -108,10 +109,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def default_run_dir(run_root: str | Path, task_name: str) -> Path:
     """``<run_root>/<task>-<yyyymmdd-hhmmss>-<hex>``, the layout the search API uses."""
-    import secrets
+    from ..search.api import _default_run_dir
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", task_name) or "task"
-    return Path(run_root) / f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return _default_run_dir(task_name, run_root)
 
 
 def _default_search(task: Any, **kwargs: Any) -> Any:
@@ -142,14 +142,6 @@ class SearchRecord:
     summary_handle: Any = None
     started: float = field(default_factory=time.time)
     summary_shown: bool = False
-
-
-def _fmt(x: Any) -> str:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{f:.4g}" if f == f and abs(f) != float("inf") else "–"
 
 
 def status_line(run_id: str, status: dict[str, Any], done: bool, task_name: str = "") -> str:
@@ -372,17 +364,7 @@ class NimmMagics(Magics):
         out = dict(budget=budget, branches=branches, policy=args.policy or self.policy,
                    proposer=proposer, model=args.model or self.model,
                    device=args.device or self.device, workers=workers, seed=args.seed)
-        executor = getattr(args, "executor", None)
-        eopts = {k: v for k, v in (("ray_address", getattr(args, "ray_address", None)),
-                                   ("num_gpus", getattr(args, "gpus_per_eval", None)),
-                                   ("num_cpus", getattr(args, "cpus_per_eval", None)))
-                 if v is not None}
-        if eopts and executor not in ("ray", "auto"):
-            raise NimmError("--ray-address, --gpus-per-eval and --cpus-per-eval need --executor ray")
-        if executor is not None:
-            out["executor"] = executor
-            if eopts:
-                out["executor_options"] = eopts
+        out.update(self._executor_settings(args))
         epochs = getattr(args, "max_epochs", None)
         if epochs is not None and epochs <= 0:
             raise NimmError(f"--max-epochs must be a positive integer, got {epochs}")
@@ -393,6 +375,23 @@ class NimmMagics(Magics):
             from ..execution.base import TrainConfig
 
             out["train"] = TrainConfig(max_epochs=epochs, seed=args.seed)
+        return out
+
+    @staticmethod
+    def _executor_settings(args: Any) -> dict[str, Any]:
+        """``executor`` / ``executor_options`` from ``--executor`` and its Ray options."""
+        executor = getattr(args, "executor", None)
+        eopts = {k: v for k, v in (("ray_address", getattr(args, "ray_address", None)),
+                                   ("num_gpus", getattr(args, "gpus_per_eval", None)),
+                                   ("num_cpus", getattr(args, "cpus_per_eval", None)))
+                 if v is not None}
+        if eopts and executor not in ("ray", "auto"):
+            raise NimmError("--ray-address, --gpus-per-eval and --cpus-per-eval need --executor ray")
+        out: dict[str, Any] = {}
+        if executor is not None:
+            out["executor"] = executor
+            if eopts:
+                out["executor_options"] = eopts
         return out
 
     def _start(self, args: Any, body: str) -> Any:
@@ -498,7 +497,13 @@ class NimmMagics(Magics):
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise NimmError(f"--resume: no run dir {str(run_dir)!r}")
-        overrides: dict[str, Any] = {"background": True}
+        fixed = [flag for flag, value in (("--branches", args.branches), ("--policy", args.policy),
+                                          ("--data", args.data), ("--option", args.option),
+                                          ("--max-epochs", getattr(args, "max_epochs", None)))
+                 if value is not None]
+        if fixed:  # refused rather than silently ignored
+            raise NimmError(f"{', '.join(fixed)} cannot be changed when resuming a search")
+        overrides: dict[str, Any] = {"background": True, **self._executor_settings(args)}
         for key in ("budget", "workers", "device", "proposer", "model"):
             value = getattr(args, key)
             if value is not None:

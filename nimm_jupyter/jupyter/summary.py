@@ -11,6 +11,7 @@ import io
 import math
 from typing import Any
 
+from ..export import _fmt as _fmt_number
 from ..export import build_task, load_node_model, plot_fit
 
 
@@ -36,11 +37,7 @@ def top_nodes(result: Any, top: int = 10) -> list[Any]:
 
 
 def _fmt(x: Any) -> str:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{f:.4g}" if math.isfinite(f) else "–"
+    return _fmt_number(x, 4)
 
 
 def _counts(result: Any) -> str:

@@ -17,6 +17,7 @@ import anywidget
 import traitlets
 
 from ..search.events import Event
+from .summary import _nodes as _nodes_of
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 MAX_CURVE_POINTS = 200  # per node; older points are thinned, never the latest one
@@ -29,13 +30,6 @@ def _finite(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
-
-
-def _nodes_of(search: Any) -> list[Any]:
-    nodes = getattr(search, "nodes", None) or []
-    if isinstance(nodes, dict):
-        nodes = list(nodes.values())
-    return list(nodes)
 
 
 def node_status(node: Any) -> str:

@@ -22,7 +22,7 @@ from ..execution.base import Executor, TrainConfig
 from ..proposers.base import Proposer
 from ..tasks.base import Task
 from .events import Event, EventBus
-from .journal import JOURNAL_NAME, Journal, JournalError
+from .journal import JOURNAL_NAME, Journal, JournalError, sanitise
 from .node import Node
 from .policies import make_policy
 from .runner import Runner, Settings
@@ -160,7 +160,9 @@ class Search:
         self.run_id: str = runner.run_id
         self.run_dir: Path = runner.run_dir
         self.task: Task = runner.task
-        self.settings: dict[str, Any] = runner.settings.to_dict()
+        # sanitised like the journal's copy: an api_key in proposer_options must not show up
+        # in reprs, SearchResult.settings or exports
+        self.settings: dict[str, Any] = sanitise(runner.settings.to_dict())
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -340,8 +342,14 @@ def _proposer(spec: str | Proposer, settings: Settings) -> Proposer:
     try:
         return make_proposer(name, model=settings.model, seed=settings.seed,
                              **settings.proposer_options)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # unknown name, bad option, missing replay file
         raise SearchError(str(exc)) from None
+    except RuntimeError as exc:
+        from ..proposers.anthropic import MissingAPIKeyError  # already imported by now
+
+        if isinstance(exc, MissingAPIKeyError):
+            raise SearchError(str(exc)) from None
+        raise
 
 
 def _executor(spec: str | Executor, settings: Settings) -> tuple[Executor, bool]:
@@ -353,7 +361,9 @@ def _executor(spec: str | Executor, settings: Settings) -> tuple[Executor, bool]
     try:
         executor = make_executor(spec, workers=settings.workers, device=settings.device,
                                  **settings.executor_options)
-    except ExecutorError as exc:
+    except (ExecutorError, ValueError, TypeError, ConnectionError) as exc:
+        # ExecutorError: unknown name / missing extra; ValueError: a bad device or worker
+        # setting (DeviceError); TypeError: an unknown option; ConnectionError: no Ray cluster
         raise SearchError(str(exc)) from None
     settings.executor = "ray" if type(executor).__name__ == "RayExecutor" else "local"
     return executor, True
@@ -372,10 +382,11 @@ def _context(task: Task, description: str):
     return context_for(task, user_notes=description, seed_code=_seed_code(description))
 
 
-def _default_run_dir(task_name: str) -> Path:
+def _default_run_dir(task_name: str, root: str | Path = "runs") -> Path:
+    """``<root>/<task>-<yyyymmdd-hhmmss>-<hex>`` (also the magics' layout)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", task_name) or "task"
-    return Path("runs") / f"{safe}-{stamp}-{secrets.token_hex(3)}"
+    return Path(root) / f"{safe}-{stamp}-{secrets.token_hex(3)}"
 
 
 def _build(*, task: Task, settings: Settings, run_dir: Path, run_id: str, journal: Journal,
@@ -393,6 +404,18 @@ def _build(*, task: Task, settings: Settings, run_dir: Path, run_id: str, journa
                     tree=tree, bus=bus, context=_context(task, settings.description),
                     elapsed_before=elapsed_before, own_executor=own_executor, train=train)
     return Search(runner, bus, lock)
+
+
+def _abandon(lock: _RunLock, journal: Journal | None, executor: Executor | None,
+             own: bool) -> None:
+    """Undo a start that failed part-way: what was opened for the search is closed again."""
+    try:
+        if executor is not None and own:
+            executor.shutdown()
+        if journal is not None:
+            journal.close()
+    finally:
+        lock.release()
 
 
 def _train_config(train: TrainConfig | None, settings: Settings) -> TrainConfig:
@@ -458,6 +481,9 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
                           "or choose another run_dir")
     rd.mkdir(parents=True, exist_ok=True)
     lock = _RunLock(rd).acquire()
+    journal: Journal | None = None
+    the_executor: Executor | None = None
+    own = False
     try:
         if source == "pickle":
             with open(rd / TASK_PICKLE, "wb") as fh:
@@ -470,7 +496,7 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
                    tree=Tree(), proposer=the_proposer, executor=the_executor, own_executor=own,
                    train=cfg, on_event=on_event, elapsed_before=0.0, lock=lock)
     except BaseException:
-        lock.release()
+        _abandon(lock, journal, the_executor, own)
         raise
     return s._start(background)
 
@@ -504,9 +530,15 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
                           f"{', '.join(_RESUME_SETTINGS)}, proposer, executor, train, "
                           "background, on_event")
     lock = _RunLock(rd).acquire()
+    journal: Journal | None = None
+    the_executor: Executor | None = None
+    own = False
     try:
         journal = Journal.for_run(rd)
-        row = journal.search_row()
+        try:
+            row = journal.search_row()
+        except JournalError as exc:  # a journal created but never initialised
+            raise SearchError(f"cannot resume {rd}: {exc}") from None
         settings = Settings.from_dict(row["settings"])
         for k, v in overrides.items():
             setattr(settings, k, v)
@@ -521,10 +553,10 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
                                   "be rebuilt by name; pass proposer=... to resume()")
             proposer = settings.proposer
         the_proposer = _proposer(proposer, settings)
+        cfg = _train_config(train, settings)  # before the executor: a bad train leaks nothing
         if executor is None:  # the run's own kind of executor (an instance cannot be stored)
             executor = settings.executor if settings.executor in ("local", "ray") else "local"
         the_executor, own = _executor(executor, settings)
-        cfg = _train_config(train, settings)
         tree = journal.load_tree()
         restore = getattr(the_proposer, "restore", None)
         if callable(restore):
@@ -534,7 +566,7 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
                    own_executor=own, train=cfg, on_event=on_event,
                    elapsed_before=float(journal.get_meta("elapsed", 0.0) or 0.0), lock=lock)
     except BaseException:
-        lock.release()
+        _abandon(lock, journal, the_executor, own)
         raise
     return s._start(background)
 
@@ -551,6 +583,8 @@ def open_run(run_dir: str | Path) -> SearchResult:
         tree = journal.load_tree()
         totals = journal.totals()
         elapsed = float(journal.get_meta("elapsed", 0.0) or 0.0)
+    except JournalError as exc:  # created but never initialised (a start that died at once)
+        raise SearchError(f"cannot open {rd}: {exc}") from None
     finally:
         journal.close()
     nodes = tree.snapshot()

@@ -27,10 +27,12 @@ class Event:
 
 
 Subscriber = Callable[[Event], None]
+MAX_ERRORS = 100  # subscriber errors kept (the latest)
 
 
 class EventBus:
-    """Thread-safe fan-out; a failing subscriber never breaks a search (its error is kept)."""
+    """Thread-safe fan-out; a failing subscriber never breaks a search (its latest
+    :data:`MAX_ERRORS` errors are kept in ``errors``)."""
 
     def __init__(self) -> None:
         self._subs: list[Subscriber] = []
@@ -58,3 +60,4 @@ class EventBus:
                 fn(event)
             except Exception as exc:  # a broken widget must not stop the search
                 self.errors.append(f"{getattr(fn, '__name__', fn)}: {exc!r}")
+                del self.errors[:-MAX_ERRORS]  # one failing on every progress event adds up

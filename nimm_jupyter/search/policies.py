@@ -157,38 +157,24 @@ class NimmGenPolicy(Policy):
 
     def choose_branch(self, tree: Tree) -> int | None:
         """UCB over branches: reward = best robust score / branch robust score (in (0, 1]),
-        plus an exploration bonus that grows for branches expanded less often."""
-        scored = []
-        for b in tree.active_branches():
-            r = tree.robust_score(b.id, self.opts["top"])
-            if math.isfinite(r):
-                scored.append((b.id, r, len(tree.branch_nodes(b.id))))
-        if not scored:
+        plus an exploration bonus that grows for branches expanded less often. Ties go to the
+        older branch."""
+        scores = self.ucb_scores(tree)
+        if not scores:
             return None
-        best = min(r for _, r, _ in scored)
-        total = sum(n for _, _, n in scored)
-        c = float(self.opts["exploration"])
-
-        def ucb(item: tuple[int, float, int]) -> float:
-            _, r, n = item
-            reward = (best + 1e-12) / (r + 1e-12)
-            return reward + c * math.sqrt(math.log(total + 1) / max(n, 1))
-
-        return max(scored, key=lambda it: (ucb(it), -it[0]))[0]
+        return max(scores, key=lambda bid: (scores[bid], -bid))
 
     def ucb_scores(self, tree: Tree) -> dict[int, float]:
-        """Each branch's current UCB value (for display and tests)."""
-        out = {}
+        """Each active branch's current UCB value (branches without a working model have none)."""
         scored = [(b.id, tree.robust_score(b.id, self.opts["top"]), len(tree.branch_nodes(b.id)))
                   for b in tree.active_branches()]
         scored = [s for s in scored if math.isfinite(s[1])]
         if not scored:
-            return out
+            return {}
         best, total = min(s[1] for s in scored), sum(s[2] for s in scored)
-        for bid, r, n in scored:
-            out[bid] = (best + 1e-12) / (r + 1e-12) + self.opts["exploration"] * math.sqrt(
-                math.log(total + 1) / max(n, 1))
-        return out
+        c = float(self.opts["exploration"])
+        return {bid: (best + 1e-12) / (r + 1e-12) + c * math.sqrt(math.log(total + 1) / max(n, 1))
+                for bid, r, n in scored}
 
 
 class GreedyPolicy(Policy):

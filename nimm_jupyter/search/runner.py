@@ -71,6 +71,8 @@ class Settings:
             raise ValueError(f"branches must be >= 1, got {self.branches}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not self.eval_timeout > 0:  # 0 would time every evaluation out at once
+            raise ValueError(f"eval_timeout must be > 0 seconds, got {self.eval_timeout}")
         for name in ("time_limit", "max_tokens", "max_cost"):
             v = getattr(self, name)
             if v is not None and v <= 0:
@@ -553,4 +555,10 @@ class Runner:
                 "elapsed": self.elapsed,
             })
         finally:
+            # Nothing writes after this: release the SQLite connection (one per search
+            # otherwise stays open until garbage collection, a notebook may run many).
+            try:
+                self.journal.close()
+            except Exception:
+                pass
             self.finished.set()

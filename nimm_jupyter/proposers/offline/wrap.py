@@ -50,10 +50,8 @@ class WrapGrammar(Grammar):
         self.strategy_list = list(STRATEGIES)
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
-        # a full-capacity network by default: a zero-initialised last layer already makes the
-        # model start as its prior, and small tanh networks learn the residual too slowly
-        g = {"base_term": "none", "attach": strategy_key, "hidden": "64", "depth": "3",
-             "activation": "silu", "nn_scale": "1.0"}
+        g = {"base_term": "none", "attach": strategy_key, "hidden": "32", "depth": "2",
+             "activation": "tanh", "nn_scale": "0.3"}
         if any(s.name == "nn_inputs" for s in self.slots):
             g["nn_inputs"] = "all"
         return g

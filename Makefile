@@ -4,7 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU wheel on machines without a GPU; on a GPU machine PyPI's default build carries CUDA.
 TORCH_SPEC ?= torch==2.13.0
-export NIMM_DATA_DIR ?= $(abspath ../shared/data)
+# Benchmark data: the project's shared data folder when it sits beside the checkout
+# (tests and CI); otherwise the loaders download into the user cache.
+SHARED_DATA := $(wildcard $(abspath ../shared/data))
+ifneq ($(SHARED_DATA),)
+export NIMM_DATA_DIR ?= $(SHARED_DATA)
+endif
 # The test suite also covers the optional Ray executor, so it installs that extra.
 EXTRAS ?= test,ray
 PYTEST_ARGS ?=

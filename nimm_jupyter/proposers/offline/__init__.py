@@ -102,13 +102,20 @@ class OfflineProposer(Proposer):
         return self._proposal(gname, grammar, genome,
                               f"draft ({strategy.title}): {grammar.describe(genome)}")
 
-    def refine(self, ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> Proposal:
-        gname = parent.meta.get("grammar")
-        genome = parent.meta.get("genome")
+    def _own(self, ctx: ProposalContext, node: NodeView, verb: str
+             ) -> tuple[str, Grammar, dict[str, str]] | Proposal:
+        """The grammar and genome of a node this proposer wrote, or a failed proposal."""
+        gname, genome = node.meta.get("grammar"), node.meta.get("genome")
         if gname not in GRAMMARS or not isinstance(genome, dict):
-            return Proposal(code=None, change="refine",
-                            error="offline proposer can only refine models it wrote")
-        grammar = self._grammar(ctx, gname)
+            return Proposal(code=None, change=verb,
+                            error=f"offline proposer can only {verb} models it wrote")
+        return gname, self._grammar(ctx, gname), genome
+
+    def refine(self, ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> Proposal:
+        own = self._own(ctx, parent, "refine")
+        if isinstance(own, Proposal):
+            return own
+        gname, grammar, genome = own
         seen = {key_of(genome)}
         weights: dict[str, float] = {}
         for node in history:
@@ -131,12 +138,10 @@ class OfflineProposer(Proposer):
                               parent_val=_val(parent.metrics))
 
     def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
-        gname = failed.meta.get("grammar")
-        genome = failed.meta.get("genome")
-        if gname not in GRAMMARS or not isinstance(genome, dict):
-            return Proposal(code=None, change="debug",
-                            error="offline proposer can only debug models it wrote")
-        grammar = self._grammar(ctx, gname)
+        own = self._own(ctx, failed, "debug")
+        if isinstance(own, Proposal):
+            return own
+        gname, grammar, genome = own
         safe = dict(genome)
         # the usual cause of a failed grammar model is an unstable neural term
         for slot, value in (("nn_scale", None), ("activation", "tanh"), ("depth", "2")):

@@ -7,7 +7,7 @@ patches through the task's adjacency or mobility matrix.
 from __future__ import annotations
 
 from ..base import Strategy
-from .grammar import Grammar, Slot
+from .grammar import Grammar, Slot, neural_slots
 
 STRATEGIES = [
     Strategy("neural time-varying transmission",
@@ -35,12 +35,8 @@ class EpidemicGrammar(Grammar):
             Slot("coupling", ("none", "network"), "spatial coupling", "mechanism"),
             Slot("depletion", ("none", "sir"), "susceptible depletion", "mechanism"),
             Slot("momentum", ("none", "trend"), "growth memory term", "mechanism"),
-            Slot("attach", tuple(s.key for s in STRATEGIES), "neural attachment"),
-            Slot("hidden", ("8", "16", "32"), "hidden width"),
-            Slot("depth", ("2", "3"), "network depth"),
-            Slot("activation", ("tanh", "silu"), "activation"),
-            Slot("nn_inputs", ("state", "state+inputs"), "network inputs"),
-            Slot("nn_scale", ("0.1", "0.5"), "initial scale of the neural term"),
+            *neural_slots(tuple(s.key for s in STRATEGIES), ("state", "state+inputs"),
+                          ("0.1", "0.5")),
         ]
         self.strategy_list = list(STRATEGIES)
         if not self.n_u:

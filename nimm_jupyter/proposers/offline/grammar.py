@@ -21,6 +21,19 @@ class Slot:
     kind: str = "neural"  # "mechanism" | "neural"; refinement alternates between kinds
 
 
+def neural_slots(attach_keys: tuple[str, ...], inputs: tuple[str, str],
+                 scales: tuple[str, ...]) -> list[Slot]:
+    """The neural-block slots shared by the mechanistic families."""
+    return [
+        Slot("attach", attach_keys, "neural attachment"),
+        Slot("hidden", ("8", "16", "32"), "hidden width"),
+        Slot("depth", ("2", "3"), "network depth"),
+        Slot("activation", ("tanh", "silu"), "activation"),
+        Slot("nn_inputs", inputs, "network inputs"),
+        Slot("nn_scale", scales, "initial scale of the neural term"),
+    ]
+
+
 @dataclass
 class Grammar:
     """Base class of a family grammar; subclasses fill slots/strategies and ``render``."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..base import Strategy
-from .grammar import Grammar, Slot
+from .grammar import Grammar, Slot, neural_slots
 
 GROWTH = {
     "exponential": "self.rho() * ones",
@@ -44,12 +44,8 @@ class TumourGrammar(Grammar):
         self.has_radio = "radio_dose" in self.ctx.input_names
         self.slots = [
             Slot("growth", tuple(GROWTH), "growth law", "mechanism"),
-            Slot("attach", tuple(s.key for s in STRATEGIES), "neural attachment"),
-            Slot("hidden", ("8", "16", "32"), "hidden width"),
-            Slot("depth", ("2", "3"), "network depth"),
-            Slot("activation", ("tanh", "silu"), "activation"),
-            Slot("nn_inputs", ("state", "state+doses"), "network inputs"),
-            Slot("nn_scale", ("0.01", "0.1"), "initial scale of the neural term"),
+            *neural_slots(tuple(s.key for s in STRATEGIES), ("state", "state+doses"),
+                          ("0.01", "0.1")),
         ]
         if self.has_c and self.has_chemo:
             self.slots.insert(1, Slot("chemo", tuple(CHEMO), "chemo effect", "mechanism"))

@@ -25,3 +25,19 @@ def _no_real_key(monkeypatch):
 @pytest.fixture
 def data_dir() -> Path:
     return Path(os.environ["NIMM_DATA_DIR"])
+
+
+@pytest.fixture(scope="module")
+def traj():
+    """A small 2-state trajectory toy task (tests/toy_tasks.py)."""
+    from toy_tasks import make_toy_trajectory
+
+    return make_toy_trajectory()
+
+
+@pytest.fixture(scope="module")
+def tab():
+    """A small tabular toy task (tests/toy_tasks.py)."""
+    from toy_tasks import make_toy_tabular
+
+    return make_toy_tabular()

@@ -5,7 +5,7 @@ import time
 
 import pytest
 import torch
-from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, make_toy_tabular, make_toy_trajectory
+from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, line_of, make_toy_tabular, make_toy_trajectory
 
 from nimm_jupyter.modeling import CandidateError, Status, check_candidate, load_candidate
 from nimm_jupyter.modeling.contract import static_check
@@ -14,19 +14,6 @@ pytestmark = pytest.mark.timeout(60)
 
 HEADER = "import torch\nfrom torch import nn\n"
 
-
-@pytest.fixture(scope="module")
-def traj():
-    return make_toy_trajectory()
-
-
-@pytest.fixture(scope="module")
-def tab():
-    return make_toy_tabular()
-
-
-def line_of(source: str, needle: str) -> int:
-    return next(i for i, line in enumerate(source.splitlines(), 1) if needle in line)
 
 
 def tab_model(forward_body: str, init_body: str = "self.w = nn.Parameter(torch.ones(1))") -> str:

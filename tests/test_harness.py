@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, make_toy_tabular, make_toy_trajectory
+from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, line_of, make_toy_tabular
 
 from nimm_jupyter.execution.base import TrainConfig
 from nimm_jupyter.modeling import (
@@ -19,19 +19,6 @@ from nimm_jupyter.modeling import harness
 
 pytestmark = pytest.mark.timeout(120)
 
-
-@pytest.fixture(scope="module")
-def traj():
-    return make_toy_trajectory()
-
-
-@pytest.fixture(scope="module")
-def tab():
-    return make_toy_tabular()
-
-
-def line_of(source: str, needle: str) -> int:
-    return next(i for i, line in enumerate(source.splitlines(), 1) if needle in line)
 
 
 # A linear tabular model whose forward counts its calls, to fail on cue during training.

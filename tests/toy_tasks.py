@@ -168,3 +168,8 @@ def make_toy_tabular(n_train: int = 64, n_val: int = 32, n_test: int = 32, seed:
         prior_code=TAB_PRIOR, prior_omits="the quadratic dependence on x1",
         hybrid_code=TAB_HYBRID, options=dict(n_train=n_train, seed=seed),
     )
+
+
+def line_of(source: str, needle: str) -> int:
+    """1-based number of the first line of ``source`` containing ``needle``."""
+    return next(i for i, line in enumerate(source.splitlines(), 1) if needle in line)

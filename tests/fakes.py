@@ -264,3 +264,39 @@ class Recorder:
 
     def types(self) -> list[str]:
         return [e.type for e in self.events]
+
+
+def wait_for_done(run_dir, n: int, proc, timeout: float = 120) -> None:
+    """Wait until ``n`` nodes of the search journaled in ``run_dir`` have finished.
+
+    ``proc`` is the subprocess running that search; it must not exit first.
+    """
+    from nimm_jupyter.search.api import open_run
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"search exited early ({proc.returncode}): {err}")
+        if (run_dir / "journal.sqlite").exists():
+            try:
+                if sum(node.completed for node in open_run(run_dir).nodes) >= n:
+                    return
+            except Exception:  # the journal is being created
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} nodes finished in {timeout} s")
+
+
+def kill_9_after(run_dir, n: int, proc) -> None:
+    """SIGKILL the search process ``proc`` once ``n`` of its nodes have finished."""
+    import os
+    import signal
+
+    try:
+        wait_for_done(run_dir, n, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

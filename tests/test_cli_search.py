@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nimm_jupyter.proposers.replay import ReplayError, load_records, record_replay
 from nimm_jupyter.search.api import open_run
+
+from fakes import kill_9_after, wait_for_done
 
 pytestmark = pytest.mark.timeout(180)
 BASE = ["lung_cancer_chemo", "--n-patients", "32", "--max-epochs", "5"]
@@ -118,30 +119,12 @@ def start(run_dir: Path, budget: int) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_done(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"search exited early ({proc.returncode}): {proc.stderr.read()}")
-        try:
-            if sum(x.completed for x in open_run(run_dir).nodes) >= n:
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {n} nodes finished in {timeout} s")
 
 
 def test_kill_9_then_nimm_resume(tmp_path):
     run_dir = tmp_path / "run"
     proc = start(run_dir, budget=5)
-    try:
-        wait_done(run_dir, 2, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_after(run_dir, 2, proc)
     before = open_run(run_dir)
     done = {n.id: n for n in before.nodes if n.completed}
     assert len(done) >= 2
@@ -158,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
     proc = start(run_dir, budget=40)
     try:
-        wait_done(run_dir, 1, proc)
+        wait_for_done(run_dir, 1, proc)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

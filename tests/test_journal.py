@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeExecutor, FakeProposer
+from fakes import FakeExecutor, FakeProposer, kill_9_after
 from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
 from nimm_jupyter.proposers.base import Strategy
 from nimm_jupyter.search.api import SearchError, open_run, resume, search
@@ -169,18 +167,6 @@ _KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def wait_for_done(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "process exited"
-        if (run_dir / "journal.sqlite").exists():
-            try:
-                if sum(node.completed for node in open_run(run_dir).nodes) >= n:
-                    return
-            except Exception:  # journal being created
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {n} nodes finished in {timeout} s")
 
 
 def test_kill_9_then_resume(tmp_path):
@@ -188,13 +174,7 @@ def test_kill_9_then_resume(tmp_path):
     script = tmp_path / "run_search.py"
     script.write_text(_KILL_SCRIPT.format(tests=str(TESTS), run=str(run_dir)))
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
-    try:
-        wait_for_done(run_dir, 2, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_9_after(run_dir, 2, proc)
     before = open_run(run_dir)
     assert before.status == "running"  # it never got to say otherwise
     done_before = completed(before)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from .execution.base import EvalRequest, TrainConfig
 from .modeling.references import REFERENCES, reference_code
 from .search.journal import JOURNAL_NAME
 from .search.node import PROPOSAL_ERROR, Node
+from .tasks import accepts_option
 
 __all__ = [
     "POLICIES", "PAPER_NIMMGEN", "PaperRow", "BenchConfig", "BenchReport", "BenchError",
@@ -155,13 +155,13 @@ class BenchConfig:
                 raise BenchError(f"task option given for {t!r}, which is not among the "
                                  f"benchmark's tasks ({', '.join(self.tasks)})")
         for key in self.options:
-            if not any(_accepts(t, key) for t in self.tasks):
+            if not any(accepts_option(t, key) for t in self.tasks):
                 raise BenchError(f"option {key!r} is accepted by none of the tasks "
                                  f"({', '.join(self.tasks)})")
 
     def options_for(self, task: str) -> dict[str, Any]:
         """The task options one task is built with."""
-        opts = {k: v for k, v in self.options.items() if _accepts(task, k)}
+        opts = {k: v for k, v in self.options.items() if accepts_option(task, k)}
         opts.update(self.task_options.get(task, {}))
         return opts
 
@@ -180,17 +180,6 @@ class BenchConfig:
         d["out"] = str(self.out)
         d["references"] = list(self.references)
         return d
-
-
-def _accepts(task: str, key: str) -> bool:
-    """Whether task ``task``'s factory takes keyword ``key``."""
-    from . import tasks as registry
-
-    try:
-        params = inspect.signature(registry._factory(task)).parameters.values()
-    except (registry.UnknownTaskError, TypeError, ValueError):
-        return False
-    return any(p.name == key or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _stderr(msg: str) -> None:

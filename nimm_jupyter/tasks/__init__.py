@@ -53,6 +53,17 @@ def _factory(name: str) -> Callable[..., Task]:
     return getattr(importlib.import_module(module), func)
 
 
+def accepts_option(name: str, key: str) -> bool:
+    """Whether the factory of task ``name`` takes the keyword option ``key``."""
+    import inspect
+
+    try:
+        params = inspect.signature(_factory(name)).parameters.values()
+    except (UnknownTaskError, TypeError, ValueError):
+        return False
+    return any(p.name == key or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """``["n_patients=50", "states=['CA','NV']"]`` -> ``{"n_patients": 50, "states": [...]}``.
 
@@ -85,5 +96,5 @@ def get(name: str, **options: Any) -> Task:
 
 __all__ = [
     "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
-    "UnknownTaskError", "get", "list_tasks", "parse_options", "register", "unregister",
+    "UnknownTaskError", "accepts_option", "get", "list_tasks", "parse_options", "register", "unregister",
 ]

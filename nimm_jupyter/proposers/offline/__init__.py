@@ -1,6 +1,6 @@
 """The offline proposer: writes candidates from grammars of mechanistic and neural blocks.
 
-No LLM and no network: each task family (``tumour``, ``epidemic``, ``alloy``/``generic``)
+No LLM and no network: each task family (``tumour``, ``epidemic``, ``alloy``, ``generic``)
 has a grammar whose genome renders to candidate source. Strategies root branches (where
 the network attaches); refinement changes exactly one slot of the parent's genome, favouring
 slots whose earlier edits in the branch lowered the validation error; debugging falls back
@@ -12,6 +12,7 @@ import random
 from typing import Callable
 
 from ..base import NodeView, Proposal, ProposalContext, Proposer, Strategy
+from .alloy import AlloyGrammar
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
 from .tumour import TumourGrammar
@@ -21,11 +22,12 @@ GRAMMARS: dict[str, Callable[[ProposalContext], Grammar]] = {
     "tumour": lambda ctx: TumourGrammar(ctx),
     "epidemic": lambda ctx: EpidemicGrammar(ctx),
     "wrap": lambda ctx: WrapGrammar(ctx),
+    "alloy": lambda ctx: AlloyGrammar(ctx),
 }
 FAMILIES: dict[str, list[str]] = {
     "tumour": ["tumour", "wrap"],
     "epidemic": ["epidemic", "wrap"],
-    "alloy": ["wrap"],
+    "alloy": ["alloy"],
     "generic": ["wrap"],
 }
 

@@ -48,6 +48,20 @@ class WrapGrammar(Grammar):
         if self.tabular and self.n_comp and self.n_comp < len(self.ctx.input_names):
             self.slots.append(Slot("nn_inputs", ("all", "composition"), "network inputs"))
         self.strategy_list = list(STRATEGIES)
+        self.slots[1:1] = self.mechanism_slots()
+
+    # -- hooks for families that add mechanisms the prior omits (see alloy.py) ---------
+    def mechanism_slots(self) -> list[Slot]:
+        """Extra mechanism slots, placed after ``base_term``."""
+        return []
+
+    def mechanism_init(self, g: dict[str, str]) -> list[str]:
+        """``__init__`` lines (8-space indent) of the chosen extra mechanisms."""
+        return []
+
+    def mechanism_terms(self, g: dict[str, str]) -> list[str]:
+        """``forward`` lines (8-space indent) that add the extra mechanisms to ``base``."""
+        return []
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
         g = {"base_term": "none", "attach": strategy_key, "hidden": "32", "depth": "2",
@@ -64,7 +78,7 @@ class WrapGrammar(Grammar):
         return [
             "import torch as _torch",
             "from torch import nn as _nn",
-            "from nimm_jupyter.blocks import mlp as _mlp",
+            "from nimm_jupyter.blocks import Positive as _Positive, Real as _Real, mlp as _mlp",
             "",
             "",
             "class Model(_nn.Module):",
@@ -95,10 +109,12 @@ class WrapGrammar(Grammar):
         if g["base_term"] == "linear":
             L.append("        self.linear = _nn.Linear(spec.n_inputs, spec.n_targets)")
             L.append("        _nn.init.zeros_(self.linear.weight); _nn.init.zeros_(self.linear.bias)")
+        L += self.mechanism_init(g)
         L += [
             "",
             "    def forward(self, x):",
             "        base = self.prior(x)",
+            *self.mechanism_terms(g),
             "        zx = (x - self.x_mean) / self.x_scale",
             f"        z = zx[:, :{self.n_comp}]" if comp_only else "        z = zx",
         ]

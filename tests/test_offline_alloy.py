@@ -86,3 +86,24 @@ def test_hall_petch_term_lowers_the_validation_error_on_fcc_alloys(fcc):
     assert a.status.value == b.status.value == "ok"
     assert a.val.rmse < 0.97 * b.val.rmse  # measured: 231 vs 242 MPa
     assert 100.0 < a.parameters["k_hp"] < 800.0
+
+
+def test_bcc_drafts_add_peierls_friction_with_the_kink_pair_law(fcc):
+    assert "lattice_friction" not in {s.name for s in AlloyGrammar(context_for(fcc)).slots}
+    bcc = tasks.get("hea_bcc_temp")
+    grammar = AlloyGrammar(context_for(bcc))
+    genome = grammar.base_genome("residual")
+    assert genome["lattice_friction"] == "kink_pair"
+    with_p = _model(bcc, grammar.render(genome))
+    without = _model(bcc, grammar.render({**genome, "lattice_friction": "none"}))
+    without.load_state_dict({k: v for k, v in with_p.state_dict().items()
+                             if not k.startswith(("sigma_p", "T_k"))})
+    t = bcc.input_names.index("T_K")
+    x = torch.as_tensor(bcc.train.inputs[:1], dtype=torch.float32).repeat(3, 1)
+    x[:, t] = torch.tensor([0.0, 150.0, 900.0])  # T_k starts at 600 K
+    with torch.no_grad():
+        extra = (with_p(x) - without(x))[:, 0]
+        sigma_p = float(with_p.sigma_p())
+    assert extra[0] == pytest.approx(sigma_p, rel=1e-4)
+    assert extra[1] == pytest.approx(sigma_p * (1 - 0.5) ** 1.5, rel=1e-4)
+    assert extra[2] == pytest.approx(0.0, abs=1e-3)

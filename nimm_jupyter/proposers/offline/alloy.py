@@ -30,6 +30,7 @@ class AlloyGrammar(WrapGrammar):
         return "bcc" in self.ctx.description.lower() and self._has(TEMPERATURE)
 
     def mechanism_slots(self) -> list[Slot]:
+        """A slot's first choice is what first drafts use."""
         slots = []
         if self._bcc():
             slots.append(Slot("lattice_friction", ("kink_pair", "none"),
@@ -47,7 +48,7 @@ class AlloyGrammar(WrapGrammar):
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
         g = super().base_genome(strategy_key)
-        g.update({s.name: s.choices[0] for s in self.mechanism_slots()})
+        g.update({s.name: s.choices[0] for s in self.extra_slots})
         return g
 
     def _index(self, name: str) -> int:

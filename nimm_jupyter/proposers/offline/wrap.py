@@ -48,11 +48,12 @@ class WrapGrammar(Grammar):
         if self.tabular and self.n_comp and self.n_comp < len(self.ctx.input_names):
             self.slots.append(Slot("nn_inputs", ("all", "composition"), "network inputs"))
         self.strategy_list = list(STRATEGIES)
-        self.slots[1:1] = self.mechanism_slots()
+        self.extra_slots = self.mechanism_slots()
+        self.slots[1:1] = self.extra_slots
 
     # -- hooks for families that add mechanisms the prior omits (see alloy.py) ---------
     def mechanism_slots(self) -> list[Slot]:
-        """Extra mechanism slots, placed after ``base_term``."""
+        """Extra mechanism slots, placed after ``base_term``; read once into ``extra_slots``."""
         return []
 
     def mechanism_init(self, g: dict[str, str]) -> list[str]:

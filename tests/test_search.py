@@ -7,13 +7,17 @@ import time
 import pytest
 
 from fakes import FakeExecutor, FakeProposer, Recorder, fake_code
+from nimm_jupyter.execution.base import ExecutorLost
 from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
 from nimm_jupyter.proposers.base import Proposal, Strategy
 from nimm_jupyter.search.api import SearchError, search
-from nimm_jupyter.search.node import Node, unified_diff
+from nimm_jupyter.search.journal import Journal
+from nimm_jupyter.search.node import Node, NodeState, unified_diff
 from nimm_jupyter.search.policies import NimmGenPolicy, make_policy
+from nimm_jupyter.search.states import RunState, StopReason
 from nimm_jupyter.search.tree import (
-    Tree, code_similarity, diverse_strategies, duplicate_of, similar_strategies,
+    Branch, BranchState, Tree, code_similarity, diverse_strategies, duplicate_of,
+    similar_strategies,
 )
 from toy_tasks import make_toy_tabular, make_toy_trajectory
 
@@ -279,6 +283,50 @@ def test_time_budget_cancels_running_evaluations(tmp_path):
     assert r.stop_reason == "time_limit" and time.time() - t0 < 3.0
     assert sum(n.completed for n in r.nodes) >= 1
     assert all(n.state in ("done", "failed", "pending") for n in r.nodes)
+
+
+class LosingExecutor(FakeExecutor):
+    """A backend that loses its workers once two evaluations have finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.done = 0
+
+    def poll(self, timeout: float = 0.1):
+        if self.done >= 2:
+            raise ExecutorLost("the workers went away")
+        events = super().poll(timeout)
+        self.done += sum(e.kind == "done" for e in events)
+        return events
+
+
+def test_lost_executor_stops_the_search_and_keeps_the_journal(tmp_path):
+    ex = LosingExecutor()
+    with pytest.raises(ExecutorLost, match="went away"):
+        run(tmp_path, executor=ex, budget=6)
+    journal = Journal.for_run(tmp_path / "run", readonly=True)
+    try:
+        row, nodes = journal.search_row(), journal.load_nodes()
+    finally:
+        journal.close()
+    assert row["status"] == RunState.STOPPED
+    assert row["stop_reason"] == "cluster_lost: the workers went away"
+    assert StopReason.of(row["stop_reason"]) is StopReason.EXECUTOR_LOST
+    assert sum(n.state is NodeState.DONE for n in nodes) == 2
+    assert all(n.state in (NodeState.DONE, NodeState.PENDING) for n in nodes)
+
+
+def test_states_are_their_stored_strings():
+    node = Node.from_dict({"id": 0, "parent": None, "branch": 0, "operator": "draft",
+                           "state": "running"})
+    assert node.state is NodeState.RUNNING and f"{node.state}" == "running"
+    assert Branch.from_dict({"id": 1, "strategy": None, "status": "pruned"}).status \
+        is BranchState.PRUNED
+    assert f"{StopReason.BUDGET}" == "budget" == StopReason.of("budget")
+    assert StopReason.of("error: ValueError: x") is StopReason.ERROR
+    assert StopReason.of("something else") is None
+    with pytest.raises(ValueError, match="node state"):
+        Node(id=0, parent=None, branch=0, operator="draft", state="finished")
 
 
 # -- overlap, events, determinism --------------------------------------------------------

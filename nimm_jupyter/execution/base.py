@@ -51,6 +51,15 @@ class JobEvent:
     result: EvalResult | None = None
 
 
+class ExecutorLost(RuntimeError):
+    """The executor's workers are gone (a cluster lost, a backend shut down under it).
+
+    Raised from :meth:`Executor.poll`; the evaluations in flight are lost. A search stops,
+    keeps its journal, and can be resumed once the backend is back. Each backend raises its
+    own subclass (e.g. the Ray executor's ``ClusterLostError``), so a caller never names one.
+    """
+
+
 def check_submission(executor: "Executor", request: EvalRequest, open_ids: set[str],
                      closed: bool) -> None:
     """The checks every backend's :meth:`Executor.submit` makes before queueing ``request``:
@@ -78,7 +87,9 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def poll(self, timeout: float = 0.1) -> list[JobEvent]:
-        """Events since the last call, waiting up to ``timeout`` s for the first one."""
+        """Events since the last call, waiting up to ``timeout`` s for the first one.
+
+        Raises :class:`ExecutorLost` when the backend can no longer run anything."""
 
     @abc.abstractmethod
     def running(self) -> int:

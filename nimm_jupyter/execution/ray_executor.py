@@ -19,8 +19,9 @@ Design
   and the job child dies with the server (``PR_SET_PDEATHSIG``).
 * A Ray worker that dies mid-evaluation (killed, node lost, Ray's memory monitor) gives the job
   the status ``crashed`` (``out_of_memory`` for Ray's OOM killer), or a retry when
-  ``retries > 0``. Losing the cluster itself raises :class:`ClusterLostError` from
-  :meth:`RayExecutor.poll`, so a search can stop cleanly and be resumed from its journal.
+  ``retries > 0``. Losing the cluster itself raises :class:`ClusterLostError` (an
+  :class:`~.base.ExecutorLost`) from :meth:`RayExecutor.poll`, so a search can stop cleanly
+  and be resumed from its journal.
 
 ``ray`` is imported lazily: importing this module (e.g. for :class:`ClusterLostError`) works
 without the optional ``ray`` extra.
@@ -40,7 +41,7 @@ from typing import Any
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
-from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
+from .base import EvalRequest, Executor, ExecutorLost, JobEvent, TrainConfig, check_submission
 
 __all__ = ["RayExecutor", "ClusterLostError", "RAY_EXTRA_HINT", "import_ray"]
 
@@ -53,7 +54,7 @@ _MAILBOX_TIMEOUT_S = 10.0
 _WORKER_TASK_CACHE = 4
 
 
-class ClusterLostError(RuntimeError):
+class ClusterLostError(ExecutorLost):
     """The driver lost its Ray cluster (GCS/raylet unreachable, Ray shut down under it).
 
     Raised from :meth:`RayExecutor.poll`; evaluations in flight are gone. A search should stop,

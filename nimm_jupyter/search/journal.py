@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 from .events import Event
 from .node import Node
+from .states import RunState
 from .tree import Branch, Tree
 
 JOURNAL_NAME = "journal.sqlite"
@@ -157,7 +158,7 @@ class Journal:
 
     # -- writes --------------------------------------------------------------------------
     def init_search(self, run_id: str, task_name: str, task_options: dict[str, Any],
-                    settings: dict[str, Any], status: str = "running") -> None:
+                    settings: dict[str, Any], status: RunState = RunState.RUNNING) -> None:
         now = time.time()
         self._tx([(
             "INSERT INTO search (run_id, task_name, task_options, settings, created, updated,"
@@ -166,13 +167,14 @@ class Journal:
              now, now, status, SCHEMA_VERSION),
         )])
 
-    def update_search(self, *, status: str | None = None, stop_reason: str | None = None,
+    def update_search(self, *, status: RunState | None = None, stop_reason: str | None = None,
                       settings: dict[str, Any] | None = None) -> None:
+        """Change the search record; a run set running again loses its old stop reason."""
         sets, params = ["updated = ?"], [time.time()]
         if status is not None:
             sets.append("status = ?")
             params.append(status)
-        if stop_reason is not None or status == "running":
+        if stop_reason is not None or status == RunState.RUNNING:
             sets.append("stop_reason = ?")
             params.append(stop_reason)
         if settings is not None:

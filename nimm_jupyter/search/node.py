@@ -8,9 +8,25 @@ from typing import Any
 
 from ..modeling.result import EvalResult
 from ..proposers.base import NodeView, Strategy
+from .states import TextEnum
 
 OPERATORS = ("draft", "refine", "debug")
-STATES = ("pending", "running", "done", "failed")
+
+
+class NodeState(TextEnum):
+    """A node's lifecycle: pending -> running -> done | failed."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def completed(self) -> bool:
+        return self in (NodeState.DONE, NodeState.FAILED)
+
+
+STATES = tuple(s.value for s in NodeState)
 PROPOSAL_ERROR = "proposal_error"  # status shown for a node whose proposer produced no code
 
 
@@ -41,7 +57,7 @@ class Node:
     change: str = ""
     diff: str = ""
     code: str = ""
-    state: str = "pending"
+    state: NodeState = NodeState.PENDING
     result: EvalResult | None = None
     error: str = ""  # proposal failure message (the evaluation's is in result.message)
     tokens_in: int = 0
@@ -58,11 +74,12 @@ class Node:
             raise ValueError(f"node operator must be one of {OPERATORS}, got {self.operator!r}")
         if self.state not in STATES:
             raise ValueError(f"node state must be one of {STATES}, got {self.state!r}")
+        self.state = NodeState(self.state)  # journals store the bare value
 
     # -- derived -------------------------------------------------------------------------
     @property
     def completed(self) -> bool:
-        return self.state in ("done", "failed")
+        return self.state.completed
 
     @property
     def ok(self) -> bool:
@@ -73,9 +90,9 @@ class Node:
         """Evaluation status value, ``proposal_error``, or the lifecycle state if not finished."""
         if self.result is not None:
             return self.result.status.value
-        if self.state == "failed":
+        if self.state is NodeState.FAILED:
             return PROPOSAL_ERROR
-        return self.state
+        return self.state.value
 
     @property
     def score(self) -> float:

@@ -21,8 +21,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..modeling.result import Status
 from ..proposers.base import Strategy
-from .node import Node
+from .node import Node, NodeState
 from .tree import Tree
 
 
@@ -83,9 +84,9 @@ class Policy(abc.ABC):
         """Failed evaluations (not proposal failures) with no debug child yet, under the cap."""
         out = []
         for n in tree.snapshot():
-            if n.state != "failed" or n.result is None or not n.code:
+            if n.state is not NodeState.FAILED or n.result is None or not n.code:
                 continue
-            if n.result.status.value == "cancelled" or n.debug_depth >= self.debug_depth:
+            if n.result.status is Status.CANCELLED or n.debug_depth >= self.debug_depth:
                 continue
             if branches is not None and n.branch not in branches:
                 continue

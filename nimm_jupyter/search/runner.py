@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from ..modeling.result import Status  # before execution.base: modeling <-> execution cycle
-from ..execution.base import EvalRequest, Executor, JobEvent, TrainConfig
+from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent, TrainConfig
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from .events import Event, EventBus
 from .journal import Journal
-from .node import Node, unified_diff
+from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
-from .tree import NEAR_DUPLICATE, Tree, diverse_strategies, duplicate_of, similar_strategies
-
-from ..execution.ray_executor import ClusterLostError  # noqa: E402  (ray imported lazily)
+from .states import RunState, StopReason
+from .tree import (NEAR_DUPLICATE, BranchState, Tree, diverse_strategies, duplicate_of,
+                   similar_strategies)
 
 POLL_S = 0.05  # how long one loop iteration waits for executor events
 PROGRESS_JOURNAL_S = 1.0  # progress events reach the journal at most this often per node
@@ -117,8 +117,8 @@ class Runner:
         totals = journal.totals()
         self.tokens = totals["tokens_in"] + totals["tokens_out"]
         self.cost = totals["cost"]
-        self.stop_reason: str | None = None
-        self.status = "created"  # created | running | completed | stopped | error
+        self.stop_reason: str | None = None  # a StopReason, with a detail for lost/error
+        self.status = RunState.CREATED
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self._stop = threading.Event()
@@ -152,33 +152,34 @@ class Runner:
     def proposing(self) -> bool:
         return self._job is not None
 
-    def run(self) -> str:
+    def run(self) -> StopReason:
         """Run until a stop reason; returns it. Errors are recorded, then re-raised."""
         self.started_at = time.time()
-        self.status = "running"
+        self.status = RunState.RUNNING
         try:
             self._start()
             reason = None
             while reason is None:
                 reason = self._step()
-            self._finish(reason, "stopped" if reason == "stopped" else "completed")
+            self._finish(reason, RunState.STOPPED if reason is StopReason.STOPPED
+                         else RunState.COMPLETED)
             return reason
         except KeyboardInterrupt:
-            self._finish("stopped", "stopped")
+            self._finish(StopReason.STOPPED, RunState.STOPPED)
             raise
-        except ClusterLostError as exc:
+        except ExecutorLost as exc:
             # the journal keeps every finished node; unfinished ones re-run on resume
             self.error = exc
-            self._finish(f"cluster_lost: {exc}"[:500], "stopped")
+            self._finish(StopReason.EXECUTOR_LOST.with_detail(str(exc)), RunState.STOPPED)
             raise
         except BaseException as exc:
             self.error = exc
-            msg = f"error: {type(exc).__name__}: {exc}"
+            msg = StopReason.ERROR.with_detail(f"{type(exc).__name__}: {exc}")
             try:
                 self._emit("log", {"message": "search failed",
                                    "traceback": traceback.format_exc()[-4000:]})
             finally:
-                self._finish(msg[:500], "error")
+                self._finish(msg, RunState.ERROR)
             raise
 
     # -- loop ----------------------------------------------------------------------------
@@ -189,11 +190,11 @@ class Runner:
         resumed = bool(self.tree.nodes)
         # Nodes that never finished (crash, stop) are evaluated again; finished ones are kept.
         for n in self.tree.snapshot():
-            if n.state in ("pending", "running"):
-                n.state, n.started = "pending", None
+            if not n.state.completed:
+                n.state, n.started = NodeState.PENDING, None
                 self.journal.save_node(n)
                 self._ready.append(n.id)
-        self.journal.update_search(status="running", settings=self.settings.to_dict())
+        self.journal.update_search(status=RunState.RUNNING, settings=self.settings.to_dict())
         self._emit("search_started", {
             "task": self.task.name, "run_dir": str(self.run_dir), "resumed": resumed,
             "budget": self.settings.budget, "branches": self.settings.branches,
@@ -201,32 +202,32 @@ class Runner:
             "nodes": len(self.tree.nodes), "requeued": list(self._ready),
         })
 
-    def _step(self) -> str | None:
+    def _step(self) -> StopReason | None:
         if self._stop.is_set():
-            return "stopped"
+            return StopReason.STOPPED
         limit = self._limit_reason()
-        if limit == "time_limit":
+        if limit is StopReason.TIME_LIMIT:
             return limit
         self._handle_events(self.executor.poll(timeout=POLL_S if self._busy() else 0.0))
         if self._job is not None and self._job.done.is_set():
             job, self._job = self._job, None
             self._handle_proposal(job)
             if self._stop.is_set():
-                return "stopped"
+                return StopReason.STOPPED
         self._fill_slots()
         limit = self._limit_reason()  # the proposal just handled may have spent the budget
         if limit is None and self._job is None and not self._ready:
             if self._rejects >= MAX_CONSECUTIVE_REJECTS:
-                limit = "no_new_proposals"
+                limit = StopReason.NO_NEW_PROPOSALS
             elif len(self.tree.nodes) < self.settings.budget:
                 self._maybe_propose()
         if not self._busy() and self._job is None:
             if limit is not None:
                 return limit
             if len(self.tree.nodes) >= self.settings.budget:
-                return "budget"
+                return StopReason.BUDGET
             if self._waiting:
-                return "exhausted"
+                return StopReason.EXHAUSTED
         if not self._busy() and self._job is not None:
             self._job.done.wait(POLL_S)  # nothing to poll: wait on the proposer instead
         return None
@@ -234,14 +235,14 @@ class Runner:
     def _busy(self) -> bool:
         return bool(self._jobs) or bool(self._ready)
 
-    def _limit_reason(self) -> str | None:
+    def _limit_reason(self) -> StopReason | None:
         s = self.settings
         if s.time_limit is not None and self.elapsed >= s.time_limit:
-            return "time_limit"
+            return StopReason.TIME_LIMIT
         if s.max_tokens is not None and self.tokens >= s.max_tokens:
-            return "max_tokens"
+            return StopReason.MAX_TOKENS
         if s.max_cost is not None and self.cost >= s.max_cost:
-            return "max_cost"
+            return StopReason.MAX_COST
         return None
 
     # -- proposals -----------------------------------------------------------------------
@@ -354,7 +355,7 @@ class Runner:
             operator=action.kind, strategy=branch.strategy.title if branch.strategy else None,
             change=(prop.change or action.kind).strip(),
             diff=unified_diff(parent.code, code, parent.id) if parent and code else "",
-            code=code, state="pending" if code else "failed",
+            code=code, state=NodeState.PENDING if code else NodeState.FAILED,
             error="" if code else (prop.error or "proposer returned no code"),
             tokens_in=int(prop.tokens_in), tokens_out=int(prop.tokens_out),
             cost=float(prop.cost),
@@ -429,7 +430,8 @@ class Runner:
         for b in self.tree.branches.values():
             if stored.get(b.id) != (b.status, b.rejects):
                 events = []
-                if b.status == "pruned" and stored.get(b.id, ("",))[0] != "pruned":
+                if b.status is BranchState.PRUNED \
+                        and stored.get(b.id, ("",))[0] is not BranchState.PRUNED:
                     events.append(self._event("log", {
                         "message": f"branch {b.id} pruned: {b.note}", "kind": "branch_pruned",
                         "branch": b.id}))
@@ -449,7 +451,7 @@ class Runner:
             self.executor.submit(EvalRequest(job_id=job_id, source=node.code, task=self.task,
                                              config=config, timeout=self.settings.eval_timeout))
             self._jobs[job_id] = node.id
-            node.state, node.started = "running", time.time()
+            node.state, node.started = NodeState.RUNNING, time.time()
             ev = self._event("node_started", {"node": node.id, "branch": node.branch,
                                               "job": job_id})
             self.journal.save_node(node, [ev])
@@ -481,14 +483,14 @@ class Runner:
         result = ev.result
         assert result is not None
         if result.status is Status.CANCELLED and ev.job_id in self._cancelled:
-            node.state, node.started = "pending", None
+            node.state, node.started = NodeState.PENDING, None
             self.journal.save_node(node)
             return
         weights = self.run_dir / "weights" / f"node_{node.id}.pt"
         if result.ok and not result.weights_path and weights.exists():
             result.weights_path = str(weights)
         node.result = result
-        node.state = "done" if result.ok else "failed"
+        node.state = NodeState.DONE if result.ok else NodeState.FAILED
         node.finished = time.time()
         events = [self._finished_event(node)]
         branch = self.tree.branches.get(node.branch)
@@ -527,7 +529,7 @@ class Runner:
         self.journal.append_event(e)
         self.bus.publish(e)
 
-    def _finish(self, reason: str, status: str) -> None:
+    def _finish(self, reason: str, status: RunState) -> None:
         self.stop_reason, self.status = reason, status
         try:
             for job_id in list(self._jobs):
@@ -537,7 +539,7 @@ class Runner:
                 except Exception:  # the executor may already be gone
                     pass
                 node = self.tree.nodes[self._jobs.pop(job_id)]
-                node.state, node.started = "pending", None
+                node.state, node.started = NodeState.PENDING, None
                 self.journal.save_node(node)
             if self.own_executor:
                 try:

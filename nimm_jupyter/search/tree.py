@@ -15,16 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..proposers.base import Strategy
-from .node import Node
+from .node import Node, NodeState
+from .states import TextEnum
 
 NEAR_DUPLICATE = 0.95  # code similarity above which two drafts count as the same model
+
+
+class BranchState(TextEnum):
+    ACTIVE = "active"
+    PRUNED = "pruned"  # the policy gave up on it (``Branch.note`` says why)
 
 
 @dataclass
 class Branch:
     id: int
     strategy: Strategy | None
-    status: str = "active"  # "active" | "pruned"
+    status: BranchState = BranchState.ACTIVE
     note: str = ""  # why it was pruned
     created: float = field(default_factory=time.time)
     rejects: int = 0  # proposals rejected as duplicates since its last improvement
@@ -42,11 +48,14 @@ class Branch:
                                                 "key": s.key},
         }
 
+    def __post_init__(self) -> None:
+        self.status = BranchState(self.status)  # journals store the bare value
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Branch":
         s = d.get("strategy")
         return cls(id=int(d["id"]), strategy=Strategy(**s) if s else None,
-                   status=d.get("status", "active"), note=d.get("note", ""),
+                   status=d.get("status", BranchState.ACTIVE), note=d.get("note", ""),
                    created=float(d.get("created", 0.0)), rejects=int(d.get("rejects", 0)))
 
 
@@ -87,7 +96,7 @@ class Tree:
     def prune(self, branch_id: int, note: str) -> Branch:
         with self.lock:
             b = self.branches[branch_id]
-            b.status, b.note = "pruned", note
+            b.status, b.note = BranchState.PRUNED, note
         return b
 
     # -- queries -------------------------------------------------------------------------
@@ -104,7 +113,7 @@ class Tree:
             return [n for i, n in sorted(self.nodes.items()) if n.parent == node_id]
 
     def active_branches(self) -> list[Branch]:
-        return [b for _, b in sorted(self.branches.items()) if b.status == "active"]
+        return [b for _, b in sorted(self.branches.items()) if b.status is BranchState.ACTIVE]
 
     def best(self, nodes: Iterable[Node] | None = None) -> Node | None:
         """Lowest validation score among ok nodes (ties: the earlier node)."""
@@ -130,7 +139,7 @@ class Tree:
 
     def in_flight(self, branch_id: int | None = None) -> list[Node]:
         nodes = self.snapshot() if branch_id is None else self.branch_nodes(branch_id)
-        return [n for n in nodes if n.state in ("pending", "running")]
+        return [n for n in nodes if not n.state.completed]
 
     def counts(self) -> dict[str, int]:
         """Nodes by status value (ok, runtime_error, ..., pending, running)."""
@@ -147,7 +156,7 @@ class Tree:
             rows.append({
                 "branch": bid, "strategy": b.title, "status": b.status, "note": b.note,
                 "nodes": len(nodes), "ok": sum(n.ok for n in nodes),
-                "failed": sum(n.state == "failed" for n in nodes),
+                "failed": sum(n.state is NodeState.FAILED for n in nodes),
                 "best_node": best.id if best else None,
                 "best_val_score": best.score if best else None,
                 "best_val_rmse": best.rmse("val") if best else None,

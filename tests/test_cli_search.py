@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nimm_jupyter.proposers.replay import ReplayError, load_records, record_replay
+from nimm_jupyter.proposers.replay import ReplayError, load_records
 from nimm_jupyter.search.api import open_run
+from nimm_jupyter.search.recording import record_replay
 
 from fakes import kill_9_after, wait_for_done
 

@@ -4,7 +4,8 @@ The file is JSON (a list) or JSONL (one object per line). Each record is
 ``{"operator": "draft"|"refine"|"debug", "strategy": title|null, "change": str, "code": str}``
 (optionally ``"description"`` for the strategy); a record ``{"operator": "strategies",
 "strategies": [{"title", "description", "key"}, ...]}`` lists strategies explicitly.
-:func:`record_replay` writes such a file from another run's journal.
+:func:`nimm_jupyter.search.recording.record_replay` writes such a file from another run's
+journal (through :func:`write_records`).
 
 Answers are deterministic: each request takes the first unused record of its operator whose
 strategy matches the branch (falling back to the first unused record of that operator), and
@@ -126,36 +127,8 @@ class ReplayProposer(Proposer):
                 self.used.add(i)
 
 
-def record_replay(run_dir: str | Path, out_path: str | Path) -> int:
-    """Write every proposed node of a run (in id order) as a JSONL replay file.
-
-    The first line lists the run's branch strategies. Returns the number of node records.
-    """
-    from ..search.journal import Journal
-
-    journal = Journal.for_run(run_dir, readonly=True)
-    try:
-        branches = journal.load_branches()
-        nodes = journal.load_nodes()
-    finally:
-        journal.close()
-    by_branch = {b.id: b for b in branches}
-    # only strategies that got a draft: a branch pruned before its draft has nothing to replay
-    drafted = {n.branch for n in nodes if n.operator == "draft" and n.code}
-    lines = [{"operator": "strategies", "strategies": [
-        {"title": b.strategy.title, "description": b.strategy.description, "key": b.strategy.key}
-        for b in branches if b.strategy is not None and b.id in drafted]}]
-    for n in nodes:
-        if not n.code:
-            continue
-        b = by_branch.get(n.branch)
-        lines.append({
-            "operator": n.operator, "strategy": n.strategy, "change": n.change, "code": n.code,
-            "description": b.strategy.description if b is not None and b.strategy else "",
-            "node": n.id, "parent": n.parent, "status": n.status,
-            "meta": n.proposer_meta,
-        })
+def write_records(records: list[dict[str, Any]], out_path: str | Path) -> None:
+    """Write ``records`` as a JSONL replay file (what :func:`load_records` reads back)."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
-    return len(lines) - 1
+    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")

@@ -1,4 +1,5 @@
-# One-command setup + run. `make demo` runs an offline search; `make test` runs the test suite.
+# One-command setup + run. `make demo` runs an offline search; `make test` checks the import
+# layers (`make lint`, contracts in pyproject.toml) and runs the test suite.
 # Both create/refresh the virtual environment in $(VENV) first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ endif
 EXTRAS ?= test,ray
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +29,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/nimm search lung_cancer_chemo --budget 12 --n-patients 200 --proposer offline
 
-test: setup
+lint: setup
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,8 +17,9 @@ from nimm_jupyter.proposers.base import Strategy
 from nimm_jupyter.search.api import SearchError, open_run, resume, search
 from nimm_jupyter.search.events import Event
 from nimm_jupyter.search.journal import Journal, sanitise, scrub
-from nimm_jupyter.search.node import Node
-from nimm_jupyter.search.tree import Branch
+from nimm_jupyter.search.node import Node, NodeState
+from nimm_jupyter.search.states import RunState, StopReason
+from nimm_jupyter.search.tree import Branch, BranchState
 from toy_tasks import make_toy_tabular
 
 pytestmark = pytest.mark.timeout(90)
@@ -66,6 +68,40 @@ def test_roundtrip_nodes_branches_events_costs(tmp_path):
     assert row["settings"]["train"]["max_epochs"] == 3 and row["status"] == "running"
     with pytest.raises(Exception, match="read-only"):
         j.set_meta("x", 1)
+
+
+def test_states_are_stored_as_their_bare_values_and_read_back_as_enums(tmp_path):
+    """Journals written before the state enums (plain strings) load, and new ones store the
+    same text: a run's rows are byte-identical either way."""
+    j = Journal.for_run(tmp_path)
+    j.init_search("r1", "toy", {}, {"budget": 2})
+    j.save_branch(Branch(id=0, strategy=None, status=BranchState.PRUNED, note="stale"))
+    j.save_node(Node(id=0, parent=None, branch=0, operator="draft", code="x = 1\n",
+                     state=NodeState.RUNNING))
+    j.update_search(status=RunState.STOPPED, stop_reason=StopReason.STOPPED)
+    j.close()
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    try:
+        assert db.execute("SELECT state, typeof(state), status FROM nodes").fetchall() == [
+            ("running", "text", "running")]
+        assert db.execute("SELECT status FROM branches").fetchall() == [("pruned",)]
+        assert db.execute("SELECT status, stop_reason FROM search").fetchall() == [
+            ("stopped", "stopped")]
+        with db:  # what an older writer left: plain strings
+            db.execute("UPDATE nodes SET state = 'failed', status = 'proposal_error'")
+            db.execute("UPDATE branches SET status = 'active'")
+            db.execute("UPDATE search SET status = 'error', stop_reason = 'error: KeyError: 1'")
+    finally:
+        db.close()
+    j = Journal.for_run(tmp_path, readonly=True)
+    try:
+        tree, row = j.load_tree(), j.search_row()
+    finally:
+        j.close()
+    assert tree.nodes[0].state is NodeState.FAILED and tree.nodes[0].status == "proposal_error"
+    assert tree.branches[0].status is BranchState.ACTIVE
+    assert row["status"] is RunState.ERROR
+    assert StopReason.of(row["stop_reason"]) is StopReason.ERROR
 
 
 def test_sanitise_and_scrub(monkeypatch):

@@ -251,6 +251,7 @@ class Journal:
         if not rows:
             raise JournalError(f"journal {self.path} has no search record")
         d = dict(rows[0])
+        d["status"] = RunState(d["status"])
         d["task_options"] = json.loads(d["task_options"])
         d["settings"] = json.loads(d["settings"])
         return d

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nimm_jupyter.execution.base import EvalRequest, JobEvent, TrainConfig
+from nimm_jupyter.execution.base import EvalRequest, ExecutorLost, JobEvent, TrainConfig
 from nimm_jupyter.execution.factory import ExecutorError, make_executor
 from nimm_jupyter.execution.local import LocalExecutor
 from nimm_jupyter.execution.ray_executor import RAY_EXTRA_HINT, ClusterLostError
@@ -222,6 +222,8 @@ def test_losing_the_cluster_raises_cluster_lost(executor, task, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(ray, "is_initialized", lambda: False)
         with pytest.raises(ClusterLostError, match="no longer initialised"):
+            ex.poll(0.1)
+        with pytest.raises(ExecutorLost):  # what the search runner catches, backend unnamed
             ex.poll(0.1)
     status, message, retry = ex._classify(ray.exceptions.OutOfMemoryError("node low on memory"))
     assert status is Status.OUT_OF_MEMORY and not retry and "memory monitor" in message

@@ -26,7 +26,6 @@ class NodeState(TextEnum):
         return self in (NodeState.DONE, NodeState.FAILED)
 
 
-STATES = tuple(s.value for s in NodeState)
 PROPOSAL_ERROR = "proposal_error"  # status shown for a node whose proposer produced no code
 
 
@@ -72,9 +71,11 @@ class Node:
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
             raise ValueError(f"node operator must be one of {OPERATORS}, got {self.operator!r}")
-        if self.state not in STATES:
-            raise ValueError(f"node state must be one of {STATES}, got {self.state!r}")
-        self.state = NodeState(self.state)  # journals store the bare value
+        try:
+            self.state = NodeState(self.state)  # journals store the bare value
+        except ValueError:
+            states = tuple(s.value for s in NodeState)
+            raise ValueError(f"node state must be one of {states}, got {self.state!r}") from None
 
     # -- derived -------------------------------------------------------------------------
     @property

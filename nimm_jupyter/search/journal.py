@@ -23,9 +23,9 @@ from typing import Any, Iterable
 
 from .events import Event
 from .node import Node
+from .rundir import JOURNAL_NAME  # the run directory's layout has one home
 from .tree import Branch, Tree
 
-JOURNAL_NAME = "journal.sqlite"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """

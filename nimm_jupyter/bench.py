@@ -31,7 +31,7 @@ import numpy as np
 from .modeling.result import EvalResult, Status  # noqa: F401  (before execution: import order)
 from .execution.base import EvalRequest, TrainConfig
 from .modeling.references import REFERENCES, reference_code
-from .search.journal import JOURNAL_NAME
+from .search.rundir import JOURNAL_NAME
 from .search.node import PROPOSAL_ERROR, Node
 from .tasks import accepts_option
 

@@ -14,29 +14,14 @@ from nimm_jupyter import export, tasks
 from nimm_jupyter.execution.base import TrainConfig
 from nimm_jupyter.modeling.harness import evaluate
 from nimm_jupyter.search.node import Node
+from nimm_jupyter.search.results import SearchResult
 
 TASK_OPTIONS = {"n_patients": 8, "horizon": 15, "seed": 3}
 TRAIN = {"max_epochs": 25, "patience": 10, "seed": 0}
 
 
-@dataclasses.dataclass
-class Run:
-    """The SearchResult fields export reads."""
-
-    run_id: str
-    run_dir: Path
-    task_name: str
-    nodes: list
-    settings: dict
-    task: object = None
-
-    @property
-    def best(self):
-        ok = [n for n in self.nodes if n.ok]
-        return min(ok, key=lambda n: n.score) if ok else None
-
-
-def _trained_run(run_dir: Path, task, name: str | None = None, pickle_task: bool = False) -> Run:
+def _trained_run(run_dir: Path, task, name: str | None = None,
+                 pickle_task: bool = False) -> SearchResult:
     """One node trained for real by the harness, weights where the search keeps them."""
     source = task.prior_code
     weights = run_dir / "weights" / "node_0.pt"
@@ -45,9 +30,11 @@ def _trained_run(run_dir: Path, task, name: str | None = None, pickle_task: bool
     node = Node(id=0, parent=None, branch=0, operator="draft", strategy="mechanistic prior",
                 change="the prior as given", code=source, state="done", result=result)
     failed = Node(id=1, parent=0, branch=0, operator="refine", code="x", state="failed")
-    return Run(run_id=run_dir.name, run_dir=run_dir, task_name=name or task.name,
-               nodes=[node, failed], settings={"task_options": TASK_OPTIONS, "train": TRAIN},
-               task=task if pickle_task else None)
+    return SearchResult(run_id=run_dir.name, run_dir=run_dir, task_name=name or task.name,
+                        best=node, nodes=[node, failed], counts={}, tokens=0, cost=0.0,
+                        wall_time=0.0, stop_reason=None, status="completed",
+                        settings={"task_options": TASK_OPTIONS, "train": TRAIN},
+                        _task=task if pickle_task else None)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +87,7 @@ def test_bad_nodes_are_clear_errors(runs):
         export.export_cells(builtin, [1])
     with pytest.raises(export.ExportError, match="no node 7"):
         export.export_cells(builtin, [7])
-    empty = dataclasses.replace(builtin, nodes=[builtin.nodes[1]])
+    empty = dataclasses.replace(builtin, nodes=[builtin.nodes[1]], best=None)
     with pytest.raises(export.ExportError, match="no successfully evaluated model"):
         export.export_cells(empty)
 
@@ -149,7 +136,7 @@ def test_fresh_kernel_reproduces_validation_rmse(runs, real_run, tmp_path):
     export.export_notebook(builtin, path)
     export.export_notebook(user, path)  # a DataFrame-style task: loaded from its pickle
     assert (user.run_dir / export.TASK_PICKLE).is_file()
-    real_run.export_notebook(path)  # the engine's SearchResult delegates here
+    export.export_notebook(real_run, path)  # the engine's own SearchResult
     nb = nbformat.read(path, as_version=4)
     assert len(nb.cells) == 12
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
@@ -201,6 +188,6 @@ def test_summary_table_and_fit_plot(real_run, runs):
     node = builtin.nodes[0]
     gone = dataclasses.replace(node, result=dataclasses.replace(
         node.result, weights_path=str(builtin.run_dir / "gone.pt")))
-    broken = dataclasses.replace(builtin, nodes=[gone])
+    broken = dataclasses.replace(builtin, nodes=[gone], best=gone)
     html = summary_html(broken)  # weights gone: the table stays, the plot says why
     assert "<table>" in html and "fit plot unavailable" in html

@@ -277,11 +277,14 @@ def test_widget_of_finished_result_replays_state(fake):
     fake.start()
     assert _wait(lambda: fake.done)
 
-    class Snapshot:  # a SearchResult-like object: no subscribe, no stop
-        run_id, run_dir, task_name = fake.run_id, fake.run_dir, "lung_cancer"
-        nodes, best = fake.nodes, fake.best
+    from nimm_jupyter.search.results import SearchResult
 
-    w = SearchWidget(Snapshot())
+    snapshot = SearchResult(  # a finished result: no subscribe, no stop
+        run_id=fake.run_id, run_dir=fake.run_dir, task_name="lung_cancer", best=fake.best,
+        nodes=fake.nodes, counts={}, tokens=0, cost=0.0, wall_time=0.0, stop_reason="budget",
+        status="completed")
+
+    w = SearchWidget(snapshot)
     assert w.finished and w.best_id == 4 and len(w.nodes) == 5
     assert w.best_so_far[-1][1] == pytest.approx(0.2)
     assert {n["id"]: n["state"] for n in w.nodes}[2] == "failed"

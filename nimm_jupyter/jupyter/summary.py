@@ -9,59 +9,59 @@ import base64
 import html
 import io
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..export import _fmt as _fmt_number
-from ..export import build_task, load_node_model, plot_fit
+from ..export.cells import Result, _fmt as _fmt_number, snapshot
+from ..export.fit import plot_fit
+from ..search.rundir import RunDir
+
+if TYPE_CHECKING:
+    from ..search.node import Node
+    from ..search.results import SearchResult
+    from ..tasks.base import Task
 
 
-def _nodes(result: Any) -> list[Any]:
-    nodes = getattr(result, "nodes", None) or []
-    if isinstance(nodes, dict):
-        nodes = list(nodes.values())
-    return list(nodes)
-
-
-def _val(node: Any) -> float:
-    r = getattr(node, "result", None)
+def _val(node: "Node") -> float:
+    r = node.result
     if r is None or not r.ok:
         return math.inf
     v = float(r.val.rmse)
     return v if math.isfinite(v) else math.inf
 
 
-def top_nodes(result: Any, top: int = 10) -> list[Any]:
+def top_nodes(result: Result, top: int = 10) -> list["Node"]:
     """The ``top`` successful nodes by validation RMSE."""
-    ok = [n for n in _nodes(result) if _val(n) < math.inf]
+    ok = [n for n in snapshot(result).nodes if _val(n) < math.inf]
     return sorted(ok, key=lambda n: (_val(n), n.id))[:top]
 
 
-def _fmt(x: Any) -> str:
+def _fmt(x: object) -> str:
     return _fmt_number(x, 4)
 
 
-def _counts(result: Any) -> str:
-    nodes = _nodes(result)
-    done = [n for n in nodes if getattr(n, "result", None) is not None]
-    failed = [n for n in done if not n.result.ok]
-    reason = getattr(result, "stop_reason", None) or ""
+def _counts(result: "SearchResult") -> str:
+    done = [n for n in result.nodes if n.result is not None]
+    failed = [n for n in done if not n.ok]
+    reason = result.stop_reason or ""
     return (f"{len(done)} evaluated, {len(failed)} failed"
             + (f", stopped: {reason}" if reason else ""))
 
 
-def _task_name(result: Any) -> str:
-    return str(getattr(result, "task_name", None) or getattr(getattr(result, "task", None), "name", ""))
+def fit_png(result: Result, task: "Task | None" = None, node: "Node | None" = None) -> bytes | None:
+    """PNG of the best (or given) node's predictions on the test split; None if unavailable.
 
-
-def fit_png(result: Any, task: Any = None, node: Any = None) -> bytes | None:
-    """PNG of the best (or given) node's predictions on the test split; None if unavailable."""
-    node = node if node is not None else getattr(result, "best", None)
+    The model is loaded from the node's saved weights (never retrained here): a summary must
+    not start a training run. Raises when the weights or the task are unavailable.
+    """
+    result = snapshot(result)
+    node = node if node is not None else result.best
     if node is None:
         return None
     from matplotlib.figure import Figure
 
-    task = task if task is not None else build_task(result)
-    model = load_node_model(result, node, task)
+    task = task if task is not None else result.task
+    model = RunDir(Path(result.run_dir).resolve()).load_model(task, node, refit=False)
     fig = Figure(figsize=(9, 4.5), dpi=80)
     plot_fit(model, task, "test", figure=fig, title=f"best node {node.id}")
     buf = io.BytesIO()
@@ -69,16 +69,19 @@ def fit_png(result: Any, task: Any = None, node: Any = None) -> bytes | None:
     return buf.getvalue()
 
 
-def summary_html(result: Any, task: Any = None, top: int = 10, plot: bool = True) -> str:
+def summary_html(result: Result, task: "Task | None" = None, top: int = 10,
+                 plot: bool = True) -> str:
     """HTML: heading, counts, table of the top nodes and (if possible) the best fit plot."""
+    result = snapshot(result)
     rows = []
-    best = getattr(result, "best", None)
+    best = result.best
     for n in top_nodes(result, top):
         r = n.result
+        assert r is not None  # top nodes evaluated ok
         mark = " &#9733;" if best is not None and n.id == best.id else ""
         rows.append(
             "<tr>" + "".join(f"<td>{c}</td>" for c in (
-                f"{n.id}{mark}", n.branch, html.escape(str(getattr(n, "strategy", "") or "")),
+                f"{n.id}{mark}", n.branch, html.escape(n.strategy or ""),
                 html.escape(n.operator), html.escape((n.change or "")[:120]),
                 _fmt(r.train.rmse), _fmt(r.val.rmse), _fmt(r.test.rmse),
             )) + "</tr>")
@@ -86,7 +89,7 @@ def summary_html(result: Any, task: Any = None, top: int = 10, plot: bool = True
                                                   "train RMSE", "val RMSE", "test RMSE"))
     parts = [
         '<div class="nimm-summary">',
-        f"<h4>nimm search {html.escape(str(result.run_id))} · {html.escape(_task_name(result))}</h4>",
+        f"<h4>nimm search {html.escape(str(result.run_id))} · {html.escape(result.task_name)}</h4>",
         f"<p>{html.escape(_counts(result))}. Ranked by validation RMSE; "
         "test RMSE is reported, never used for selection.</p>",
     ]
@@ -108,9 +111,10 @@ def summary_html(result: Any, task: Any = None, top: int = 10, plot: bool = True
     return "\n".join(parts)
 
 
-def summary_text(result: Any, top: int = 10) -> str:
+def summary_text(result: Result, top: int = 10) -> str:
     """Plain-text version of the summary table (terminal IPython, ``%nimm status`` of a run dir)."""
-    lines = [f"nimm search {result.run_id} · {_task_name(result)}: {_counts(result)}"]
+    result = snapshot(result)
+    lines = [f"nimm search {result.run_id} · {result.task_name}: {_counts(result)}"]
     nodes = top_nodes(result, top)
     if not nodes:
         lines.append("no candidate evaluated successfully")
@@ -118,6 +122,7 @@ def summary_text(result: Any, top: int = 10) -> str:
     lines.append(f"{'node':>5} {'branch':>6} {'operator':<8} {'train':>10} {'val':>10} {'test':>10}  change")
     for n in nodes:
         r = n.result
+        assert r is not None
         lines.append(f"{n.id:>5} {n.branch:>6} {n.operator:<8} {_fmt(r.train.rmse):>10} "
                      f"{_fmt(r.val.rmse):>10} {_fmt(r.test.rmse):>10}  {(n.change or '')[:60]}")
     return "\n".join(lines)

@@ -11,13 +11,19 @@ import math
 import pathlib
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import anywidget
 import traitlets
 
+from ..proposers.base import Strategy
+from ..export.cells import snapshot
 from ..search.events import Event
-from .summary import _nodes as _nodes_of
+
+if TYPE_CHECKING:
+    from ..search.api import Search
+    from ..search.node import Node
+    from ..search.results import SearchResult
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 MAX_CURVE_POINTS = 200  # per node; older points are thinned, never the latest one
@@ -32,74 +38,62 @@ def _finite(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def node_status(node: Any) -> str:
+def node_status(node: "Node") -> str:
     """Evaluation status value of a Node, or its lifecycle state while it has no result."""
-    status = getattr(node, "status", None)
-    if isinstance(status, str) and status:
-        return status
-    res = getattr(node, "result", None)
-    if res is not None:
-        status = getattr(res, "status", "")
-        return str(getattr(status, "value", status))
-    return str(getattr(node, "state", "pending"))
+    return node.status
 
 
-def node_summary(node: Any) -> dict[str, Any]:
+def node_summary(node: "Node") -> dict[str, Any]:
     """The widget's view of one Node (all JSON values)."""
-    res = getattr(node, "result", None)
-    status = node_status(node)
-    state = str(getattr(node, "state", ""))
+    res = node.result
+    status = node.status
+    state = node.state
     if res is not None:
         state = "done" if status == "ok" else "failed"
     return {
         "id": int(node.id),
         "parent": None if node.parent is None else int(node.parent),
-        "branch": int(getattr(node, "branch", 0) or 0),
-        "operator": str(getattr(node, "operator", "") or ""),
-        "strategy": _strategy_title(getattr(node, "strategy", "")),
-        "change": str(getattr(node, "change", "") or ""),
+        "branch": int(node.branch or 0),
+        "operator": node.operator or "",
+        "strategy": node.strategy or "",
+        "change": node.change or "",
         "state": state or "pending",
         "status": status,
         "val": _finite(res.val.rmse) if res is not None else None,
         "train": _finite(res.train.rmse) if res is not None else None,
-        "message": _message(node),
+        "message": node.message,
     }
 
 
-def _message(node: Any) -> str:
-    msg = getattr(node, "message", None)
-    if isinstance(msg, str):
-        return msg
-    res = getattr(node, "result", None)
-    return (getattr(res, "message", "") or "") if res is not None else str(getattr(node, "error", "") or "")
-
-
-def _strategy_title(strategy: Any) -> str:
+def _strategy_title(strategy: Strategy | dict[str, Any] | str | None) -> str:
+    """A strategy's title, whichever form an event carries it in."""
     if strategy is None:
         return ""
     if isinstance(strategy, str):
         return strategy
     if isinstance(strategy, dict):
         return str(strategy.get("title", ""))
-    return str(getattr(strategy, "title", strategy))
+    if isinstance(strategy, Strategy):
+        return strategy.title
+    return str(strategy)
 
 
-def node_details(node: Any) -> dict[str, Any]:
+def node_details(node: "Node") -> dict[str, Any]:
     """What the details panel shows for a selected node (no test scores: they are for the end)."""
-    res = getattr(node, "result", None)
+    res = node.result
     d: dict[str, Any] = {
         "id": int(node.id),
-        "branch": int(getattr(node, "branch", 0) or 0),
-        "operator": str(getattr(node, "operator", "") or ""),
-        "strategy": _strategy_title(getattr(node, "strategy", "")),
-        "change": str(getattr(node, "change", "") or ""),
-        "code": str(getattr(node, "code", "") or ""),
-        "status": node_status(node),
+        "branch": int(node.branch or 0),
+        "operator": node.operator or "",
+        "strategy": node.strategy or "",
+        "change": node.change or "",
+        "code": node.code or "",
+        "status": node.status,
         "metrics": {},
         "params": {},
         "error": "",
-        "tokens": int((getattr(node, "tokens_in", 0) or 0) + (getattr(node, "tokens_out", 0) or 0)),
-        "cost": float(getattr(node, "cost", 0.0) or 0.0),
+        "tokens": int((node.tokens_in or 0) + (node.tokens_out or 0)),
+        "cost": float(node.cost or 0.0),
     }
     if res is not None:
         d["metrics"] = {k: v for k, v in {
@@ -114,16 +108,8 @@ def node_details(node: Any) -> dict[str, Any]:
                        if v is not None}
         d["error"] = "" if res.ok else (res.message or res.status.value)
     elif d["status"] not in ("pending", "running"):
-        d["error"] = _message(node)
+        d["error"] = node.message
     return d
-
-
-def _score(node: Any) -> float:
-    score = getattr(node, "score", None)
-    if isinstance(score, (int, float)):
-        return float(score)
-    res = getattr(node, "result", None)
-    return float(res.score) if res is not None else math.inf
 
 
 def _thin(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,6 +121,9 @@ def _thin(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class SearchWidget(anywidget.AnyWidget):
     """Live view of a running search (or a finished one / a ``SearchResult``).
+
+    A ``Search`` is followed through its events until it ends; a ``SearchResult`` is a
+    snapshot, shown as it is.
 
     ``on_export(node_ids) -> str`` is called when the Export button is pressed; its return
     value is shown as the widget's message. Without it the best model is written to
@@ -159,10 +148,13 @@ class SearchWidget(anywidget.AnyWidget):
 
     max_rate = 5.0  # flushes per second
 
-    def __init__(self, search: Any, on_export: Callable[[list[int]], str] | None = None,
-                 **kwargs: Any):
+    def __init__(self, search: "Search | SearchResult",
+                 on_export: Callable[[list[int]], str] | None = None, **kwargs: Any):
+        from ..search.results import SearchResult
+
         super().__init__(**kwargs)
         self.search = search
+        self._live = not isinstance(search, SearchResult)  # a snapshot has no events
         self.on_export = on_export
         self.flushes = 0  # number of batched syncs sent (tests, diagnostics)
         self._lock = threading.RLock()
@@ -176,14 +168,13 @@ class SearchWidget(anywidget.AnyWidget):
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
         self._started = time.time()
-        self.run_id = str(getattr(search, "run_id", "") or "")
-        task = getattr(search, "task", None)
-        self.task_name = str(getattr(search, "task_name", "") or getattr(task, "name", "") or "")
+        self.run_id = str(search.run_id)
+        self.task_name = snapshot(search).task_name
         self._replay(search)
         self._unsubscribe: Callable[[], None] | None = None
-        if hasattr(search, "subscribe") and not self._finished:
+        if self._live and not self._finished:
             self._unsubscribe = search.subscribe(self.handle_event)
-            if getattr(search, "done", False):  # finished between replay and subscribe
+            if search.done:  # finished between replay and subscribe
                 self._finished = True
         self.observe(self._on_selected, names="selected")
         self.on_msg(self._on_custom_msg)
@@ -193,27 +184,27 @@ class SearchWidget(anywidget.AnyWidget):
         return f"nimm search {self.run_id} ({self.task_name}): live widget"
 
     # -- state from the search -------------------------------------------------------
-    def _replay(self, search: Any) -> None:
+    def _replay(self, search: "Search | SearchResult") -> None:
         """Start from whatever the search already knows (a finished run, a late widget)."""
         done = []
-        for node in sorted(_nodes_of(search), key=lambda n: n.id):
+        for node in sorted(search.nodes, key=lambda n: n.id):
             self._nodes[int(node.id)] = node_summary(node)
-            if getattr(node, "result", None) is not None:
+            if node.result is not None:
                 done.append(node)
-        done.sort(key=lambda n: (getattr(n, "finished", None) or 0.0, n.id))
+        done.sort(key=lambda n: (n.finished or 0.0, n.id))
         best_score = math.inf
         for i, node in enumerate(done, start=1):
-            val = _finite(node.result.val.rmse) if node.result.ok else None
-            score = _score(node)
+            val = _finite(node.result.val.rmse) if node.ok else None
+            score = node.score
             if val is not None and score < best_score:
                 best_score, self._best = score, (int(node.id), val)
             self._best_so_far.append([i, self._best[1] if self._best else None])
-        best = getattr(search, "best", None)
-        if best is not None and getattr(best, "result", None) is not None:
+        best = search.best
+        if best is not None and best.result is not None:
             val = _finite(best.result.val.rmse)
             if val is not None:
                 self._best = (int(best.id), val)
-        self._finished = bool(getattr(search, "done", False)) or not hasattr(search, "subscribe")
+        self._finished = not self._live or search.done
 
     def handle_event(self, event: Event) -> None:
         """Subscriber for search events (runs on the search's thread)."""
@@ -313,7 +304,7 @@ class SearchWidget(anywidget.AnyWidget):
 
     def _curve_from_result(self, nid: int) -> list[dict[str, Any]]:
         node = self._find_node(nid)
-        res = getattr(node, "result", None) if node is not None else None
+        res = node.result if node is not None else None
         if res is None or not res.loss_curve:
             return []
         pts = [{"epoch": p.get("epoch"), "train": _finite(p.get("train")), "val": _finite(p.get("val"))}
@@ -326,20 +317,23 @@ class SearchWidget(anywidget.AnyWidget):
 
     def _counters(self) -> dict[str, Any]:
         status: dict[str, Any] = {}
-        if hasattr(self.search, "status"):
+        # a snapshot carries its totals; a live search is asked for its status
+        tokens, cost, elapsed = 0, 0.0, 0.0
+        if self._live:
             try:
                 status = dict(self.search.status())
             except Exception:
                 status = {}
+        else:
+            tokens, cost, elapsed = self.search.tokens, self.search.cost, self.search.wall_time
         states = [n["state"] for n in self._nodes.values()]
         return {
             "evaluated": int(status.get("evaluated", states.count("done") + states.count("failed"))),
             "failed": int(status.get("failed", states.count("failed"))),
             "running": int(status.get("running", states.count("running"))),
-            "tokens": int(status.get("tokens", getattr(self.search, "tokens", 0) or 0)),
-            "cost": float(status.get("cost", getattr(self.search, "cost", 0.0) or 0.0)),
-            "elapsed": float(status.get("elapsed", getattr(self.search, "wall_time", 0.0)
-                                        or time.time() - self._started)),
+            "tokens": int(status.get("tokens", tokens or 0)),
+            "cost": float(status.get("cost", cost or 0.0)),
+            "elapsed": float(status.get("elapsed", elapsed or time.time() - self._started)),
         }
 
     def _branches(self) -> list[dict[str, Any]]:
@@ -387,8 +381,8 @@ class SearchWidget(anywidget.AnyWidget):
             self._unsubscribe = None
 
     # -- interaction -----------------------------------------------------------------
-    def _find_node(self, nid: int) -> Any:
-        for node in _nodes_of(self.search):
+    def _find_node(self, nid: int) -> "Node | None":
+        for node in self.search.nodes:
             if int(node.id) == nid:
                 return node
         return None
@@ -421,7 +415,7 @@ class SearchWidget(anywidget.AnyWidget):
 
     def stop(self) -> None:
         """Stop the search (the Stop button)."""
-        if hasattr(self.search, "stop") and not self._finished:
+        if self._live and not self._finished:
             self.search.stop()
             self.message = "stopping: running evaluations are cancelled, the journal is kept"
 

@@ -1,15 +1,14 @@
 """The public search API: :func:`search`, :func:`resume`, :func:`open_run`.
 
-A :class:`Search` is a running (or finished) search; a :class:`SearchResult` is a snapshot of
-one, live or read back from a run directory's journal. The Jupyter layer and the CLI use
-only this module.
+A :class:`Search` is a running (or finished) search; a :class:`SearchResult`
+(:mod:`.results`) is a snapshot of one, live or read back from a run directory's journal
+with :func:`open_run`. The run directory's layout belongs to :class:`~.rundir.RunDir`.
+The Jupyter layer and the CLI use only this module.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import pickle
 import re
 import secrets
 import threading
@@ -22,133 +21,18 @@ from ..execution.base import Executor, TrainConfig
 from ..proposers.base import Proposer
 from ..tasks.base import Task
 from .events import Event, EventBus
-from .journal import JOURNAL_NAME, Journal, JournalError, sanitise
+from .errors import SearchError
+from .journal import Journal, JournalError, sanitise
 from .node import Node
+from .results import SearchResult, open_run
+from .rundir import JOURNAL_NAME, RunDir
 from .policies import make_policy
 from .runner import Runner, Settings
 from .tree import Tree
 
-TASK_PICKLE = "task.pkl"
-LOCK_NAME = "search.lock"
+__all__ = ["Search", "SearchError", "SearchResult", "open_run", "resume", "search"]
+
 _FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
-
-
-class SearchError(RuntimeError):
-    """A search could not be started or resumed (the message says why)."""
-
-
-# -- results ----------------------------------------------------------------------------
-@dataclasses.dataclass
-class SearchResult:
-    """A snapshot of a search: every node, the best one, counts, tokens, cost, stop reason."""
-
-    run_id: str
-    run_dir: Path
-    task_name: str
-    best: Node | None
-    nodes: list[Node]
-    counts: dict[str, int]
-    tokens: int
-    cost: float
-    wall_time: float
-    stop_reason: str | None
-    status: str  # running | completed | stopped | error
-    branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-    _task: Task | None = dataclasses.field(default=None, repr=False)
-
-    @property
-    def task(self) -> Task:
-        """The task, rebuilt from the run directory when not at hand."""
-        if self._task is None:
-            self._task = load_task(self.run_dir, Settings.from_dict(self.settings))
-        return self._task
-
-    def node(self, node_id: int) -> Node:
-        for n in self.nodes:
-            if n.id == node_id:
-                return n
-        raise KeyError(f"run {self.run_id} has no node {node_id}")
-
-    def table(self) -> Any:
-        """One row per node (pandas DataFrame when pandas is installed, else list of dicts)."""
-        cols = ("id", "parent", "branch", "operator", "strategy", "change", "state", "status",
-                "train_rmse", "val_rmse", "test_rmse")
-        rows = [{k: n.summary()[k] for k in cols} for n in self.nodes]
-        try:
-            import pandas as pd
-        except ImportError:
-            return rows
-        df = pd.DataFrame(rows, columns=list(cols))
-        df["parent"] = df["parent"].astype("Int64")  # roots have no parent, not NaN floats
-        return df.set_index("id", drop=False)
-
-    def load_model(self, node: int | Node | None = None, device: str = "cpu") -> Any:
-        """The trained ``torch.nn.Module`` of ``node`` (default: the best): from its saved
-        weights, or retrained with the search's settings when the weights are missing."""
-        from ..modeling import harness
-
-        n = self.best if node is None else (node if isinstance(node, Node) else self.node(node))
-        if n is None:
-            raise SearchError(f"run {self.run_id} has no successfully evaluated node yet")
-        if not n.code:
-            raise SearchError(f"node {n.id} has no code ({n.message or n.status})")
-        weights = weights_path(self.run_dir, n.id)
-        if n.result is not None and n.result.weights_path and Path(n.result.weights_path).exists():
-            weights = Path(n.result.weights_path)
-        if not weights.exists():
-            cfg = dict(self.settings.get("train") or {})
-            cfg.update(save_weights=str(weights), device=device)
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            res = harness.evaluate(self.task, n.code, TrainConfig(**cfg))
-            if not res.ok:
-                raise SearchError(f"refitting node {n.id} failed: {res.status.value}: {res.message}")
-        return harness.load_trained(self.task, n.code, str(weights), device)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary (the ``--json`` output of ``nimm search``/``show``)."""
-        return {
-            "run_id": self.run_id, "run_dir": str(self.run_dir), "task": self.task_name,
-            "status": self.status, "stop_reason": self.stop_reason,
-            "best": _best_dict(self.best), "counts": dict(self.counts),
-            "tokens": self.tokens, "cost": self.cost, "wall_time": self.wall_time,
-            "branches": _clean(self.branches),
-            "nodes": [_clean(n.summary()) for n in self.nodes],
-        }
-
-    def export_notebook(self, path: str | Path, nodes: list[int] | None = None) -> Path:
-        """Write the chosen nodes (default: the best) as a runnable notebook."""
-        from ..export import export_notebook
-
-        return export_notebook(self, path, nodes)
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _best_dict(n: Node | None) -> dict[str, Any] | None:
-    if n is None:
-        return None
-    r = n.result
-    return _clean({
-        "id": n.id, "branch": n.branch, "operator": n.operator, "strategy": n.strategy,
-        "change": n.change, "val_rmse": n.rmse("val"), "test_rmse": n.rmse("test"),
-        "train_rmse": n.rmse("train"), "val_score": n.score,
-        "parameters": dict(r.parameters) if r is not None else {},
-        "n_parameters": r.n_parameters if r is not None else 0,
-        "weights": r.weights_path if r is not None else None,
-    })
-
-
-def weights_path(run_dir: str | Path, node_id: int) -> Path:
-    return Path(run_dir) / "weights" / f"node_{node_id}.pt"
 
 
 # -- a running search -------------------------------------------------------------------
@@ -265,7 +149,7 @@ class _RunLock:
     """An exclusive lock on a run directory, released by the OS if the process dies."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_NAME
+        self.path = RunDir(run_dir).lock_path
         self._fh = None
 
     def acquire(self) -> "_RunLock":
@@ -309,19 +193,6 @@ def _resolve_task(task: str | Task, options: dict[str, Any]) -> tuple[Task, str]
         raise SearchError(str(exc)) from None
     except TypeError as exc:
         raise SearchError(f"bad task option for {task!r}: {exc}") from None
-
-
-def load_task(run_dir: str | Path, settings: Settings) -> Task:
-    """The run's task: unpickled for user tasks, else rebuilt by name and options."""
-    from .. import tasks
-
-    pkl = Path(run_dir) / TASK_PICKLE
-    if settings.task_source == "pickle" or pkl.exists():
-        if not pkl.exists():
-            raise SearchError(f"run {run_dir} used a user task but {pkl.name} is missing")
-        with open(pkl, "rb") as fh:
-            return pickle.load(fh)
-    return tasks.get(settings.task_name, **settings.task_options)
 
 
 def _proposer(spec: str | Proposer, settings: Settings) -> Proposer:
@@ -486,8 +357,7 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
     own = False
     try:
         if source == "pickle":
-            with open(rd / TASK_PICKLE, "wb") as fh:
-                pickle.dump(the_task, fh)
+            RunDir(rd).save_task(the_task)
         the_executor, own = _executor(executor, settings)
         run_id = rd.name
         journal = Journal.for_run(rd)
@@ -546,7 +416,8 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
             settings.validate()
         except ValueError as exc:
             raise SearchError(str(exc)) from None
-        task = load_task(rd, settings)
+        task = RunDir(rd).load_task(settings.task_name, settings.task_options,
+                                    settings.task_source)
         if proposer is None:
             if settings.proposer not in ("offline", "anthropic", "replay", "auto"):
                 raise SearchError(f"run {rd} used proposer {settings.proposer!r}, which cannot "
@@ -569,28 +440,3 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
         _abandon(lock, journal, the_executor, own)
         raise
     return s._start(background)
-
-
-def open_run(run_dir: str | Path) -> SearchResult:
-    """Read a run directory's journal (read-only; works while the search is running)."""
-    rd = Path(run_dir)
-    try:
-        journal = Journal.for_run(rd, readonly=True)
-    except JournalError:
-        raise SearchError(f"no search journal in {rd} (expected {rd / JOURNAL_NAME})") from None
-    try:
-        row = journal.search_row()
-        tree = journal.load_tree()
-        totals = journal.totals()
-        elapsed = float(journal.get_meta("elapsed", 0.0) or 0.0)
-    except JournalError as exc:  # created but never initialised (a start that died at once)
-        raise SearchError(f"cannot open {rd}: {exc}") from None
-    finally:
-        journal.close()
-    nodes = tree.snapshot()
-    return SearchResult(
-        run_id=row["run_id"], run_dir=rd, task_name=row["task_name"], best=tree.best(nodes),
-        nodes=nodes, counts=tree.counts(), tokens=totals["tokens_in"] + totals["tokens_out"],
-        cost=totals["cost"], wall_time=elapsed, stop_reason=row["stop_reason"],
-        status=row["status"], branches=tree.branch_stats(), settings=row["settings"],
-    )

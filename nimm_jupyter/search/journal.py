@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .events import Event
+from .layout import JOURNAL_NAME
 from .node import Node
 from .states import RunState
 from .tree import Branch, Tree
 
-JOURNAL_NAME = "journal.sqlite"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """

@@ -25,6 +25,7 @@ from .events import Event, EventBus
 from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
+from .rundir import RunDir
 from .states import RunState, StopReason
 from .tree import (NEAR_DUPLICATE, BranchState, Tree, diverse_strategies, duplicate_of,
                    similar_strategies)
@@ -445,7 +446,7 @@ class Runner:
             node = self.tree.nodes[self._ready.pop(0)]
             self._attempt += 1
             job_id = f"{self.run_id}:{node.id}:{self._attempt}"
-            weights = self.run_dir / "weights" / f"node_{node.id}.pt"
+            weights = RunDir(self.run_dir).weights_path(node.id)
             weights.parent.mkdir(parents=True, exist_ok=True)
             config = TrainConfig(**{**self.train.to_dict(), "save_weights": str(weights)})
             self.executor.submit(EvalRequest(job_id=job_id, source=node.code, task=self.task,
@@ -486,7 +487,7 @@ class Runner:
             node.state, node.started = NodeState.PENDING, None
             self.journal.save_node(node)
             return
-        weights = self.run_dir / "weights" / f"node_{node.id}.pt"
+        weights = RunDir(self.run_dir).weights_path(node.id)
         if result.ok and not result.weights_path and weights.exists():
             result.weights_path = str(weights)
         node.result = result

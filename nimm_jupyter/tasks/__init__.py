@@ -42,6 +42,12 @@ def list_tasks() -> list[str]:
     return list(_BUILTINS) + [n for n in _USER if n not in _BUILTINS]
 
 
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is a built-in task (rebuildable in any fresh process, unlike tasks
+    added with :func:`register`)."""
+    return name in _BUILTINS
+
+
 def _factory(name: str) -> Callable[..., Task]:
     if name in _USER:
         return _USER[name]
@@ -96,5 +102,5 @@ def get(name: str, **options: Any) -> Task:
 
 __all__ = [
     "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
-    "UnknownTaskError", "accepts_option", "get", "list_tasks", "parse_options", "register", "unregister",
+    "UnknownTaskError", "accepts_option", "get", "is_builtin", "list_tasks", "parse_options", "register", "unregister",
 ]

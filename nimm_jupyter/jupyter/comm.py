@@ -101,7 +101,7 @@ class InsertOutcome:
             return f"inserted {self.inserted} cells below the search cell"
         if self.status is InsertStatus.PENDING:
             return (f"sent {self.requested} cells to the notebook extension; waiting for it "
-                    "to confirm the insertion (this line is updated when it does)")
+                    "to confirm the insertion")
         if self.status is InsertStatus.FAILED:
             return (f"the notebook extension did not insert the {self.requested} cells: "
                     f"{self.error}; `%nimm save PATH.ipynb` writes them to a notebook file")
@@ -307,7 +307,9 @@ def insert_and_report(channel: CellChannel, run_id: str, cells: list[dict[str, A
 
     outcome = channel.insert_cells(run_id, cells, after_cell_id, replace, on_reply=update)
     if outcome.status is InsertStatus.PENDING:
-        handle = display(Pretty(outcome.message()), display_id=True)
+        # JupyterLab routes the update to this output by its display id after the cell ends.
+        handle = display(Pretty(f"{outcome.message()} (this line is updated when it does)"),
+                         display_id=True)
     elif outcome.sent:
         print(outcome.message())
     return outcome

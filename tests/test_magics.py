@@ -237,11 +237,14 @@ def test_export_uses_comm_when_extension_present(shell, nimm, capsys):
     rec = nimm.runs[shell.user_ns["s"].run_id]
     rec.cell_id = "cell-abc"
 
-    class Comm:
+    class Comm:  # a frontend whose extension inserts the cells and answers at once
         sent: list = []
 
         def send(self, data):
             self.sent.append(data)
+            nimm.channel._on_msg({"content": {"data": {
+                "type": "ack", "version": 1, "run_id": data["run_id"],
+                "request_id": data["request_id"], "inserted": len(data["cells"])}}})
 
     nimm.channel._comm, nimm.channel.available = Comm(), True
     shell.rl_next_input = None
@@ -338,7 +341,7 @@ def test_cell_channel_handshake():
 
     ch = CellChannel(object())  # no kernel: never available
     ch.start()
-    assert ch.insert_cells("r", [], "c1") is False
+    assert ch.insert_cells("r", [], "c1").sent is False
     comm = Comm()
     ch._attach(comm)
     assert not ch.available  # opened, but no hello yet
@@ -346,15 +349,15 @@ def test_cell_channel_handshake():
     assert ch.available
     cell = {"cell_type": "code", "source": ["a = 1\n", "b = 2"],
             "metadata": {"nimm": {"run_id": "r", "node_id": 1, "role": "model"}, "other": 1}}
-    assert ch.insert_cells("r", [cell], None) is False  # no anchor cell id: fall back
-    assert ch.insert_cells("r", [cell], "c1") is True
+    assert ch.insert_cells("r", [cell], None).sent is False  # no anchor cell id: fall back
+    assert ch.insert_cells("r", [cell], "c1").sent is True
     assert comm.sent[0]["cells"][0] == {"cell_type": "code", "source": "a = 1\nb = 2",
                                         "metadata": {"nimm": {"run_id": "r", "node_id": 1,
                                                               "role": "model"}}}
     comm.msg({"content": {"data": {"type": "ack", "version": 1, "run_id": "r", "inserted": 1}}})
     assert ch.replies[-1]["inserted"] == 1
     comm.close({})
-    assert not ch.available and ch.insert_cells("r", [cell], "c1") is False
+    assert not ch.available and ch.insert_cells("r", [cell], "c1").sent is False
     with pytest.raises(ValueError, match="role"):
         insert_message("r", [{"cell_type": "code", "source": "", "metadata": {}}], "c1")
 

@@ -6,9 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from nimm_jupyter.tasks import Task
-from nimm_jupyter.tasks.dataframe import (TaskDataError, chronological_windows,
-                                          task_from_dataframe)
+from nimm_jupyter.tasks import TaskDataError, task_from_dataframe
+from nimm_jupyter.tasks.splits import chronological_windows
 
 
 def load_model(code: str, spec):
@@ -45,7 +44,7 @@ def table() -> pd.DataFrame:
 
 # -- layouts -------------------------------------------------------------------------------------
 def test_grouped_trajectories(patients):
-    task = Task.from_dataframe(patients, time="t", targets=["conc", "effect"], inputs=["dose"],
+    task = task_from_dataframe(patients, time="t", targets=["conc", "effect"], inputs=["dose"],
                                group="pid", context=4, units={"conc": "mg/L", "t": "h"},
                                prior_text="one-compartment elimination", seed=1)
     assert task.kind.value == "trajectory" and task.source.value == "real"

@@ -10,10 +10,10 @@ import torch
 
 import nimm_jupyter.tasks as tasks
 from nimm_jupyter.tasks.elements import ELEMENTS, element, element_arrays, voigt_isotropic
-from nimm_jupyter.tasks.hea import (
-    alloy_moduli_bcc, alloy_moduli_fcc, composition_key, curtin_bcc_yield, curtin_fcc_yield,
-    grouped_split, load_mpea, parse_formula, select_bcc, select_fcc_rt, within_group_rms,
-)
+from nimm_jupyter.tasks.curtin import (alloy_moduli_bcc, alloy_moduli_fcc, curtin_bcc_yield,
+                                       curtin_fcc_yield)
+from nimm_jupyter.tasks.hea import (composition_key, grouped_split, load_mpea, parse_formula,
+                                    select_bcc, select_fcc_rt, within_group_rms)
 
 SSPREDICT_FCC_V = [11.12, 12.27, 12.09, 12.60, 10.94]  # Co Cr Fe Mn Ni
 MONBTAVW_V = [15.443, 17.645, 17.970, 14.852, 16.066]

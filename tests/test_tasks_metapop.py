@@ -13,7 +13,7 @@ from nimm_jupyter import tasks
 from nimm_jupyter.tasks import metapop
 from nimm_jupyter.tasks.bogota import (LOCALIDADES, BogotaDataError, load_bogota_cases,
                                        make_covid_bogota)
-from nimm_jupyter.tasks.dataframe import TaskDataError
+from nimm_jupyter.tasks import TaskDataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CURRENT = FIXTURES / "osb_enftransm-covid-19_fixture.csv"

@@ -6,9 +6,29 @@ import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
 
 import { applyInsertCells, findCellIndex } from './insert';
-import { PROTOCOL_VERSION, TARGET, parseInsertCells } from './protocol';
+import { IAckMessage, PROTOCOL_VERSION, TARGET, ackFor, parseInsertCells } from './protocol';
 
 const LOG_PREFIX = 'nimm-jupyter:';
+
+/** What `comm.send` takes: a JSON value. */
+type CommData = Parameters<Kernel.IComm['send']>[0];
+
+/** An ack as comm data, field by field, so no cast can hide a wrong type. */
+function ackJSON(ack: IAckMessage): CommData {
+  const json: Record<string, string | number> = {
+    type: ack.type,
+    version: ack.version,
+    run_id: ack.run_id,
+    inserted: ack.inserted
+  };
+  if (ack.request_id !== undefined) {
+    json.request_id = ack.request_id;
+  }
+  if (ack.error !== undefined) {
+    json.error = ack.error;
+  }
+  return json;
+}
 
 /**
  * The notebook panels whose session talks to the kernel through this very
@@ -31,7 +51,7 @@ export function handleMessage(
   tracker: INotebookTracker,
   kernel: Kernel.IKernelConnection,
   data: unknown
-): Record<string, unknown> | null {
+): IAckMessage | null {
   const parsed = parseInsertCells(data);
   if (!parsed.ok) {
     console.warn(LOG_PREFIX, 'ignored a message on the comm:', parsed.reason, data);
@@ -43,24 +63,37 @@ export function handleMessage(
   for (const model of models) {
     if (model && findCellIndex(model.sharedModel, message.after_cell_id) >= 0) {
       try {
-        const inserted = applyInsertCells(model.sharedModel, message);
-        return { type: 'ack', version: PROTOCOL_VERSION, run_id: message.run_id, inserted };
+        return ackFor(message, applyInsertCells(model.sharedModel, message));
       } catch (err) {
         console.warn(LOG_PREFIX, 'could not insert cells:', err);
-        return { type: 'ack', version: PROTOCOL_VERSION, run_id: message.run_id, inserted: 0, error: String(err) };
+        return ackFor(message, 0, String(err));
       }
     }
   }
   const reason = `no open notebook on this kernel has a cell with id ${message.after_cell_id}`;
   console.warn(LOG_PREFIX, 'ignored insert_cells:', reason);
-  return { type: 'ack', version: PROTOCOL_VERSION, run_id: message.run_id, inserted: 0, error: reason };
+  return ackFor(message, 0, reason);
+}
+
+type AckListener = (kernel: Kernel.IKernelConnection, ack: IAckMessage) => void;
+
+/** Who is told of every ack this page sends (a command reports what was really inserted). */
+const ackListeners = new Set<AckListener>();
+
+/** Call `listener` with every ack sent from now on; returns the function that stops it. */
+export function watchAcks(listener: AckListener): () => void {
+  ackListeners.add(listener);
+  return () => {
+    ackListeners.delete(listener);
+  };
 }
 
 function attach(tracker: INotebookTracker, kernel: Kernel.IKernelConnection, comm: Kernel.IComm): void {
   comm.onMsg = (msg: KernelMessage.ICommMsgMsg) => {
     const reply = handleMessage(tracker, kernel, msg.content.data);
     if (reply && !comm.isDisposed) {
-      comm.send(reply as any);
+      comm.send(ackJSON(reply));
+      ackListeners.forEach(listener => listener(kernel, reply));
     }
   };
 }

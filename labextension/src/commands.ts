@@ -7,6 +7,9 @@ import { Notification } from '@jupyterlab/apputils';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { KernelMessage } from '@jupyterlab/services';
 
+import { watchAcks } from './comm';
+import type { IAckMessage } from './protocol';
+
 export const CommandIDs = {
   exportBest: 'nimm-jupyter:export-best',
   stop: 'nimm-jupyter:stop-search'
@@ -81,18 +84,44 @@ function insertBelowActive(panel: NotebookPanel, source: string): void {
   model.sharedModel.insertCell(at, { cell_type: 'code', source, metadata: {} });
 }
 
+/**
+ * What the insertions acknowledged during a command did. The kernel reads these acks only
+ * after the command's execution ends, so this page's own record is the one to report.
+ */
+function describeAcks(acks: IAckMessage[]): IOutcome {
+  const failed = acks.filter(ack => ack.error !== undefined || ack.inserted === 0);
+  if (failed.length > 0) {
+    const why = failed.map(ack => ack.error ?? 'nothing was inserted').join('; ');
+    return { ok: false, text: `the cells were not inserted: ${why}`, nextInput: null };
+  }
+  const inserted = acks.reduce((sum, ack) => sum + ack.inserted, 0);
+  return { ok: true, text: `inserted ${inserted} cells below the search cell`, nextInput: null };
+}
+
 /** Execute one of the `%nimm` commands in `panel`'s kernel. */
 export async function executeNimmCommand(panel: NotebookPanel, id: string): Promise<boolean> {
   const label = COMMAND_LABELS[id].replace(/^Nimm: /, '');
+  const kernel = panel.sessionContext.session?.kernel;
+  const acks: IAckMessage[] = [];
+  const stopWatching = watchAcks((from, ack) => {
+    if (from === kernel) {
+      acks.push(ack);
+    }
+  });
   let outcome: IOutcome;
   try {
     outcome = await runSilently(panel, MAGIC_OF[id]);
   } catch (err) {
     Notification.error(`${label}: ${String(err)}`, { autoClose: 8000 });
     return false;
+  } finally {
+    stopWatching();
   }
   if (outcome.nextInput !== null) {
     insertBelowActive(panel, outcome.nextInput);
+  }
+  if (outcome.ok && acks.length > 0) {
+    outcome = describeAcks(acks);
   }
   const text = outcome.text || (outcome.ok ? 'done' : 'failed');
   if (outcome.ok) {

@@ -1,41 +1,25 @@
 /**
- * The kernel -> frontend message format of the `nimm_jupyter.cells` comm
- * (kernel side: nimm_jupyter/jupyter/comm.py), and its validation.
+ * Validation of the `nimm_jupyter.cells` messages (kernel side:
+ * nimm_jupyter/jupyter/comm.py). Their format is defined once, in
+ * nimm_jupyter/jupyter/cells_protocol.schema.json; the types are generated from
+ * it into protocol_schema.ts.
  *
  * Validation is all-or-nothing: a message with one bad cell is rejected as a
  * whole, so a notebook never receives half an export.
  */
 
-/** Comm target name shared with the kernel. */
-export const TARGET = 'nimm_jupyter.cells';
+import {
+  IAckMessage,
+  IExportCell,
+  IInsertCellsMessage,
+  INimmTag,
+  PROTOCOL_VERSION,
+  ROLES,
+  Role
+} from './protocol_schema';
 
-/** Protocol version this extension speaks. */
-export const PROTOCOL_VERSION = 1;
-
-/** The `metadata.nimm` tag carried by every exported cell. */
-export interface INimmTag {
-  run_id: string;
-  node_id?: number;
-  role?: string;
-  [key: string]: unknown;
-}
-
-/** One cell to insert. */
-export interface IExportCell {
-  cell_type: 'code' | 'markdown';
-  source: string;
-  metadata: { nimm: INimmTag; [key: string]: unknown };
-}
-
-/** `{"type": "insert_cells", ...}`: put `cells` below the cell `after_cell_id`. */
-export interface IInsertCellsMessage {
-  type: 'insert_cells';
-  version: number;
-  after_cell_id: string;
-  run_id: string;
-  cells: IExportCell[];
-  replace: boolean;
-}
+// The message types and constants are generated from the kernel's JSON schema.
+export * from './protocol_schema';
 
 /** Result of parsing: a message, or the reason it was rejected. */
 export type ParseResult =
@@ -71,6 +55,9 @@ function parseCell(cell: unknown, index: number, runId: string): IExportCell | s
   }
   if (nimm.node_id !== undefined && nimm.node_id !== null && !Number.isInteger(nimm.node_id)) {
     return `cells[${index}].metadata.nimm.node_id must be an integer`;
+  }
+  if (!ROLES.includes(nimm.role as Role)) {
+    return `cells[${index}].metadata.nimm.role must be one of ${ROLES.join(', ')}, got ${JSON.stringify(nimm.role)}`;
   }
   return {
     cell_type: cellType,
@@ -110,6 +97,9 @@ export function parseInsertCells(data: unknown): ParseResult {
   if (data.replace !== undefined && typeof data.replace !== 'boolean') {
     return { ok: false, reason: 'replace must be true or false' };
   }
+  if (data.request_id !== undefined && (typeof data.request_id !== 'string' || !data.request_id)) {
+    return { ok: false, reason: 'request_id must be a non-empty string' };
+  }
   return {
     ok: true,
     message: {
@@ -118,7 +108,20 @@ export function parseInsertCells(data: unknown): ParseResult {
       after_cell_id: data.after_cell_id,
       run_id: data.run_id,
       cells,
-      replace: data.replace !== false
+      replace: data.replace !== false,
+      ...(data.request_id !== undefined ? { request_id: data.request_id } : {})
     }
+  };
+}
+
+/** The reply to an `insert_cells` message: `inserted` cells, or 0 and why. */
+export function ackFor(request: { run_id: string; request_id?: string }, inserted: number, error?: string): IAckMessage {
+  return {
+    type: 'ack',
+    version: PROTOCOL_VERSION,
+    run_id: request.run_id,
+    inserted,
+    ...(request.request_id !== undefined ? { request_id: request.request_id } : {}),
+    ...(error !== undefined ? { error } : {})
   };
 }

@@ -2,24 +2,18 @@
 
 Design
 ------
-* A **fork server** (a Python process started once per executor *generation*, with a
-  scrubbed environment) imports torch and the harness, then waits for orders on a Unix
-  ``SOCK_SEQPACKET`` socket. Each order forks one **job child**, so torch is imported once
-  and an evaluation starts in milliseconds. The server is a child subreaper: processes a
-  candidate manages to leave behind are re-parented to it, not to init.
-* A task is pickled once to a file keyed by its hash and loaded once by the server; every
-  child shares it copy-on-write. Per request only the source and the TrainConfig travel
-  (a small JSON file in the job's work dir).
-* Every child calls ``setsid()`` first, so it leads its own process group and session; a
-  timeout, cancel, memory overrun or shutdown SIGKILLs the whole group plus anything still in
-  its session. Children die with the server (``PR_SET_PDEATHSIG``); the server exits and kills
-  its jobs when the driver's end of the socket closes (the driver exited or was killed).
+* Evaluations are forked by a fork server (:mod:`.forkserver`: a torch-preloaded process
+  per executor *generation*); each child leads its own process group and session, so a
+  timeout, cancel, memory overrun or shutdown SIGKILLs everything it started.
+* This module queues requests onto ``workers`` slots (device, threads), enforces the
+  wall-clock and resident-memory limits and turns what a child reports into job events.
 * Children report JSON lines on their own pipe (never pickle: the driver must not unpickle
   what candidate code could forge): ``progress`` frames for live loss curves, then ``done``.
-* A child that dies without reporting is classified from its exit status: killed by us for
-  time (``timeout``), memory (``out_of_memory``) or a cancel (``cancelled``); SIGXCPU (the
-  CPU-time backstop) is a ``timeout``; any other signal or exit code is ``crashed`` with the
-  signal name or code and the tail of the child's output.
+* A child that dies without reporting is classified from its exit status
+  (:func:`.forkserver.classify_exit`): killed by us for time (``timeout``), memory
+  (``out_of_memory``) or a cancel (``cancelled``); SIGXCPU (the CPU-time backstop) is a
+  ``timeout``; any other signal or exit code is ``crashed`` with the signal name or code and
+  the tail of the child's output.
 
 See :mod:`.sandbox` for what a child does to itself before candidate code runs.
 """
@@ -33,9 +27,6 @@ import os
 import pickle
 import select
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,305 +34,21 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
 from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
 from .devices import worker_devices
-from .sandbox import SandboxPolicy, redact, run_job, scrubbed_env
+from .forkserver import (DEFAULT_PRELOAD, SERVER_START_S, ForkServer, classify_exit,
+                         cleanup_executor, proc_table)
+from .sandbox import SandboxPolicy, redact
 
 __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
 
-DEFAULT_PRELOAD = (
-    "torch", "numpy", "torchdiffeq", "nimm_jupyter.blocks", "nimm_jupyter.tasks.base",
-    "nimm_jupyter.modeling.result", "nimm_jupyter.execution.base",
-    "nimm_jupyter.modeling.harness",
-)
 MAX_OUTPUT_BYTES = 32 << 20  # frames one child may send; more is treated as a crash
 _EXIT_GRACE_S = 5.0  # a child that reported "done" but lingers is killed after this
-_SERVER_START_S = 300.0  # importing torch on a loaded machine can take a while
 _MEMORY_CHECK_S = 0.5
-_TASK_CACHE = 8  # tasks the fork server keeps in memory
-
-_BOOT = (
-    "import json, sys; b = json.loads(sys.argv[1]); sys.path[:] = b['sys_path']; "
-    "from nimm_jupyter.execution.local import _server_main; _server_main(b)"
-)
-
-
-# -- process helpers (used on both sides) -----------------------------------------------------
-class _Proc(NamedTuple):
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    rss: int  # bytes
-
-
-def _proc_table() -> list[_Proc]:
-    """Every process visible in /proc."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    rows = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        rows.append(_Proc(int(name), int(fields[1]), int(fields[2]), int(fields[3]),
-                          int(fields[21]) * page))
-    return rows
-
-
-def session_members(sid: int) -> list[int]:
-    """Pids of the processes whose session id is ``sid`` (what one job may have started)."""
-    return [p.pid for p in _proc_table() if p.sid == sid]
-
-
-def _kill_session(pid: int) -> None:
-    """SIGKILL the group led by ``pid`` and every other process of its session."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        try:  # not yet (or no longer) a group leader
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    except PermissionError:
-        pass
-    for member in session_members(pid):
-        try:
-            os.kill(member, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
-
-
-# -- the fork server ------------------------------------------------------------------------
-def _send(sock: socket.socket, msg: dict[str, Any], fd: int | None = None) -> None:
-    socket.send_fds(sock, [json.dumps(msg).encode()], [fd] if fd is not None else [])
-
-
-def _set_subreaper() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except Exception:
-        pass
-
-
-def _server_main(boot: dict[str, Any]) -> None:
-    """Entry point of the fork server process (see the module docstring)."""
-    import importlib
-
-    ctrl = socket.socket(fileno=int(boot["fd"]))
-    _set_subreaper()
-    loaded, failed = [], []
-    for name in boot["preload"]:
-        try:
-            importlib.import_module(name)
-            loaded.append(name)
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, not fatal
-            failed.append(f"{name}: {type(exc).__name__}: {exc}")
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)
-    _send(ctrl, {"op": "ready", "pid": os.getpid(), "loaded": loaded, "failed": failed})
-    tasks: collections.OrderedDict[str, Task] = collections.OrderedDict()
-    jobs: dict[int, str] = {}
-    pids: dict[str, int] = {}
-
-    def reap() -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            job = jobs.pop(pid, None)
-            if job is not None:
-                pids.pop(job, None)
-                _kill_session(pid)  # what it left behind in its group/session
-                _kill_orphans(set(jobs))
-                _send(ctrl, {"op": "exited", "job": job, "code": os.waitstatus_to_exitcode(status)})
-
-    try:
-        while True:
-            ready, _, _ = select.select([ctrl, wake_r], [], [])
-            if wake_r in ready:
-                try:
-                    while os.read(wake_r, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-            reap()
-            if ctrl not in ready:
-                continue
-            data, fds, _flags, _addr = socket.recv_fds(ctrl, 1 << 16, 4)
-            if not data:
-                break  # the driver is gone
-            msg = json.loads(data)
-            op = msg["op"]
-            if op == "task":
-                try:
-                    with open(msg["path"], "rb") as f:
-                        tasks[msg["key"]] = pickle.load(f)
-                    while len(tasks) > _TASK_CACHE:
-                        tasks.popitem(last=False)
-                except Exception as exc:  # noqa: BLE001
-                    _send(ctrl, {"op": "task_error", "key": msg["key"], "message": repr(exc)})
-            elif op == "run":
-                out_fd = fds[0]
-                task = tasks.get(msg["key"])
-                if task is None:
-                    os.close(out_fd)
-                    _send(ctrl, {"op": "error", "job": msg["job"],
-                                 "message": "task not loaded in the fork server"})
-                    continue
-                try:
-                    pid = os.fork()
-                except OSError as exc:
-                    os.close(out_fd)
-                    _send(ctrl, {"op": "error", "job": msg["job"], "message": f"fork failed: {exc}"})
-                    continue
-                if pid == 0:
-                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"])
-                os.close(out_fd)
-                jobs[pid] = msg["job"]
-                pids[msg["job"]] = pid
-                _send(ctrl, {"op": "spawned", "job": msg["job"], "pid": pid})
-            elif op == "kill":
-                pid = pids.get(msg["job"])
-                if pid is not None:
-                    _kill_session(pid)
-            for fd in fds[1:] if op == "run" else fds:
-                os.close(fd)
-    finally:
-        for pid in list(jobs):
-            _kill_session(pid)
-        os._exit(0)
-
-
-def _kill_orphans(live_sessions: set[int]) -> None:
-    """Kill processes re-parented to this server (a subreaper) outside any live job session:
-    what a candidate left behind after leaving its session (``setsid``) or losing its parent."""
-    me = os.getpid()
-    for proc in _proc_table():
-        if proc.ppid == me and proc.pid not in live_sessions and proc.sid not in live_sessions:
-            _kill_session(proc.pid)
-
-
-def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd: int,
-               payload_path: str) -> None:
-    """First instructions of a forked job child; never returns."""
-    try:
-        os.setsid()  # own group + session before anything else can start
-        server = os.getppid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        ctrl.close()
-        os.close(wake_r)
-        os.close(wake_w)
-        from .sandbox import die_with_parent
-
-        die_with_parent(server)
-        with open(payload_path) as f:
-            payload = json.load(f)
-        run_job(task, out_fd, payload)
-    finally:
-        os._exit(70)
-
-
-class _ForkServer:
-    """Driver-side handle on one fork server process (one executor generation)."""
-
-    def __init__(self, root: str, preload: Sequence[str]):
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # '' (the driver's cwd) would mean the server's own cwd: pass the real directory.
-        path = [p or os.getcwd() for p in sys.path]
-        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path}
-        home = os.path.join(root, "server")
-        os.makedirs(home, exist_ok=True)
-        self.log_path = os.path.join(root, "server.log")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT, json.dumps(boot)],
-                pass_fds=[theirs.fileno()], env=scrubbed_env(os.environ, home),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True, cwd=home, close_fds=True,
-            )
-        theirs.close()
-        ours.setblocking(False)
-        self.sock = ours
-        self.started = time.monotonic()
-        self.ready = False
-        self.dead = False
-        self.loaded_tasks: set[str] = set()
-        self.info: dict[str, Any] = {}
-
-    def send(self, msg: dict[str, Any], fd: int | None = None) -> bool:
-        if self.dead:
-            return False
-        try:
-            self.sock.setblocking(True)
-            _send(self.sock, msg, fd)
-            return True
-        except OSError:
-            self.dead = True
-            return False
-        finally:
-            if not self.dead:
-                self.sock.setblocking(False)
-
-    def receive(self) -> list[dict[str, Any]]:
-        out = []
-        while not self.dead:
-            try:
-                data = self.sock.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                data = b""
-            if not data:
-                self.dead = True
-                break
-            out.append(json.loads(data))
-        if not self.dead and self.proc.poll() is not None:
-            self.dead = True
-        return out
-
-    def log_tail(self, n: int = 600) -> str:
-        try:
-            return Path(self.log_path).read_text(errors="replace")[-n:].strip()
-        except OSError:
-            return ""
-
-    def close(self, wait: float = 5.0) -> None:
-        self.dead = True
-        try:
-            self.sock.close()  # the server kills its jobs and exits on EOF
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- the executor ---------------------------------------------------------------------------
@@ -405,7 +112,7 @@ class LocalExecutor(Executor):
         self.limit_address_space = bool(limit_address_space)
         self._lock = threading.RLock()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
-        self._server: _ForkServer | None = None
+        self._server: ForkServer | None = None
         self._queue: collections.deque[EvalRequest] = collections.deque()
         self._active: dict[str, _Job] = {}
         self._free_slots = list(range(self.workers))
@@ -417,7 +124,7 @@ class LocalExecutor(Executor):
         self._closed = False
         # What the finalizer needs, without a reference back to self.
         self._res: dict[str, Any] = {"server": None, "root": self._root, "pids": self._known_pids}
-        self._finalizer = weakref.finalize(self, _cleanup, self._res)
+        self._finalizer = weakref.finalize(self, cleanup_executor, self._res)
 
     # -- public API --------------------------------------------------------------------
     def submit(self, request: EvalRequest) -> None:
@@ -473,7 +180,7 @@ class LocalExecutor(Executor):
             for job in list(self._active.values()):
                 self._kill(job, Status.CANCELLED, "executor shut down")
             self._finalizer.detach()
-            _cleanup(self._res)
+            cleanup_executor(self._res)
             for job in self._active.values():
                 if job.fd is not None:
                     os.close(job.fd)
@@ -508,11 +215,11 @@ class LocalExecutor(Executor):
                 self._open.discard(ev.job_id)
         return events
 
-    def _ensure_server(self) -> _ForkServer:
+    def _ensure_server(self) -> ForkServer:
         if self._server is not None and self._server.dead:
             self._fail_generation()
         if self._server is None:
-            self._server = _ForkServer(self._root, self.preload)
+            self._server = ForkServer(self._root, self.preload)
             self._res["server"] = self._server
         return self._server
 
@@ -600,7 +307,7 @@ class LocalExecutor(Executor):
                 self._on_server_message(msg, now)
             if server.dead:
                 self._fail_generation()
-            elif not server.ready and now - server.started > _SERVER_START_S:
+            elif not server.ready and now - server.started > SERVER_START_S:
                 server.close(wait=1.0)
                 self._fail_generation("the evaluation fork server did not start in time")
         for job in list(self._active.values()):
@@ -694,7 +401,7 @@ class LocalExecutor(Executor):
         if watch and now - self._last_memory_check >= _MEMORY_CHECK_S:
             self._last_memory_check = now
             rss: dict[int, int] = collections.defaultdict(int)
-            for proc in _proc_table():
+            for proc in proc_table():
                 rss[proc.sid] += proc.rss
             for job in watch:
                 limit = self.memory_mb if self.memory_mb is not None else job.request.memory_mb
@@ -729,30 +436,8 @@ class LocalExecutor(Executor):
         del self._active[job.request.job_id]
 
     def _classify(self, job: _Job) -> EvalResult:
-        if job.kill_reason is not None:
-            return EvalResult.failure(job.kill_reason, job.kill_message)
-        if job.error is not None:
-            return EvalResult.failure(Status.CRASHED, job.error)
-        code = job.exit_code
-        tail = _output_tail(job.workdir)
-        if code is None:
-            msg = "the evaluation process was lost (its fork server exited)"
-        elif code < 0:
-            sig = -code
-            if sig == signal.SIGXCPU:
-                return EvalResult.failure(Status.TIMEOUT, "exceeded its CPU-time limit (SIGXCPU)")
-            msg = f"the evaluation process was killed by {_signal_name(sig)}"
-            if sig == signal.SIGSEGV:
-                msg += " (segmentation fault: invalid memory access in native code)"
-            elif sig == signal.SIGKILL:
-                msg += " (possibly the system's out-of-memory killer)"
-        elif code == 0:
-            msg = "the evaluation process exited without reporting a result (did the candidate call exit?)"
-        else:
-            msg = f"the evaluation process exited with code {code} before reporting a result"
-        if tail:
-            msg += f"; last output:\n{tail}"
-        return EvalResult.failure(Status.CRASHED, msg)
+        return classify_exit(job.exit_code, job.workdir, kill_reason=job.kill_reason,
+                             kill_message=job.kill_message, error=job.error)
 
     def _fail_generation(self, why: str = "the evaluation fork server exited") -> None:
         server, self._server = self._server, None
@@ -768,36 +453,6 @@ class LocalExecutor(Executor):
                     job.error = why + (f": {detail}" if detail else "")
             if job.spawned_at is None:  # never forked: no child holds the pipe
                 job.eof = True
-
-
-def _output_tail(workdir: str, n: int = 800) -> str:
-    """The useful end of a child's output: a fatal-error traceback, else the last lines."""
-    try:
-        text = Path(workdir, "output.log").read_text(errors="replace")
-    except OSError:
-        return ""
-    fatal = text.find("Fatal Python error")
-    if fatal >= 0:  # faulthandler: the innermost frames come first; drop the module list
-        text = text[fatal:].split("\nExtension modules:")[0]
-        return text[:n].strip()
-    return text[-n:].strip()
-
-
-def _cleanup(res: dict[str, Any]) -> None:
-    """Stop the fork server, sweep leftover job sessions, remove the executor's temp dir."""
-    server = res.get("server")
-    if server is not None:
-        server.close()
-        res["server"] = None
-    pids = res.get("pids") or set()
-    if pids:
-        for proc in _proc_table():
-            if proc.sid in pids or proc.pid in pids:
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-    shutil.rmtree(res["root"], ignore_errors=True)
 
 
 # -- conveniences ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import HTML, display
 from traitlets import Int, Unicode
 
-from .comm import CellChannel, current_cell_id
+from .comm import CellChannel, current_cell_id, insert_and_report
 from .summary import _fmt
 
 DEMO_BUDGET_ENV = "NIMM_DEMO_BUDGET"  # caps every budget (CI runs of the demo notebooks)
@@ -613,8 +613,9 @@ class NimmMagics(Magics):
 
         search = rec.search
         cells = export_cells(search, node_ids)
-        if self.channel.insert_cells(str(search.run_id), cells, rec.cell_id):
-            return f"inserted {len(cells)} cells below the search cell"
+        outcome = self.channel.insert_cells(str(search.run_id), cells, rec.cell_id)
+        if outcome.sent:
+            return outcome.message()
         path = Path(search.run_dir) / "export.ipynb"
         export_notebook(search, path, node_ids)
         return (f"wrote node {', '.join(map(str, node_ids))} to {path} "
@@ -739,8 +740,8 @@ class NimmMagics(Magics):
             raise NimmError(f"unexpected {' '.join(extra)!r}; use best or node ids")
         obj, rec = self._result_for(ref)
         cells = export_cells(obj, nodes)
-        if rec is not None and self.channel.insert_cells(str(obj.run_id), cells, rec.cell_id):
-            print(f"inserted {len(cells)} cells below the search cell")
+        if rec is not None and insert_and_report(self.channel, str(obj.run_id), cells,
+                                                 rec.cell_id).sent:
             return
         if self.shell is None:
             raise NimmError("no IPython shell to insert the cell into; use %nimm save PATH.ipynb")

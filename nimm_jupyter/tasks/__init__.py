@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from .base import DataSource, Split, Task, TaskKind, TaskSpec, Variable
+from .base import DataSource, Split, Task, TaskDataError, TaskKind, TaskSpec, Variable
+from .dataframe import task_from_dataframe
 
 # Built-in factories are named as "module:function" so that importing the registry stays
 # cheap; each factory takes keyword options (sizes, seeds, variants) and returns a Task.
@@ -15,9 +16,9 @@ _BUILTINS: dict[str, str] = {
     "influenza_usa": "nimm_jupyter.tasks.influenza:make_influenza_usa",
     "hea_fcc_rt": "nimm_jupyter.tasks.hea:make_hea_fcc_rt",
     "hea_bcc_temp": "nimm_jupyter.tasks.hea:make_hea_bcc_temp",
-    "covid_bogota_synthetic": "nimm_jupyter.tasks.metapop:make_covid_bogota_synthetic",
-    "covid_medellin_synthetic": "nimm_jupyter.tasks.metapop:make_covid_medellin_synthetic",
-    "mrsa_virginia_synthetic": "nimm_jupyter.tasks.metapop:make_mrsa_virginia_synthetic",
+    "covid_bogota_synthetic": "nimm_jupyter.tasks.metapop.covid:make_covid_bogota_synthetic",
+    "covid_medellin_synthetic": "nimm_jupyter.tasks.metapop.covid:make_covid_medellin_synthetic",
+    "mrsa_virginia_synthetic": "nimm_jupyter.tasks.metapop.mrsa:make_mrsa_virginia_synthetic",
 }
 _USER: dict[str, Callable[..., Task]] = {}
 
@@ -101,6 +102,7 @@ def get(name: str, **options: Any) -> Task:
 
 
 __all__ = [
-    "DataSource", "Split", "Task", "TaskKind", "TaskSpec", "Variable",
-    "UnknownTaskError", "accepts_option", "get", "is_builtin", "list_tasks", "parse_options", "register", "unregister",
+    "DataSource", "Split", "Task", "TaskDataError", "TaskKind", "TaskSpec", "Variable",
+    "UnknownTaskError", "accepts_option", "get", "is_builtin", "list_tasks", "parse_options",
+    "register", "task_from_dataframe", "unregister",
 ]

@@ -25,6 +25,10 @@ from typing import Any
 import numpy as np
 
 
+class TaskDataError(ValueError):
+    """The data cannot become a task; the message names the column/row at fault."""
+
+
 class TaskKind(str, enum.Enum):
     TRAJECTORY = "trajectory"
     TABULAR = "tabular"
@@ -110,14 +114,6 @@ class Task:
     def __post_init__(self) -> None:
         self.kind = TaskKind(self.kind)
         self.source = DataSource(self.source)
-
-    @classmethod
-    def from_dataframe(cls, df: Any, **kwargs: Any) -> "Task":
-        """Build a task from a pandas DataFrame; see
-        :func:`nimm_jupyter.tasks.dataframe.task_from_dataframe` for the keywords."""
-        from .dataframe import task_from_dataframe
-
-        return task_from_dataframe(df, **kwargs)
 
     # -- views -------------------------------------------------------------------------
     @property

@@ -30,9 +30,9 @@ from typing import IO, Any, Sequence
 import numpy as np
 
 from .base import DataSource, Variable
-from .metapop import (BOGOTA_LOCALIDADES, COVID_HYBRID_CODE, COVID_PRIOR_CODE,
-                      COVID_PRIOR_OMITS, _distances_km, covid_description, gravity_mobility,
-                      npi_schedule, windowed_task)
+from .metapop.core import distances_km, gravity_mobility, windowed_task
+from .metapop.covid import (BOGOTA_LOCALIDADES, COVID_HYBRID_CODE, COVID_PRIOR_CODE,
+                            COVID_PRIOR_OMITS, covid_description, npi_schedule)
 
 __all__ = ["BogotaDataError", "LOCALIDADES", "load_bogota_cases", "make_covid_bogota"]
 
@@ -270,7 +270,7 @@ def make_covid_bogota(path: str | os.PathLike | IO[Any], *, window: int = 12, ho
         npi_note = "npi_level supplied by the user"
     patches = BOGOTA_LOCALIDADES
     pop = np.array([p.population for p in patches], dtype=np.float64)
-    mobility = gravity_mobility(pop, _distances_km(patches), stay_home)
+    mobility = gravity_mobility(pop, distances_km(patches), stay_home)
     first = ("Weekly confirmed COVID-19 cases in the 19 urban localidades of Bogotá "
              f"(Datos Abiertos Bogotá line list, {dates[0]} to {dates[-1]}).")
     placeholder = ("Populations and centroid coordinates behind both are round placeholder "

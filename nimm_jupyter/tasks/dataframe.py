@@ -13,14 +13,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import DataSource, Split, Task, TaskKind, Variable
+from .base import DataSource, Split, Task, TaskDataError, TaskKind, Variable
+from .splits import check_split, chronological_windows, random_partition
 
-__all__ = ["TaskDataError", "task_from_dataframe", "chronological_windows",
-           "GENERIC_TRAJECTORY_PRIOR", "GENERIC_TABULAR_PRIOR"]
-
-
-class TaskDataError(ValueError):
-    """The DataFrame cannot become a task; the message names the column/row at fault."""
+__all__ = ["TaskDataError", "task_from_dataframe", "GENERIC_TRAJECTORY_PRIOR",
+           "GENERIC_TABULAR_PRIOR"]
 
 
 # -- generic, honest baselines used when the user gives no prior ----------------------------
@@ -92,45 +89,6 @@ class Model(nn.Module):
 _GENERIC_OMITS = ("This is a generic baseline ({what}), not a mechanistic model: describe the "
                   "mechanism you believe in (prior_text) or pass your own prior_code so the "
                   "search can start from it.")
-
-
-# -- windows ---------------------------------------------------------------------------------
-def chronological_windows(n_steps: int, window: int, horizon: int,
-                          split: Sequence[float] = (0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
-    """Window start indices for a chronological train/val/test split on forecast steps.
-
-    Forecast steps ``window .. n_steps-1`` are cut into consecutive periods in the ratio
-    ``split``; a window (``window`` context + ``horizon`` forecast steps starting at ``s``)
-    belongs to the split whose period holds all its forecast steps. Windows whose
-    forecasts straddle a boundary are dropped, so no forecast step is scored in two splits.
-    """
-    _check_split(split)
-    if window < 1 or horizon < 1:
-        raise TaskDataError(f"window and horizon must be >= 1, got window={window}, "
-                            f"horizon={horizon}")
-    n_forecast = n_steps - window
-    cut1 = window + int(round(split[0] / sum(split) * n_forecast))
-    cut2 = window + int(round((split[0] + split[1]) / sum(split) * n_forecast))
-    s = np.arange(max(n_steps - window - horizon + 1, 0))
-    first, last = s + window, s + window + horizon - 1
-    starts = {
-        "train": s[last < cut1],
-        "val": s[(first >= cut1) & (last < cut2)],
-        "test": s[first >= cut2],
-    }
-    empty = [k for k, v in starts.items() if len(v) == 0]
-    if empty:
-        raise TaskDataError(
-            f"too few time steps ({n_steps}) for window={window} + horizon={horizon} with a "
-            f"chronological split {tuple(split)}: no window's forecast fits entirely in the "
-            f"{' or '.join(empty)} period; use a longer series or a smaller window/horizon")
-    return starts
-
-
-def _check_split(split: Sequence[float]) -> None:
-    if len(split) != 3 or any((not np.isfinite(x)) or x <= 0 for x in split):
-        raise TaskDataError(f"split must be three positive fractions (train, val, test), "
-                            f"got {tuple(split)}")
 
 
 # -- validation helpers ----------------------------------------------------------------------
@@ -263,7 +221,7 @@ def task_from_dataframe(
     except ValueError:
         raise TaskDataError(f"source must be one of real, simulated, synthetic; "
                             f"got {source!r}") from None
-    _check_split(split)
+    check_split(split)
     if kind is TaskKind.TRAJECTORY and time is None:
         raise TaskDataError("a trajectory task needs time=<column with the sample times>")
     if kind is TaskKind.TABULAR and time is not None:
@@ -310,26 +268,6 @@ def _clean_numeric(df, cols: list[str]):
     return pd.DataFrame(out, index=df.index)
 
 
-def _split_counts(n: int, split: Sequence[float], what: str) -> tuple[int, int, int]:
-    if n < 3:
-        raise TaskDataError(f"too few {what} ({n}) for a train/val/test split; need at least 3")
-    total = float(sum(split))
-    n_val = max(1, int(round(n * split[1] / total)))
-    n_test = max(1, int(round(n * split[2] / total)))
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise TaskDataError(f"too few {what} ({n}) for the split {tuple(split)}; add data")
-    return n_train, n_val, n_test
-
-
-def _random_partition(keys: np.ndarray, split: Sequence[float], seed: int,
-                      what: str) -> list[np.ndarray]:
-    n_train, n_val, _ = _split_counts(len(keys), split, what)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    return [keys[order[:n_train]], keys[order[n_train:n_train + n_val]],
-            keys[order[n_train + n_val:]]]
-
-
 def _text(description: str, prior_text: str, facts: str, default_first: str) -> str:
     parts = [description.strip() or default_first]
     if prior_text.strip():
@@ -348,11 +286,11 @@ def _tabular(df, *, name, targets, features, group, description, prior_code, pri
     if group is not None:
         labels = df[group].to_numpy()
         uniq = np.array(list(dict.fromkeys(labels.tolist())), dtype=object)
-        parts = _random_partition(uniq, split, seed, f"groups in {group!r}")
+        parts = random_partition(uniq, split, seed, f"groups in {group!r}")
         idx = [np.flatnonzero(np.isin(labels, p)) for p in parts]
         groups = labels
     else:
-        parts = _random_partition(np.arange(len(df)), split, seed, "rows")
+        parts = random_partition(np.arange(len(df)), split, seed, "rows")
         idx = parts
         groups = None
     splits = [Split(inputs=X[i], targets=Y[i], groups=None if groups is None else groups[i])
@@ -489,7 +427,7 @@ def _trajectory(df, *, name, time, targets, inputs, group, description, prior_co
         arr = np.stack(ys)
         gs_arr = np.array(gs, dtype=object)
         uniq = np.array(list(dict.fromkeys(gs)), dtype=object)
-        parts = _random_partition(uniq, split, seed, f"trajectories (groups in {group!r})")
+        parts = random_partition(uniq, split, seed, f"trajectories (groups in {group!r})")
         splits = []
         for p in parts:
             m = np.isin(gs_arr, p)

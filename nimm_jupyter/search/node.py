@@ -71,11 +71,17 @@ class Node:
     def __post_init__(self) -> None:
         if self.operator not in OPERATORS:
             raise ValueError(f"node operator must be one of {OPERATORS}, got {self.operator!r}")
-        try:
-            self.state = NodeState(self.state)  # journals store the bare value
-        except ValueError:
-            states = tuple(s.value for s in NodeState)
-            raise ValueError(f"node state must be one of {states}, got {self.state!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every assignment of ``state`` (construction, journals' bare values, later updates)
+        # goes through the enum, so ``node.state`` is always a NodeState.
+        if name == "state" and not isinstance(value, NodeState):
+            try:
+                value = NodeState(value)
+            except ValueError:
+                states = tuple(s.value for s in NodeState)
+                raise ValueError(f"node state must be one of {states}, got {value!r}") from None
+        super().__setattr__(name, value)
 
     # -- derived -------------------------------------------------------------------------
     @property

@@ -434,11 +434,8 @@ class NimmMagics(Magics):
         import inspect
 
         target = self.search_factory
-        if target is _default_search:
-            try:
-                from ..search.api import search as target
-            except Exception:
-                return kwargs
+        if target is _default_search:  # the API reads it from the description
+            return {k: v for k, v in kwargs.items() if k != "seed_code"}
         try:
             params = inspect.signature(target).parameters
         except (TypeError, ValueError):

@@ -1,6 +1,8 @@
-"""SearchConfig (one home per setting) and the journal's settings format."""
+"""SearchConfig (one home per setting), the journal's settings format, and the one option
+table that the CLI, the magic and ``nimm bench`` build their flags from."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -8,12 +10,16 @@ import pytest
 
 from fakes import FakeExecutor, FakeProposer
 from nimm_jupyter.execution.base import EVAL_TIMEOUT_S, EvalRequest, TrainConfig
+from nimm_jupyter.execution.factory import EXECUTOR_NAMES
 from nimm_jupyter.search.api import SearchError, open_run, resume, search
 from nimm_jupyter.search.config import (
     RESUMABLE, ConfigError, ExecutorConfig, Limits, RayConfig, SearchConfig, Settings,
 )
 from nimm_jupyter.search.journal import Journal
-from nimm_jupyter.search.policies import make_policy
+from nimm_jupyter.search.options import (
+    RESUME_OPTIONS, SEARCH_OPTIONS, OptionError, option, search_overrides,
+)
+from nimm_jupyter.search.policies import POLICIES, make_policy
 from toy_tasks import make_toy_tabular
 
 pytestmark = pytest.mark.timeout(90)
@@ -107,3 +113,89 @@ def test_a_run_dir_written_in_the_legacy_format_resumes(tmp_path):
     assert len(r.nodes) == 4 and len(ex2.started) == 2
     assert r.settings["budget"] == 4 and r.settings["time_limit"] == 100.0
     assert r.settings["executor_options"] == {"memory_mb": 2048}
+
+
+# -- the option table ----------------------------------------------------------------------
+CLI_ONLY = {"--csv", "--name", "--describe", "--json"}  # the CLI's data source and output
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+
+
+def _helps(parser: argparse.ArgumentParser) -> dict[str, str | None]:
+    return {s: a.help for a in parser._actions for s in a.option_strings}
+
+
+def _cli_parser(command: str) -> argparse.ArgumentParser:
+    from nimm_jupyter.cli import build_parser
+
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+def _magic_parser() -> argparse.ArgumentParser:
+    from nimm_jupyter.jupyter.magics import NimmMagics
+
+    return NimmMagics.nimm_search.parser
+
+
+def test_cli_and_magic_have_the_same_flags_and_help():
+    from nimm_jupyter.jupyter.options import MAGIC_ONLY_FLAGS
+
+    cli, magic = _cli_parser("search"), _magic_parser()
+    assert _flags(cli) - CLI_ONLY == _flags(magic) - set(MAGIC_ONLY_FLAGS)
+    assert {"--retries", "--time-limit", "--n-patients"} <= _flags(cli) & _flags(magic)
+    cli_help, magic_help = _helps(cli), _helps(magic)
+    for flag in _flags(cli) & _flags(magic):
+        assert cli_help[flag] == magic_help[flag], flag
+    assert _flags(_cli_parser("resume")) == {o.flag for o in RESUME_OPTIONS} | {"--json"}
+
+
+def test_help_shows_the_config_defaults_and_the_registries():
+    cli = _helps(_cli_parser("search"))
+    c = SearchConfig()
+    assert f"(default {c.branches})" in cli["--branches"]
+    assert f"(default {c.eval_timeout:g})" in cli["--eval-timeout"]
+    assert f"(default {TrainConfig().max_epochs})" in cli["--max-epochs"]
+    assert all(name in cli["--policy"] for name in POLICIES)
+    executor = next(a for a in _cli_parser("search")._actions if "--executor" in a.option_strings)
+    assert tuple(executor.choices) == EXECUTOR_NAMES
+
+
+def test_bench_shares_the_search_flags_it_has():
+    from nimm_jupyter.commands.bench import SHARED_FLAGS
+
+    bench, cli = _helps(_cli_parser("bench")), _helps(_cli_parser("search"))
+    for flag in SHARED_FLAGS:
+        assert bench[flag] == cli[flag] == option(flag).argparse_kwargs()["help"]
+
+
+def _args(**given):
+    ns = argparse.Namespace(**{o.dest: ([] if o.repeatable else None) for o in SEARCH_OPTIONS})
+    for k, v in given.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def test_flags_map_onto_search_settings(tmp_path):
+    out = search_overrides(_args(budget=4, executor="ray", gpus_per_eval=0.5, retries=2,
+                                 max_epochs=7, seed=3, time_limit=9.0))
+    assert out == {"budget": 4, "executor": "ray", "seed": 3, "time_limit": 9.0,
+                   "executor_options": {"num_gpus": 0.5, "retries": 2},
+                   "train": TrainConfig(seed=3, max_epochs=7)}
+    SearchConfig().with_overrides(**out)  # every key is a setting the config takes
+    replay = search_overrides(_args(replay=str(tmp_path / "r.jsonl")))
+    assert replay == {"proposer": f"replay:{tmp_path / 'r.jsonl'}"}
+    for bad, message in ((dict(budget=0), "--budget must be a positive integer"),
+                         (dict(ray_address="h:1"), "need --executor ray"),
+                         (dict(proposer="replay"), "needs --replay FILE"),
+                         (dict(proposer="offline", replay="x"), "goes with --proposer replay")):
+        with pytest.raises(OptionError, match=message):
+            search_overrides(_args(**bad))
+    # defaults (the magic's %config values) stand in for flags not given, checked alike
+    assert search_overrides(_args(budget=5), defaults={"budget": 9, "branches": 2}) == {
+        "budget": 5, "branches": 2}
+    with pytest.raises(OptionError, match="--workers must be a positive integer"):
+        search_overrides(_args(), defaults={"workers": 0})

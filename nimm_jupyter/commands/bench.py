@@ -14,37 +14,43 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import CLIError
-from .search import parse_options, stdout_to_stderr
+from . import parse_options
+from .search import add_json_option, stdout_to_stderr
+
+
+# flags whose meaning is a search's: taken from the search option table as they are
+SHARED_FLAGS = ("--branches", "--device", "--max-epochs", "--eval-timeout", "--option")
 
 
 def add_parser(sub: Any) -> None:
+    from ..bench import BenchConfig
+    from ..search.options import option
+
+    defaults = BenchConfig(tasks=[], out=Path("."))
     p = sub.add_parser("bench", help="benchmark search policies against references",
                        description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--tasks", required=True, metavar="A,B",
                    help="comma-separated task names (see `nimm tasks`), or 'all'")
-    p.add_argument("--policies", default="nimmgen,greedy,evolution,sampling", metavar="P,Q",
-                   help="comma-separated policies (default: all four)")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 (default 3)")
-    p.add_argument("--budget", type=int, default=8, metavar="B",
-                   help="evaluated nodes per search (default 8)")
-    p.add_argument("--proposer", default="offline", choices=["offline", "anthropic", "auto"],
-                   help="who writes candidates (default offline)")
+    p.add_argument("--policies", default=",".join(defaults.policies), metavar="P,Q",
+                   help="comma-separated policies (default: all of them)")
+    p.add_argument("--seeds", type=int, default=defaults.seeds, metavar="N",
+                   help=f"seeds 0..N-1 (default {defaults.seeds})")
+    p.add_argument("--budget", type=int, default=defaults.budget, metavar="B",
+                   help=f"evaluated nodes per search (default {defaults.budget})")
+    p.add_argument("--proposer", default=defaults.proposer,
+                   choices=["offline", "anthropic", "auto"],
+                   help=f"who writes candidates (default {defaults.proposer})")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--workers", type=int, default=1, metavar="W",
-                   help="evaluations at once, as W searches side by side (default 1)")
-    p.add_argument("--max-epochs", type=int, metavar="E",
-                   help="training epochs per candidate and reference (default 300)")
-    p.add_argument("--branches", type=int, default=3, help="strategies per search (default 3)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
-                   help="task option for every task that takes it, e.g. n_patients=200")
+    p.add_argument("--workers", type=int, default=defaults.workers, metavar="W",
+                   help="evaluations at once, as W searches side by side "
+                        f"(default {defaults.workers})")
+    for flag in SHARED_FLAGS:
+        option(flag).add_to(p)
     p.add_argument("--task-option", metavar="TASK:KEY=VALUE", action="append", default=[],
                    help="task option for one task, e.g. lung_cancer:n_patients=200")
-    p.add_argument("--eval-timeout", type=float, default=600.0, metavar="S",
-                   help="wall-clock limit of one evaluation (default 600)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing; rebuild results.csv/.md and plots from OUT")
-    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_json_option(p)
 
 
 def _names(text: str, what: str) -> list[str]:
@@ -70,12 +76,13 @@ def build_config(args: argparse.Namespace) -> Any:
     from ..bench import BenchConfig
 
     names = tasks.list_tasks() if args.tasks.strip() == "all" else _names(args.tasks, "tasks")
+    shared = {k: getattr(args, k) for k in ("branches", "device", "eval_timeout")
+              if getattr(args, k) is not None}  # unset: BenchConfig's default
     return BenchConfig(
         tasks=names, out=Path(args.out), policies=_names(args.policies, "policies"),
         seeds=args.seeds, budget=args.budget, proposer=args.proposer, workers=args.workers,
-        max_epochs=args.max_epochs, branches=args.branches, device=args.device,
-        options=parse_options(args.option), task_options=parse_task_options(args.task_option),
-        eval_timeout=args.eval_timeout,
+        max_epochs=args.max_epochs, options=parse_options(args.option),
+        task_options=parse_task_options(args.task_option), **shared,
     )
 
 

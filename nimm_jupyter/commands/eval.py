@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import CLIError
+from ..execution.base import EVAL_TIMEOUT_S
 from . import parse_options
 
 REFERENCES = ("prior", "neural", "hybrid")
@@ -30,8 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     which.add_argument("--code", metavar="FILE.py", help="a candidate source file")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                   help="wall-clock limit in seconds; the process is killed after it (default 600)")
+    p.add_argument("--timeout", type=float, default=EVAL_TIMEOUT_S, metavar="S",
+                   help="wall-clock limit in seconds; the process is killed after it "
+                        f"(default {EVAL_TIMEOUT_S:g})")
     p.add_argument("--memory-mb", type=int, default=4096, metavar="MB",
                    help="memory limit of the worker process (default 4096)")
     p.add_argument("--restarts", type=int, default=1, metavar="K",

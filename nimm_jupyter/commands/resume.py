@@ -6,49 +6,42 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import CLIError
-from .search import add_run_options, executor_spec, proposer_spec, run_search, train_config
+from .search import add_json_option, overrides_from, run_search
 
 
 def add_parser(sub: Any) -> None:
+    from ..search.options import RESUME_OPTIONS
+
     p = sub.add_parser("resume", help="continue a search from its run directory",
                        description="Continue the search journaled in RUN_DIR. Completed nodes "
                                    "are kept; budgets count the whole run.")
     p.add_argument("run_dir", help="the search's run directory")
-    add_run_options(p)
+    for opt in RESUME_OPTIONS:
+        opt.add_to(p)
+    add_json_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..search.api import SearchError, open_run, resume
+    from ..search.config import Settings
+    from ..search.options import RESUME_OPTIONS
 
     run_dir = Path(args.run_dir)
     try:
         before = open_run(run_dir)
     except SearchError as exc:
         raise CLIError(str(exc)) from None
-    overrides: dict[str, Any] = {}
-    for key in ("budget", "workers", "device", "time_limit", "max_tokens", "max_cost", "model"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides[key] = value
-    executor, eopts = executor_spec(args)
-    if executor is not None:
-        overrides["executor"] = executor
-    if eopts:
-        overrides["executor_options"] = eopts
-    name, popts = proposer_spec(args)
-    if name == "replay":
+    overrides = overrides_from(args, RESUME_OPTIONS, before.settings.get("train") or {})
+    spec = overrides.get("proposer")
+    if isinstance(spec, str) and spec.startswith("replay:"):
+        # read the file now: a missing or malformed one is one line, before any progress bar
         from ..proposers.replay import ReplayError, ReplayProposer
 
         try:
-            overrides["proposer"] = ReplayProposer(popts["path"])
-        except ReplayError as exc:  # missing or malformed file: one line, no traceback
+            overrides["proposer"] = ReplayProposer(spec.split(":", 1)[1])
+        except ReplayError as exc:
             raise CLIError(str(exc)) from None
-    elif name is not None:
-        overrides["proposer"] = name
-    cfg = train_config(args.max_epochs, before.settings.get("train"))
-    if cfg is not None:
-        overrides["train"] = cfg
-    budget = int(overrides.get("budget", before.settings.get("budget", 20)))
+    budget = overrides.get("budget", Settings.from_dict(before.settings).config.budget)
     done = sum(n.completed for n in before.nodes)
 
     def start(on_event: Any) -> Any:

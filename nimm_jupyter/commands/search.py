@@ -11,57 +11,40 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..cli import CLIError
-from . import parse_options
 
 
 def add_parser(sub: Any) -> None:
+    from ..search.options import DATA_OPTIONS, SEARCH_OPTIONS
+
     p = sub.add_parser("search", help="search for a neural-integrated mechanistic model",
                        description="Search for a neural-integrated mechanistic model of TASK "
                                    "(a registered task, or a CSV file with --csv).")
     p.add_argument("task", nargs="?", help="task name (see `nimm tasks`); omit with --csv")
     g = p.add_argument_group("data from a CSV file")
     g.add_argument("--csv", metavar="FILE", help="build the task from this CSV file")
-    g.add_argument("--time", metavar="COL", help="time column (trajectory task)")
-    g.add_argument("--targets", metavar="A,B", help="target columns")
-    g.add_argument("--inputs", metavar="C,D", default="", help="input/feature columns")
-    g.add_argument("--group", metavar="G", help="column naming the unit each row belongs to")
+    for opt in DATA_OPTIONS:
+        opt.add_to(g)
     g.add_argument("--name", metavar="NAME", help="task name for a CSV task")
-    add_run_options(p)
-    p.add_argument("--branches", type=int, default=3, help="integration strategies (default 3)")
-    p.add_argument("--policy", default="nimmgen",
-                   choices=["nimmgen", "greedy", "evolution", "sampling"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", metavar="DIR", help="journal directory (default ./runs/...)")
+    for opt in SEARCH_OPTIONS:
+        opt.add_to(p)
     p.add_argument("--describe", metavar="TEXT", default="",
                    help="notes for the proposer (what you know about the system)")
-    p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
-                   help="task option, e.g. n_patients=200 (repeatable)")
-    p.add_argument("--n-patients", type=int, metavar="N",
-                   help="shortcut for --option n_patients=N")
+    add_json_option(p)
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``search`` and ``resume``."""
-    p.add_argument("--budget", type=int, help="max evaluated nodes (default 20)")
-    p.add_argument("--proposer", help="auto | offline | anthropic | replay (default auto)")
-    p.add_argument("--replay", metavar="FILE", help="recorded proposals for --proposer replay")
-    p.add_argument("--model", help="LLM model name for the anthropic proposer")
-    p.add_argument("--workers", type=int, help="parallel evaluations (default 1)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--executor", choices=("local", "ray", "auto"),
-                   help="where evaluations run (default local; auto = ray when RAY_ADDRESS is set)")
-    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster address (with --executor ray)")
-    p.add_argument("--cpus-per-eval", type=float, metavar="F", help="Ray: CPUs per evaluation")
-    p.add_argument("--gpus-per-eval", type=float, metavar="F", help="Ray: GPUs per evaluation")
-    p.add_argument("--retries", type=int, metavar="N",
-                   help="Ray: re-run an evaluation whose worker died (default 0)")
-    p.add_argument("--max-epochs", type=int, metavar="N", help="training epochs per candidate")
-    p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock budget (s)")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="token budget")
-    p.add_argument("--max-cost", type=float, metavar="USD", help="cost budget (USD)")
+def add_json_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def overrides_from(args: argparse.Namespace, options: Any = None,
+                   train_base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The search settings the command's flags set (see ``search.options``)."""
+    from ..search.options import SEARCH_OPTIONS, OptionError, search_overrides
+
+    try:
+        return search_overrides(args, options or SEARCH_OPTIONS, train_base)
+    except OptionError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _columns(text: str | None) -> list[str]:
@@ -79,11 +62,7 @@ def csv_task(args: argparse.Namespace) -> Any:
         import pandas as pd
     except ImportError:
         raise CLIError("--csv needs pandas: pip install pandas") from None
-    from ..tasks.base import Task
-
-    build = getattr(Task, "from_dataframe", None)
-    if build is None:
-        from ..tasks.dataframe import task_from_dataframe as build
+    from ..tasks import task_from_dataframe as build
     kw: dict[str, Any] = {"targets": _columns(args.targets), "name": args.name or path.stem}
     if args.time:
         kw["time"] = args.time
@@ -95,30 +74,6 @@ def csv_task(args: argparse.Namespace) -> Any:
         return build(pd.read_csv(path), **kw)
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot build a task from {path}: {exc}") from None
-
-
-def train_config(max_epochs: int | None, base: dict[str, Any] | None = None) -> Any:
-    from ..execution.base import TrainConfig
-
-    if max_epochs is None:
-        return None
-    if max_epochs < 1:
-        raise CLIError(f"--max-epochs must be >= 1, got {max_epochs}")
-    cfg = dict(base or {})
-    cfg.pop("save_weights", None)
-    cfg["max_epochs"] = max_epochs
-    return TrainConfig(**cfg)
-
-
-def proposer_spec(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
-    name, opts = args.proposer, {}
-    if args.replay:
-        if name not in (None, "replay"):
-            raise CLIError("--replay goes with --proposer replay")
-        name, opts = "replay", {"path": str(Path(args.replay).resolve())}
-    elif name == "replay":
-        raise CLIError("--proposer replay needs --replay FILE")
-    return name, opts
 
 
 @contextlib.contextmanager
@@ -243,20 +198,11 @@ def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> i
     return 130 if interrupted else 0
 
 
-def executor_spec(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
-    """``--executor`` and its Ray options as (name, executor_options)."""
-    opts = {k: v for k, v in (("ray_address", args.ray_address), ("num_cpus", args.cpus_per_eval),
-                              ("num_gpus", args.gpus_per_eval), ("retries", args.retries))
-            if v is not None}
-    if opts and args.executor not in ("ray", "auto"):
-        raise CLIError("--ray-address, --cpus-per-eval, --gpus-per-eval and --retries need "
-                       "--executor ray")
-    return args.executor, opts
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import tasks
     from ..search.api import search
+    from ..search.config import SearchConfig
+    from ..search.options import task_options
 
     if args.csv:
         if args.task:
@@ -269,23 +215,15 @@ def run(args: argparse.Namespace) -> int:
         if args.task not in tasks.list_tasks():
             raise CLIError(f"unknown task {args.task!r}; available: {', '.join(tasks.list_tasks())}")
         task = args.task
-        options = parse_options(args.option)
-        if args.n_patients is not None:
-            options["n_patients"] = args.n_patients
-    name, popts = proposer_spec(args)
-    executor, eopts = executor_spec(args)
-    budget = args.budget if args.budget is not None else 20
+        try:
+            options = task_options(args)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    overrides = overrides_from(args)
+    budget = overrides.get("budget", SearchConfig().budget)
 
     def start(on_event: Any) -> Any:
-        return search(
-            task, budget=budget, branches=args.branches, policy=args.policy,
-            proposer=name or "auto", proposer_options=popts, model=args.model,
-            workers=args.workers or 1, device=args.device or "auto", seed=args.seed,
-            run_dir=args.run_dir, description=args.describe, background=True,
-            time_limit=args.time_limit, max_tokens=args.max_tokens, max_cost=args.max_cost,
-            train=train_config(args.max_epochs, {"seed": args.seed}),
-            task_options=options or None, on_event=on_event,
-            executor=executor or "local", executor_options=eopts,
-        )
+        return search(task, run_dir=args.run_dir, description=args.describe, background=True,
+                      task_options=options or None, on_event=on_event, **overrides)
 
     return run_search(start, args, budget, 0)

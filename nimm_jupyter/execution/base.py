@@ -13,6 +13,8 @@ from typing import Any
 from ..modeling.result import EvalResult
 from ..tasks.base import Task
 
+EVAL_TIMEOUT_S = 600.0  # default hard wall-clock limit of one evaluation (s)
+
 
 @dataclass
 class TrainConfig:
@@ -39,7 +41,7 @@ class EvalRequest:
     source: str
     task: Task
     config: TrainConfig = field(default_factory=TrainConfig)
-    timeout: float = 600.0  # hard wall-clock limit (s); the worker's process group is killed
+    timeout: float = EVAL_TIMEOUT_S  # hard wall-clock limit (s); the worker's process group is killed
     memory_mb: int = 4096  # address-space limit of the worker
 
 

@@ -38,7 +38,8 @@ from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
-from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
+from .base import (EVAL_TIMEOUT_S, EvalRequest, Executor, JobEvent, TrainConfig,
+                   check_submission)
 from .devices import worker_devices
 from .forkserver import (DEFAULT_PRELOAD, SERVER_START_S, ForkServer, classify_exit,
                          cleanup_executor, proc_table)
@@ -488,7 +489,7 @@ def run_one(request: EvalRequest, executor: Executor | None = None,
 
 
 def evaluate_isolated(task: Task, source: str, config: TrainConfig | None = None, *,
-                      timeout: float = 600.0, memory_mb: int = 4096, device: str = "auto",
+                      timeout: float = EVAL_TIMEOUT_S, memory_mb: int = 4096, device: str = "auto",
                       threads: int = 1, policy: SandboxPolicy | None = None,
                       progress: Callable[[dict[str, float]], None] | None = None) -> EvalResult:
     """Evaluate one candidate in a fresh sandboxed process and return its result."""

@@ -27,7 +27,8 @@ from .node import Node
 from .results import SearchResult, open_run
 from .rundir import JOURNAL_NAME, RunDir
 from .policies import make_policy
-from .runner import Runner, Settings
+from .config import RESUMABLE, SearchConfig, Settings
+from .runner import Runner
 from .tree import Tree
 
 __all__ = ["Search", "SearchError", "SearchResult", "open_run", "resume", "search"]
@@ -129,7 +130,7 @@ class Search:
             "elapsed": self._runner.elapsed,
             "best_val": best.rmse("val") if best else None,
             "best_node": best.id if best else None,
-            "budget": self._runner.settings.budget,
+            "budget": self._runner.settings.config.budget,
             "status": self._runner.status, "stop_reason": self._runner.stop_reason,
         }
 
@@ -195,24 +196,23 @@ def _resolve_task(task: str | Task, options: dict[str, Any]) -> tuple[Task, str]
         raise SearchError(f"bad task option for {task!r}: {exc}") from None
 
 
-def _proposer(spec: str | Proposer, settings: Settings) -> Proposer:
-    from ..proposers.registry import make_proposer, resolve_name
+def _proposer(spec: str | Proposer, config: SearchConfig) -> tuple[Proposer, SearchConfig]:
+    """The proposer, and the config recording which one it is (name and options)."""
+    from ..proposers.registry import make_proposer, parse_spec
 
+    options = dict(config.proposer_options)
     if isinstance(spec, Proposer):
-        settings.proposer = getattr(spec, "name", type(spec).__name__)
-        if getattr(spec, "path", None) and settings.proposer == "replay":
-            settings.proposer_options = {**settings.proposer_options, "path": str(spec.path)}
-        return spec
+        name = getattr(spec, "name", type(spec).__name__)
+        if getattr(spec, "path", None) and name == "replay":
+            options["path"] = str(spec.path)
+        return spec, dataclasses.replace(config, proposer=name, proposer_options=options)
     if not isinstance(spec, str):
         raise SearchError(f"proposer must be a name or a Proposer, got {spec!r}")
-    if spec.startswith("replay:"):
-        spec, path = "replay", spec.split(":", 1)[1]
-        settings.proposer_options = {**settings.proposer_options, "path": path}
-    name = resolve_name(spec)
-    settings.proposer = name
+    name, spec_options = parse_spec(spec)  # "replay:FILE" carries its path, "auto" resolves
+    options.update(spec_options)
+    config = dataclasses.replace(config, proposer=name, proposer_options=options)
     try:
-        return make_proposer(name, model=settings.model, seed=settings.seed,
-                             **settings.proposer_options)
+        return make_proposer(name, model=config.model, seed=config.seed, **options), config
     except (ValueError, TypeError) as exc:  # unknown name, bad option, missing replay file
         raise SearchError(str(exc)) from None
     except RuntimeError as exc:
@@ -223,21 +223,26 @@ def _proposer(spec: str | Proposer, settings: Settings) -> Proposer:
         raise
 
 
-def _executor(spec: str | Executor, settings: Settings) -> tuple[Executor, bool]:
+def _executor(spec: Executor | None,
+              config: SearchConfig) -> tuple[Executor, bool, SearchConfig]:
+    """The executor (``spec``, else built from ``config.executor``), whether the search owns
+    it, and the config recording its kind."""
     if isinstance(spec, Executor):
-        settings.executor = type(spec).__name__
-        return spec, False
+        kind = type(spec).__name__
+        return spec, False, dataclasses.replace(
+            config, executor=dataclasses.replace(config.executor, kind=kind))
     from ..execution.factory import ExecutorError, make_executor
 
     try:
-        executor = make_executor(spec, workers=settings.workers, device=settings.device,
-                                 **settings.executor_options)
+        executor = make_executor(config.executor.kind, workers=config.workers,
+                                 device=config.device, **config.executor.options())
     except (ExecutorError, ValueError, TypeError, ConnectionError) as exc:
         # ExecutorError: unknown name / missing extra; ValueError: a bad device or worker
         # setting (DeviceError); TypeError: an unknown option; ConnectionError: no Ray cluster
         raise SearchError(str(exc)) from None
-    settings.executor = "ray" if type(executor).__name__ == "RayExecutor" else "local"
-    return executor, True
+    kind = "ray" if type(executor).__name__ == "RayExecutor" else "local"
+    return executor, True, dataclasses.replace(
+        config, executor=dataclasses.replace(config.executor, kind=kind))
 
 
 def _seed_code(description: str) -> str | None:
@@ -260,20 +265,28 @@ def _default_run_dir(task_name: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{safe}-{stamp}-{secrets.token_hex(3)}"
 
 
+def _policy(config: SearchConfig) -> Any:
+    """The search policy; its errors (unknown name, bad option) become SearchError."""
+    try:
+        return make_policy(config.policy, branches=config.branches, seed=config.seed,
+                           debug_depth=config.debug_depth, patience=config.patience,
+                           **config.policy_options)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+
+
 def _build(*, task: Task, settings: Settings, run_dir: Path, run_id: str, journal: Journal,
            tree: Tree, proposer: Proposer, executor: Executor, own_executor: bool,
-           train: TrainConfig, on_event: Callable[[Event], None] | None,
-           elapsed_before: float, lock: _RunLock) -> Search:
-    policy = make_policy(settings.policy, branches=settings.branches, seed=settings.seed,
-                         debug_depth=settings.debug_depth, patience=settings.patience,
-                         **settings.policy_options)
+           on_event: Callable[[Event], None] | None, elapsed_before: float,
+           lock: _RunLock) -> Search:
     bus = EventBus()
     if on_event is not None:
         bus.subscribe(on_event)
     runner = Runner(run_id=run_id, run_dir=run_dir, task=task, settings=settings,
-                    proposer=proposer, executor=executor, policy=policy, journal=journal,
-                    tree=tree, bus=bus, context=_context(task, settings.description),
-                    elapsed_before=elapsed_before, own_executor=own_executor, train=train)
+                    proposer=proposer, executor=executor, policy=_policy(settings.config),
+                    journal=journal, tree=tree, bus=bus,
+                    context=_context(task, settings.description),
+                    elapsed_before=elapsed_before, own_executor=own_executor)
     return Search(runner, bus, lock)
 
 
@@ -289,63 +302,55 @@ def _abandon(lock: _RunLock, journal: Journal | None, executor: Executor | None,
         lock.release()
 
 
-def _train_config(train: TrainConfig | None, settings: Settings) -> TrainConfig:
-    if train is None:
-        base = dict(settings.train) if settings.train else {"seed": settings.seed}
-        train = TrainConfig(**base)
-    if not isinstance(train, TrainConfig):
-        raise SearchError(f"train must be a TrainConfig, got {type(train).__name__}")
-    cfg = dataclasses.replace(train, save_weights=None)
-    settings.train = cfg.to_dict()
-    return cfg
+def _configure(base: SearchConfig, overrides: dict[str, Any],
+               only: frozenset[str] | None = None
+               ) -> tuple[SearchConfig, Proposer | None, Executor | None]:
+    """``base`` with ``overrides`` applied; a proposer or executor *instance* among them is
+    returned apart (a config holds names, not live objects)."""
+    proposer = overrides.pop("proposer") \
+        if isinstance(overrides.get("proposer"), Proposer) else None
+    executor = overrides.pop("executor") \
+        if isinstance(overrides.get("executor"), Executor) else None
+    try:
+        config = base.with_overrides(only=only, **overrides)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+    return config, proposer, executor
 
 
 # -- public entry points ----------------------------------------------------------------
-def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str = "nimmgen",
-           proposer: str | Proposer = "auto", model: str | None = None, workers: int = 1,
-           device: str = "auto", seed: int = 0, run_dir: str | Path | None = None,
-           description: str = "", background: bool = False, executor: str | Executor = "local",
-           time_limit: float | None = None, max_tokens: int | None = None,
-           max_cost: float | None = None, train: TrainConfig | None = None,
-           task_options: dict | None = None, on_event: Callable[[Event], None] | None = None,
-           proposer_options: dict | None = None, policy_options: dict | None = None,
-           eval_timeout: float = 600.0, debug_depth: int = 2, patience: int = 3,
-           executor_options: dict | None = None) -> Search:
+def search(task: str | Task, config: SearchConfig | None = None, *,
+           run_dir: str | Path | None = None, description: str = "",
+           background: bool = False, task_options: dict | None = None,
+           on_event: Callable[[Event], None] | None = None, **overrides: Any) -> Search:
     """Search for a neural-integrated mechanistic model of ``task``.
 
     ``task`` is a registered task name (built with ``task_options``) or a :class:`Task`.
-    ``executor`` is ``"local"`` (sandboxed processes on this machine), ``"ray"`` (a Ray
-    cluster; ``executor_options`` such as ``ray_address``, ``num_cpus``, ``num_gpus``,
-    ``retries``), ``"auto"`` (Ray when ``RAY_ADDRESS`` is set) or an :class:`Executor`.
-    ``budget`` caps evaluated nodes; ``time_limit`` (s), ``max_tokens`` and ``max_cost`` (USD)
-    cap the rest. ``description`` reaches the proposer as user notes (a fenced ``class Model``
-    block in it becomes seed code). The run is journaled in ``run_dir`` (default
-    ``./runs/<task>-<time>-<id>``) and can be continued with :func:`resume`. With
-    ``background=True`` the search runs in a daemon thread and this returns at once.
+    ``config`` (default :class:`SearchConfig()`) holds every setting; ``overrides`` change
+    single ones by their flat names (:data:`~.config.FLAT_KEYS`: ``budget``, ``branches``,
+    ``policy``, ``proposer``, ``model``, ``seed``, ``workers``, ``device``, ``executor``,
+    ``executor_options``, ``time_limit``, ``max_tokens``, ``max_cost``, ``train``, ...); an
+    unknown name is a :class:`SearchError` naming it. ``proposer`` may also be a
+    :class:`Proposer` and ``executor`` an :class:`Executor` instance. ``executor`` is
+    ``"local"`` (sandboxed processes on this machine), ``"ray"`` (a Ray cluster;
+    ``executor_options`` such as ``ray_address``, ``num_cpus``, ``num_gpus``, ``retries``) or
+    ``"auto"`` (Ray when ``RAY_ADDRESS`` is set). ``description`` reaches the proposer as
+    user notes (a fenced ``class Model`` block in it becomes seed code). The run is journaled
+    in ``run_dir`` (default ``./runs/<task>-<time>-<id>``) and can be continued with
+    :func:`resume`. With ``background=True`` the search runs in a daemon thread and this
+    returns at once.
     """
     the_task, source = _resolve_task(task, dict(task_options or {}))
+    cfg, proposer, executor = _configure(config or SearchConfig(), overrides)
+    _policy(cfg)  # fail fast on a bad policy name/option
     settings = Settings(
         task_name=the_task.name,
         # registry tasks are rebuilt from the options the caller gave (the factory's own
         # record, task.options, may hold arguments it sets itself, e.g. the variant)
         task_options=(dict(task_options or {}) if source == "registry"
                       else dict(the_task.options or {})),
-        task_source=source, budget=int(budget), branches=int(branches), policy=policy,
-        policy_options=dict(policy_options or {}), proposer="auto",
-        executor_options=dict(executor_options or {}),
-        proposer_options=dict(proposer_options or {}), model=model, workers=int(workers),
-        device=device, seed=int(seed), description=description or "", time_limit=time_limit,
-        max_tokens=max_tokens, max_cost=max_cost, eval_timeout=float(eval_timeout),
-        debug_depth=int(debug_depth), patience=int(patience),
-    )
-    try:
-        settings.validate()
-        make_policy(settings.policy, branches=settings.branches,
-                    **settings.policy_options)  # fail fast on a bad policy name/option
-    except ValueError as exc:
-        raise SearchError(str(exc)) from None
-    cfg = _train_config(train, settings)
-    the_proposer = _proposer(proposer, settings)
+        task_source=source, description=description or "")
+    the_proposer, cfg = _proposer(proposer if proposer is not None else cfg.proposer, cfg)
     rd = Path(run_dir) if run_dir is not None else _default_run_dir(the_task.name)
     if (rd / JOURNAL_NAME).exists():
         raise SearchError(f"{rd} already holds a search; continue it with resume({str(rd)!r}) "
@@ -358,47 +363,38 @@ def search(task: str | Task, *, budget: int = 20, branches: int = 3, policy: str
     try:
         if source == "pickle":
             RunDir(rd).save_task(the_task)
-        the_executor, own = _executor(executor, settings)
+        the_executor, own, cfg = _executor(executor, cfg)
+        settings.config = cfg
         run_id = rd.name
         journal = Journal.for_run(rd)
         journal.init_search(run_id, the_task.name, settings.task_options, settings.to_dict())
         s = _build(task=the_task, settings=settings, run_dir=rd, run_id=run_id, journal=journal,
                    tree=Tree(), proposer=the_proposer, executor=the_executor, own_executor=own,
-                   train=cfg, on_event=on_event, elapsed_before=0.0, lock=lock)
+                   on_event=on_event, elapsed_before=0.0, lock=lock)
     except BaseException:
         _abandon(lock, journal, the_executor, own)
         raise
     return s._start(background)
 
 
-_RESUME_SETTINGS = ("budget", "workers", "device", "time_limit", "max_tokens", "max_cost",
-                    "model", "description", "eval_timeout", "patience", "debug_depth",
-                    "branches", "executor_options")
+_REBUILDABLE_PROPOSERS = ("offline", "anthropic", "replay", "auto")
 
 
-def resume(run_dir: str | Path, **overrides: Any) -> Search:
+def resume(run_dir: str | Path, *, background: bool = False,
+           on_event: Callable[[Event], None] | None = None, description: str | None = None,
+           **overrides: Any) -> Search:
     """Continue the search journaled in ``run_dir``.
 
     Completed nodes are kept (not re-run, their budget not re-spent); nodes that were
-    pending or running are evaluated again. ``overrides`` may change ``budget``, ``workers``,
-    ``device``, ``time_limit``, ``max_tokens``, ``max_cost``, ``model``, ``description``,
-    ``executor_options`` and give ``proposer``/``executor`` (names or instances; by default the
-    run's own kind), ``train``, ``background``, ``on_event``. Budgets count the whole run,
+    pending or running are evaluated again. ``overrides`` may change the settings in
+    :data:`~.config.RESUMABLE` (budgets and limits, ``workers``, ``device``, ``model``,
+    ``executor``/``executor_options``, ``train``, ...) and give ``proposer``/``executor`` as
+    names or instances (by default the run's own kind). Budgets count the whole run,
     earlier sessions included.
     """
     rd = Path(run_dir)
     if not (rd / JOURNAL_NAME).exists():
         raise SearchError(f"no search journal in {rd} (expected {rd / JOURNAL_NAME})")
-    background = bool(overrides.pop("background", False))
-    on_event = overrides.pop("on_event", None)
-    proposer = overrides.pop("proposer", None)
-    executor = overrides.pop("executor", None)
-    train = overrides.pop("train", None)
-    unknown = set(overrides) - set(_RESUME_SETTINGS)
-    if unknown:
-        raise SearchError(f"resume() cannot change {sorted(unknown)}; allowed: "
-                          f"{', '.join(_RESUME_SETTINGS)}, proposer, executor, train, "
-                          "background, on_event")
     lock = _RunLock(rd).acquire()
     journal: Journal | None = None
     the_executor: Executor | None = None
@@ -410,31 +406,29 @@ def resume(run_dir: str | Path, **overrides: Any) -> Search:
         except JournalError as exc:  # a journal created but never initialised
             raise SearchError(f"cannot resume {rd}: {exc}") from None
         settings = Settings.from_dict(row["settings"])
-        for k, v in overrides.items():
-            setattr(settings, k, v)
-        try:
-            settings.validate()
-        except ValueError as exc:
-            raise SearchError(str(exc)) from None
+        named_proposer = isinstance(overrides.get("proposer"), str)
+        cfg, proposer, executor = _configure(settings.config, overrides, only=RESUMABLE)
+        if description is not None:
+            settings.description = description
         task = RunDir(rd).load_task(settings.task_name, settings.task_options,
                                     settings.task_source)
-        if proposer is None:
-            if settings.proposer not in ("offline", "anthropic", "replay", "auto"):
-                raise SearchError(f"run {rd} used proposer {settings.proposer!r}, which cannot "
-                                  "be rebuilt by name; pass proposer=... to resume()")
-            proposer = settings.proposer
-        the_proposer = _proposer(proposer, settings)
-        cfg = _train_config(train, settings)  # before the executor: a bad train leaks nothing
-        if executor is None:  # the run's own kind of executor (an instance cannot be stored)
-            executor = settings.executor if settings.executor in ("local", "ray") else "local"
-        the_executor, own = _executor(executor, settings)
+        if proposer is None and not named_proposer \
+                and cfg.proposer not in _REBUILDABLE_PROPOSERS:
+            raise SearchError(f"run {rd} used proposer {cfg.proposer!r}, which cannot "
+                              "be rebuilt by name; pass proposer=... to resume()")
+        the_proposer, cfg = _proposer(proposer if proposer is not None else cfg.proposer, cfg)
+        if executor is None and cfg.executor.kind not in ("local", "ray"):
+            # the run's own executor was an instance, which cannot be stored: run locally
+            cfg = dataclasses.replace(
+                cfg, executor=dataclasses.replace(cfg.executor, kind="local"))
+        the_executor, own, settings.config = _executor(executor, cfg)
         tree = journal.load_tree()
         restore = getattr(the_proposer, "restore", None)
         if callable(restore):
             restore([n.view(tree.branches[n.branch].strategy) for n in tree.snapshot()])
         s = _build(task=task, settings=settings, run_dir=rd, run_id=row["run_id"],
                    journal=journal, tree=tree, proposer=the_proposer, executor=the_executor,
-                   own_executor=own, train=cfg, on_event=on_event,
+                   own_executor=own, on_event=on_event,
                    elapsed_before=float(journal.get_meta("elapsed", 0.0) or 0.0), lock=lock)
     except BaseException:
         _abandon(lock, journal, the_executor, own)

@@ -23,8 +23,11 @@ from typing import Any
 
 from ..modeling.result import Status
 from ..proposers.base import Strategy
+from .config import SearchConfig
 from .node import Node, NodeState
 from .tree import Tree
+
+_DEFAULT = SearchConfig()  # the policies' defaults are the search's
 
 
 @dataclass
@@ -42,8 +45,9 @@ class Action:
 class Policy(abc.ABC):
     name = "base"
 
-    def __init__(self, *, branches: int = 3, seed: int = 0, debug_depth: int = 2,
-                 patience: int = 3, **options: Any) -> None:
+    def __init__(self, *, branches: int = _DEFAULT.branches, seed: int = _DEFAULT.seed,
+                 debug_depth: int = _DEFAULT.debug_depth, patience: int = _DEFAULT.patience,
+                 **options: Any) -> None:
         if branches < 1:
             raise ValueError(f"branches must be >= 1, got {branches}")
         if debug_depth < 0 or patience < 1:

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,70 +22,18 @@ from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent, Trai
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from .events import Event, EventBus
+from .config import Settings
 from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
 from .rundir import RunDir
 from .states import RunState, StopReason
-from .tree import (NEAR_DUPLICATE, BranchState, Tree, diverse_strategies, duplicate_of,
-                   similar_strategies)
+from .tree import BranchState, Tree, diverse_strategies, duplicate_of, similar_strategies
 
 POLL_S = 0.05  # how long one loop iteration waits for executor events
 PROGRESS_JOURNAL_S = 1.0  # progress events reach the journal at most this often per node
 MAX_CONSECUTIVE_REJECTS = 8  # duplicates in a row before the search gives up
 MAX_EMPTY_STRATEGY_CALLS = 2  # strategy calls without a new strategy before "exhausted"
-
-
-@dataclass
-class Settings:
-    """Everything that defines a search (stored, sanitised, in the journal)."""
-
-    task_name: str
-    task_options: dict[str, Any] = field(default_factory=dict)
-    task_source: str = "registry"  # "registry" (rebuilt by name) | "pickle" (run_dir/task.pkl)
-    budget: int = 20
-    branches: int = 3
-    policy: str = "nimmgen"
-    policy_options: dict[str, Any] = field(default_factory=dict)
-    proposer: str = "auto"
-    proposer_options: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
-    workers: int = 1
-    device: str = "auto"
-    executor: str = "local"
-    executor_options: dict[str, Any] = field(default_factory=dict)  # ray_address, num_gpus...
-    seed: int = 0
-    description: str = ""
-    time_limit: float | None = None
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
-    eval_timeout: float = 600.0
-    debug_depth: int = 2
-    patience: int = 3
-    near_duplicate: float = NEAR_DUPLICATE  # draft code similarity that counts as a duplicate
-
-    def validate(self) -> None:
-        if self.budget < 1:
-            raise ValueError(f"budget must be >= 1 node, got {self.budget}")
-        if self.branches < 1:
-            raise ValueError(f"branches must be >= 1, got {self.branches}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if not self.eval_timeout > 0:  # 0 would time every evaluation out at once
-            raise ValueError(f"eval_timeout must be > 0 seconds, got {self.eval_timeout}")
-        for name in ("time_limit", "max_tokens", "max_cost"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise ValueError(f"{name} must be > 0 when given, got {v}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Settings":
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -113,7 +61,7 @@ class Runner:
         self.policy, self.journal, self.tree, self.bus = policy, journal, tree, bus
         self.context = context
         self.own_executor = own_executor
-        self.train = train if train is not None else TrainConfig(**settings.train)
+        self.train = train if train is not None else settings.config.train_config()
         self.elapsed_before = float(elapsed_before)
         totals = journal.totals()
         self.tokens = totals["tokens_in"] + totals["tokens_out"]
@@ -198,8 +146,8 @@ class Runner:
         self.journal.update_search(status=RunState.RUNNING, settings=self.settings.to_dict())
         self._emit("search_started", {
             "task": self.task.name, "run_dir": str(self.run_dir), "resumed": resumed,
-            "budget": self.settings.budget, "branches": self.settings.branches,
-            "policy": self.settings.policy, "workers": self.settings.workers,
+            "budget": self.settings.config.budget, "branches": self.settings.config.branches,
+            "policy": self.settings.config.policy, "workers": self.settings.config.workers,
             "nodes": len(self.tree.nodes), "requeued": list(self._ready),
         })
 
@@ -220,12 +168,12 @@ class Runner:
         if limit is None and self._job is None and not self._ready:
             if self._rejects >= MAX_CONSECUTIVE_REJECTS:
                 limit = StopReason.NO_NEW_PROPOSALS
-            elif len(self.tree.nodes) < self.settings.budget:
+            elif len(self.tree.nodes) < self.settings.config.budget:
                 self._maybe_propose()
         if not self._busy() and self._job is None:
             if limit is not None:
                 return limit
-            if len(self.tree.nodes) >= self.settings.budget:
+            if len(self.tree.nodes) >= self.settings.config.budget:
                 return StopReason.BUDGET
             if self._waiting:
                 return StopReason.EXHAUSTED
@@ -237,7 +185,7 @@ class Runner:
         return bool(self._jobs) or bool(self._ready)
 
     def _limit_reason(self) -> StopReason | None:
-        s = self.settings
+        s = self.settings.config.limits
         if s.time_limit is not None and self.elapsed >= s.time_limit:
             return StopReason.TIME_LIMIT
         if s.max_tokens is not None and self.tokens >= s.max_tokens:
@@ -248,7 +196,7 @@ class Runner:
 
     # -- proposals -----------------------------------------------------------------------
     def _maybe_propose(self) -> None:
-        remaining = self.settings.budget - len(self.tree.nodes)
+        remaining = self.settings.config.budget - len(self.tree.nodes)
         action = self.policy.next_action(self.tree, remaining)
         self._save_branches()  # the policy may have pruned some
         self._waiting = action is None
@@ -316,7 +264,7 @@ class Runner:
             prop = job.value
         self.tokens += int(prop.tokens_in) + int(prop.tokens_out)
         self.cost += float(prop.cost)
-        model = self.settings.model or getattr(self.proposer, "model", None)
+        model = self.settings.config.model or getattr(self.proposer, "model", None)
         cost_row = dict(operation=action.kind, tokens_in=prop.tokens_in,
                         tokens_out=prop.tokens_out, cost=prop.cost, model=model, raw=prop.raw)
         if prop.code:
@@ -324,7 +272,7 @@ class Runner:
             # (LLM) code. A grammar proposer that declares each model's structure (meta
             # "genome") writes templated code where one changed line is a different model,
             # so only exact duplicates are rejected for it.
-            near = self.settings.near_duplicate if action.kind == "draft" \
+            near = self.settings.config.near_duplicate if action.kind == "draft" \
                 and not (prop.meta or {}).get("genome") else None
             dup = duplicate_of(prop.code, self.tree.snapshot(), near=near)
             if dup is not None:
@@ -442,7 +390,7 @@ class Runner:
 
     # -- evaluations ---------------------------------------------------------------------
     def _fill_slots(self) -> None:
-        while self._ready and len(self._jobs) < self.settings.workers:
+        while self._ready and len(self._jobs) < self.settings.config.workers:
             node = self.tree.nodes[self._ready.pop(0)]
             self._attempt += 1
             job_id = f"{self.run_id}:{node.id}:{self._attempt}"
@@ -450,7 +398,7 @@ class Runner:
             weights.parent.mkdir(parents=True, exist_ok=True)
             config = TrainConfig(**{**self.train.to_dict(), "save_weights": str(weights)})
             self.executor.submit(EvalRequest(job_id=job_id, source=node.code, task=self.task,
-                                             config=config, timeout=self.settings.eval_timeout))
+                                             config=config, timeout=self.settings.config.eval_timeout))
             self._jobs[job_id] = node.id
             node.state, node.started = NodeState.RUNNING, time.time()
             ev = self._event("node_started", {"node": node.id, "branch": node.branch,

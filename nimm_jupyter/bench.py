@@ -167,10 +167,9 @@ class BenchConfig:
 
     def train_config(self, seed: int) -> TrainConfig:
         """The training settings of every candidate and reference of ``seed``."""
-        cfg = TrainConfig(seed=seed)
         if self.max_epochs is not None:
-            cfg.max_epochs = self.max_epochs
-        return cfg
+            return TrainConfig(seed=seed, max_epochs=self.max_epochs)
+        return TrainConfig(seed=seed)
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))

@@ -15,7 +15,7 @@ from nimm_jupyter.modeling import (
     EvalResult, Status, evaluate, load_candidate, load_trained, mechanistic_parameters, predict,
     score_predictions,
 )
-from nimm_jupyter.modeling import harness
+from nimm_jupyter.modeling import training
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -144,12 +144,12 @@ def test_early_stopping(tab):
 
 def test_time_limit_stops_and_scores(traj):
     res = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=10_000, time_limit=0.3))
-    assert res.ok and "time limit" in res.message
+    assert res.ok and "time limit" in notes_of(res)
     assert 1 <= res.epochs < 10_000
 
 
 def test_progress_callback(traj, monkeypatch):
-    monkeypatch.setattr(harness, "PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(training, "PROGRESS_INTERVAL", 0.0)
     seen: list[dict] = []
     res = evaluate(traj, TRAJ_PRIOR, TrainConfig(max_epochs=12), progress=seen.append)
     assert res.ok
@@ -206,6 +206,11 @@ def test_missing_targets_are_masked():
     assert res.ok and math.isfinite(res.train.rmse) and math.isfinite(res.val.rmse)
 
 
+def notes_of(res: EvalResult) -> str:
+    """An ok result's notes as one text, to search with regexes."""
+    return "; ".join(res.notes)
+
+
 def _per_copy(message: str) -> list[float]:
     return [float(v) for v in re.search(r"per copy: ([^;]*)", message).group(1).split(",")]
 
@@ -219,10 +224,10 @@ def test_restarts_vmap_picks_best(traj):
     t4 = time.perf_counter() - t1
     print(f"\nrestarts=1: {t1 - t0:.2f}s, restarts=4 (vmap): {t4:.2f}s, ratio {t4 / (t1 - t0):.2f}")
     assert four.ok and four.restarts == 4 and one.ok
-    assert "batched with vmap" in four.message
-    per_copy = _per_copy(four.message)
+    assert "batched with vmap" in notes_of(four)
+    per_copy = _per_copy(notes_of(four))
     assert len(per_copy) == 4
-    best = int(re.search(r"best copy (\d)", four.message).group(1))
+    best = int(re.search(r"best copy (\d)", notes_of(four)).group(1))
     assert per_copy[best] == min(per_copy)
     assert four.val.rmse_norm == pytest.approx(min(per_copy), rel=1e-3)
     assert four.epochs == 40
@@ -239,8 +244,8 @@ def test_restarts_fall_back_to_sequential(tab):
     src = counting("if out.abs().max().item() > 1e9:\n            out = out.clamp(-1e9, 1e9)")
     res = evaluate(tab, src, TrainConfig(max_epochs=15, restarts=3))
     assert res.ok, res.message
-    assert "sequential" in res.message and "vmap unavailable" in res.message
-    assert len(_per_copy(res.message)) == 3
+    assert "sequential" in notes_of(res) and "vmap unavailable" in notes_of(res)
+    assert len(_per_copy(notes_of(res))) == 3
 
 
 def test_restarts_reproducible(tab):
@@ -294,6 +299,6 @@ def test_restarts_drop_diverged_copies(tab):
                 if flag(s) <= 0.5 and any(flag(s + k) > 0.5 for k in range(1, 4)))
     res = evaluate(tab, src, TrainConfig(max_epochs=20, restarts=4, seed=seed))
     assert res.ok, res.message
-    assert "batched with vmap" in res.message and "copies diverged" in res.message
-    per_copy = _per_copy(res.message)
+    assert "batched with vmap" in notes_of(res) and "copies diverged" in notes_of(res)
+    per_copy = _per_copy(notes_of(res))
     assert sum(math.isnan(v) for v in per_copy) == sum(flag(seed + k) > 0.5 for k in range(4))

@@ -203,7 +203,7 @@ def test_killed_worker_is_crashed_or_retried(executor, task):
     assert "Ray worker" in crashed.message and "died" in crashed.message
     retried = drain(retrying, ["again"])["again"][-1].result
     assert retried.status is Status.OK, retried.message
-    assert "retry 1" in retried.message
+    assert "retry 1" in "; ".join(retried.notes)
     second = retrying.job_info("again")
     assert second["attempt"] == 1 and second["pid"] != first["pid"]
 

@@ -54,7 +54,7 @@ def test_neural_learns_the_toy_trajectory():
 def test_neural_restarts_use_vmap():
     task = make_toy_trajectory()
     res = evaluate(task, reference_code(task, "neural"), TrainConfig(max_epochs=5, restarts=2))
-    assert res.ok and "batched with vmap" in res.message
+    assert res.ok and "batched with vmap" in "; ".join(res.notes)
 
 
 def test_errors():

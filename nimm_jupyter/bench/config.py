@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..execution.base import TrainConfig
+from ..modeling.config import TrainConfig
 from ..modeling.references import REFERENCES
 from ..search.config import SearchConfig
 from ..search.policies import POLICIES
@@ -99,10 +99,9 @@ class BenchConfig:
 
     def train_config(self, seed: int) -> TrainConfig:
         """The training settings of every candidate and reference of ``seed``."""
-        cfg = TrainConfig(seed=seed)
         if self.max_epochs is not None:
-            cfg.max_epochs = self.max_epochs
-        return cfg
+            return TrainConfig(seed=seed, max_epochs=self.max_epochs)
+        return TrainConfig(seed=seed)
 
     def search_config(self, policy: str, seed: int) -> SearchConfig:
         """The settings of the grid cell's search (one evaluation at a time: a lane)."""

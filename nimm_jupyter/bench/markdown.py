@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..execution.base import TrainConfig
+from ..modeling.config import TrainConfig
 from .config import BenchConfig
 from .files import _fmt
 

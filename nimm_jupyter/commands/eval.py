@@ -108,7 +108,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..execution.base import TrainConfig
+    from ..modeling.config import TrainConfig
     from ..execution.devices import DeviceError, parse_device
     from ..execution.local import evaluate_isolated
 
@@ -122,10 +122,9 @@ def run(args: argparse.Namespace) -> int:
         options["n_patients"] = args.n_patients
     task = build_task(args.task, options)
     source, label = candidate_source(args, task)
+    epochs = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
     config = TrainConfig(seed=args.seed, restarts=args.restarts, threads=args.threads,
-                         save_weights=args.save_weights)
-    if args.max_epochs is not None:
-        config.max_epochs = args.max_epochs
+                         save_weights=args.save_weights, **epochs)
 
     live = sys.stderr.isatty() and not args.json
 
@@ -178,4 +177,6 @@ def format_summary(task: Any, label: str, result: Any) -> str:
     if result.message:
         msg = result.message.strip().replace("\n", "\n            ")
         lines.append(f"message     {msg}")
+    for note in result.notes:
+        lines.append(f"note        {note}")
     return "\n".join(lines)

@@ -8,31 +8,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..modeling.config import TrainConfig  # noqa: F401  (re-exported; its home is modeling)
 from ..modeling.result import EvalResult
 from ..tasks.base import Task
 
 EVAL_TIMEOUT_S = 600.0  # default hard wall-clock limit of one evaluation (s)
-
-
-@dataclass
-class TrainConfig:
-    """Harness knobs; the defaults are what a search uses."""
-
-    seed: int = 0
-    device: str = "cpu"
-    max_epochs: int = 300
-    patience: int = 40  # early stopping on validation rollout error
-    lr: float = 1e-2
-    batch_size: int | None = None  # None: full batch (fastest for small data)
-    restarts: int = 1  # random restarts of one candidate; best by validation is kept
-    time_limit: float | None = None  # soft limit the harness checks between epochs (s)
-    save_weights: str | None = None  # path for the trained state_dict
-    threads: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -256,7 +256,7 @@ class LocalExecutor(Executor):
         device = self.devices[slot]
         config = dataclasses.replace(request.config, device=device, threads=self.threads_per_worker)
         if config.save_weights:
-            config.save_weights = os.path.abspath(config.save_weights)
+            config = dataclasses.replace(config, save_weights=os.path.abspath(config.save_weights))
             os.makedirs(os.path.dirname(config.save_weights), exist_ok=True)
         memory = self.memory_mb if self.memory_mb is not None else request.memory_mb
         key = self._task_key(request.task)
@@ -422,6 +422,7 @@ class LocalExecutor(Executor):
             result.seed, result.restarts = job.config.seed, job.config.restarts
             result.wall_time = now - (job.spawned_at or now)
         result.message = redact(result.message or "")
+        result.notes = [redact(n) for n in result.notes]
         job.delivered = True
         self._free_slots.append(job.slot)
         self._free_slots.sort()

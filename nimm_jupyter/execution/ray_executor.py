@@ -158,7 +158,7 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     if wanted_weights:
         # The driver's path may not exist on this node: save locally, ship the bytes back.
         weights_dir = tempfile.mkdtemp(prefix="weights-", dir=_worker_scratch())
-        cfg.save_weights = os.path.join(weights_dir, "weights.pt")
+        cfg = dataclasses.replace(cfg, save_weights=os.path.join(weights_dir, "weights.pt"))
     info = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(), "attempt": attempt,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
@@ -204,8 +204,7 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
         try:
             weights = Path(result.weights_path).read_bytes()
         except OSError as exc:
-            result.message = (result.message + "; " if result.message else "") + \
-                f"the weights file could not be read on the worker: {exc}"
+            result.notes.append(f"the weights file could not be read on the worker: {exc}")
         result.weights_path = None
     if weights_dir is not None:
         import shutil
@@ -511,7 +510,7 @@ class RayExecutor(Executor):
         result = EvalResult.from_dict(value["result"])
         if job.crashes:
             note = f"succeeded on retry {job.attempt} after: {job.crashes[-1]}"
-            result.message = f"{result.message}; {note}" if result.message else note
+            result.notes.append(note)
         weights = value.get("weights")
         if weights is not None and req.config.save_weights:
             path = os.path.abspath(req.config.save_weights)

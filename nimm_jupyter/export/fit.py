@@ -45,7 +45,7 @@ def refit(model_class: type, task: "Task", *, weights: str | Path | None = None,
     slightly from the search's (thread scheduling), so they are printed again by the cell."""
     import tempfile
 
-    from ..execution.base import TrainConfig
+    from ..modeling.config import TrainConfig
     from ..modeling.harness import evaluate, load_trained
 
     source = model_source(model_class)

@@ -1,485 +1,40 @@
-"""The training/evaluation harness: one candidate source + one task -> one :class:`EvalResult`.
+"""The evaluation harness: one candidate source + one task -> one :class:`EvalResult`.
 
-The harness, never the candidate, owns the data, the loss and the optimiser:
-
-* data become float32 tensors on ``config.device``; missing targets (NaN) are masked;
-* the loss is the MSE on the normalised scale (each target divided by its training std);
-  for trajectory tasks it is the error of the candidate's full rollout of steps C..T-1;
-* Adam (lr ``config.lr``) with per-copy gradient-norm clipping, a reduce-on-plateau
-  schedule, early stopping on the validation loss (``config.patience``, at most
-  ``config.max_epochs``) and the best-by-validation weights kept; full batch unless
-  ``config.batch_size`` is set;
-* a non-finite loss restarts from the best weights with half the learning rate, at most
-  :data:`MAX_RECOVERIES` times, after which that copy is declared diverged;
-* ``config.restarts = K > 1`` trains K differently seeded copies *in one batched
-  computation* (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, one
-  Adam over the stacked parameters) and keeps the best by validation. Models that cannot
-  be vmapped (``.item()``, data-dependent branches, in-place writes) fall back to training
-  the copies one after another; the result message says which path ran.
-
-Copy ``k`` is initialised under seed ``config.seed + k``, so copy 0 of a restart run is the
-model a single run trains.
-
-Fitted mechanistic parameters (``EvalResult.parameters``) are ``model.mechanistic_parameters()``
-when the candidate defines it, otherwise every :class:`nimm_jupyter.blocks.Param` submodule by
-attribute path. Values are reported as floats: a scalar under its name, a vector of at most
-:data:`MAX_VECTOR_PARAMS` entries as ``name[i]`` per entry, a larger one as ``name.mean``.
-
-Candidate faults never raise: they come back as an :class:`EvalResult` with a status.
+The harness, never the candidate, owns the data, the loss and the optimiser: it checks the
+candidate's contract, trains it (:mod:`.training`) and scores the best weights on every split
+(:mod:`.scoring`). Candidate faults never raise: they come back as an :class:`EvalResult`
+with a status.
 """
 from __future__ import annotations
 
 import math
 import os
-import random
 import time
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..blocks import Param, SolverStepLimit
-from ..tasks.base import Task, TaskKind
-from .contract import (
-    CandidateError, _short, check_candidate, describe_exception, load_candidate, spec_on_device,
+from ..blocks import SolverStepLimit
+from ..tasks.base import Task
+from .config import TrainConfig
+from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
+from .result import EvalResult, Status
+from .scoring import (
+    MAX_VECTOR_PARAMS, count_trainable, forward_chunks, mechanistic_parameters, predict,
+    score_predictions, split_data, split_scores,
 )
-from .result import EvalResult, SplitScores, Status
-
-if TYPE_CHECKING:  # execution.base imports modeling.result: keep this import cycle-free
-    from ..execution.base import TrainConfig
+from .training import (
+    DIVERGED_HINT, MAX_RECOVERIES, Progress, ProgressFn, fit_restarts, seed_all,
+)
 
 __all__ = [
     "evaluate", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
     "MAX_RECOVERIES", "MAX_VECTOR_PARAMS",
 ]
 
-MAX_RECOVERIES = 3  # NaN recoveries per copy before it is declared diverged
-MAX_VECTOR_PARAMS = 16
-CLIP_NORM = 1.0
-PROGRESS_INTERVAL = 0.2  # seconds between progress callbacks
-_REL_IMPROVEMENT = 1e-4  # what counts as progress for patience and the schedule
-_MIN_LR_FACTOR = 1e-3
-_DIVERGED_HINT = ("bound rates with Positive/Bounded, clamp states, or scale the neural "
-                  "correction down")
 
-ProgressFn = Callable[[dict], None]
-
-
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class _Data:
-    """One split as tensors: forward arguments, filled targets and the finite mask."""
-
-    args: tuple[torch.Tensor, ...]
-    per_sample: tuple[bool, ...]  # which args are indexed by sample (t is not)
-    target: torch.Tensor  # NaN replaced by 0
-    mask: torch.Tensor | None  # None when every target is finite
-    count: float  # number of finite target entries
-
-    @property
-    def n(self) -> int:
-        return int(self.target.shape[0])
-
-    def take(self, idx: torch.Tensor) -> "_Data":
-        args = tuple(a[idx] if ps else a for a, ps in zip(self.args, self.per_sample))
-        mask = None if self.mask is None else self.mask[idx]
-        count = float(mask.sum().item()) if mask is not None else float(self.target[idx].numel())
-        return _Data(args, self.per_sample, self.target[idx], mask, count)
-
-
-def _split_data(task: Task, which: str, device: torch.device) -> _Data:
-    split = task.split(which)
-    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
-    if task.kind is TaskKind.TRAJECTORY:
-        y = f32(split.targets)
-        C = int(task.context)
-        T = y.shape[1]
-        t = f32(task.time if task.time is not None else np.arange(T))
-        args, per_sample = (y[:, :C], f32(split.inputs), t), (True, True, False)
-        target = y[:, C:]
-    else:
-        args, per_sample = (f32(split.inputs),), (True,)
-        target = f32(split.targets)
-    finite = torch.isfinite(target)
-    if bool(finite.all()):
-        return _Data(args, per_sample, target, None, float(target.numel()))
-    return _Data(args, per_sample, torch.where(finite, target, 0.0), finite, float(finite.sum()))
-
-
-def _sq_err_norm(pred: torch.Tensor, data: _Data, inv_scale: torch.Tensor) -> torch.Tensor:
-    """Mean squared normalised error over the finite targets; ``pred`` may carry a leading
-    copies dimension, and then the result has one value per copy."""
-    err = (pred - data.target) * inv_scale
-    if data.mask is not None:
-        err = torch.where(data.mask, err, 0.0)
-    extra = pred.dim() - data.target.dim()
-    dims = tuple(range(extra, pred.dim()))
-    return err.pow(2).sum(dim=dims) / max(data.count, 1.0)
-
-
-# -- engines: K copies behind one interface --------------------------------------------------
-class _SingleEngine:
-    """One plain module (K = 1); parameters exposed as (1, ...) views for the shared loop."""
-
-    path = "single"
-
-    def __init__(self, model: nn.Module, inv_scale: torch.Tensor):
-        self.K = 1
-        self.model = model
-        self.inv_scale = inv_scale
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.params = [p.detach().unsqueeze(0) for p in self.trainable]
-
-    def loss(self, data: _Data) -> torch.Tensor:
-        self.model.train()
-        return _sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
-
-    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(loss.sum(), self.trainable, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g.unsqueeze(0) for p, g in zip(self.params, gs)]
-
-    @torch.no_grad()
-    def eval_loss(self, data: _Data) -> torch.Tensor:
-        self.model.eval()
-        return _sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
-
-    def keep(self, idx: torch.Tensor) -> None:
-        raise AssertionError("a single copy is never dropped")
-
-    @torch.no_grad()
-    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
-        for p, w in zip(self.trainable, weights):
-            p.copy_(w)
-        return self.model
-
-
-class _VmapEngine:
-    """K copies of one architecture trained as one batched computation."""
-
-    path = "vmap"
-
-    def __init__(self, models: list[nn.Module], inv_scale: torch.Tensor):
-        from torch.func import functional_call, stack_module_state, vmap
-
-        self.K = len(models)
-        self.models = models
-        self.inv_scale = inv_scale
-        self.base = models[0]
-        params, buffers = stack_module_state(models)
-        trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
-        self.stacked = {n: v.detach().clone().requires_grad_(n in trainable) for n, v in params.items()}
-        self.buffers = {n: v.detach().clone() for n, v in buffers.items()}
-        self.names = [n for n in self.stacked if n in trainable]
-        self.params = [self.stacked[n] for n in self.names]
-
-        def one(p: dict, b: dict, *args: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, (p, b), args)
-
-        self._vmapped: dict[int, Callable] = {}
-        self._make = lambda n_args: vmap(one, in_dims=(0, 0) + (None,) * n_args,
-                                         randomness="different")
-
-    def _predict(self, data: _Data) -> torch.Tensor:
-        fn = self._vmapped.get(len(data.args))
-        if fn is None:
-            fn = self._vmapped[len(data.args)] = self._make(len(data.args))
-        return fn(self.stacked, self.buffers, *data.args)
-
-    def loss(self, data: _Data) -> torch.Tensor:
-        self.base.train()
-        return _sq_err_norm(self._predict(data), data, self.inv_scale)
-
-    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(loss.sum(), self.params, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gs)]
-
-    @torch.no_grad()
-    def eval_loss(self, data: _Data) -> torch.Tensor:
-        self.base.eval()
-        return _sq_err_norm(self._predict(data), data, self.inv_scale)
-
-    def keep(self, idx: torch.Tensor) -> None:
-        """Continue with the copies at positions ``idx`` only."""
-        self.stacked = {n: v.detach()[idx].clone().requires_grad_(v.requires_grad)
-                        for n, v in self.stacked.items()}
-        self.buffers = {n: v[idx].clone() for n, v in self.buffers.items()}
-        self.params = [self.stacked[n] for n in self.names]
-        self.K = int(idx.numel())
-
-    @torch.no_grad()
-    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
-        # models[copy] still holds its initial frozen parameters and buffers (the batched
-        # forward never writes them back); only the trained parameters are copied in.
-        model = self.models[copy]
-        named = dict(model.named_parameters())
-        for n, w in zip(self.names, weights):
-            named[n].copy_(w)
-        return model
-
-
-class _StackedAdam:
-    """Adam over (K, ...) parameters with a per-copy learning rate and step count.
-
-    Adam is elementwise, so this is exactly K independent Adams; per-copy state lets one copy
-    restart from its best weights (moments reset, lr halved) while the others carry on.
-    """
-
-    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = params
-        self.lr = lr
-        self.b1, self.b2 = betas
-        self.eps = eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = torch.zeros_like(lr)
-
-    @staticmethod
-    def _view(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return x.reshape((-1,) + (1,) * (like.dim() - 1))
-
-    @torch.no_grad()
-    def step(self, grads: list[torch.Tensor], active: torch.Tensor) -> None:
-        a = active.to(self.t.dtype)
-        self.t += a
-        t = self.t.clamp_min(1.0)
-        step_size = self.lr * a / (1 - self.b1 ** t)
-        bc2_sqrt = torch.sqrt(1 - self.b2 ** t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            keep = self._view(active, p)
-            g = torch.where(keep, g, 0.0)
-            m.copy_(torch.where(keep, m * self.b1 + g * (1 - self.b1), m))
-            v.copy_(torch.where(keep, v * self.b2 + g * g * (1 - self.b2), v))
-            denom = v.sqrt() / self._view(bc2_sqrt, p) + self.eps
-            p.sub_(self._view(step_size, p) * m / denom)
-
-    def keep(self, idx: torch.Tensor, params: list[torch.Tensor]) -> None:
-        """Continue with the copies at positions ``idx`` (now stored in ``params``)."""
-        self.params = params
-        self.m = [m[idx].clone() for m in self.m]
-        self.v = [v[idx].clone() for v in self.v]
-        self.t = self.t[idx].clone()
-        self.lr = self.lr[idx].clone()
-
-    @torch.no_grad()
-    def reset(self, copies: torch.Tensor) -> None:
-        for m, v in zip(self.m, self.v):
-            keep = self._view(copies, m)
-            m.copy_(torch.where(keep, 0.0, m))
-            v.copy_(torch.where(keep, 0.0, v))
-        self.t.copy_(torch.where(copies, 0.0, self.t))
-
-
-def _clip_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Clip each copy's gradient to ``max_norm`` in place; returns the per-copy norms."""
-    K = grads[0].shape[0] if grads else 1
-    if not grads:
-        return torch.zeros(K)
-    sq = sum(g.reshape(K, -1).pow(2).sum(1) for g in grads)
-    norms = sq.sqrt()
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
-    return norms
-
-
-# -- the shared training loop ----------------------------------------------------------------
-@dataclass
-class _Fit:
-    """Per-copy outcome of training (indexed by copy id, ``0 .. K-1``)."""
-
-    best_val: list[float]  # normalised val MSE of the best weights (inf when never finite)
-    best_epoch: list[int]
-    curves: list[list[dict]]
-    epochs: int
-    failures: list[str | None]  # per copy divergence message
-    stopped_by_time: bool
-    module: Callable[[int], nn.Module]  # copy id -> module holding its best weights
-    path: str
-    note: str = ""
-
-    def best_index(self) -> int | None:
-        finite = [(v, k) for k, v in enumerate(self.best_val)
-                  if math.isfinite(v) and self.failures[k] is None]
-        return min(finite)[1] if finite else None
-
-
-def _batches(data: _Data, batch_size: int | None, gen: torch.Generator) -> Iterator[_Data]:
-    if not batch_size or batch_size >= data.n:
-        yield data
-        return
-    order = torch.randperm(data.n, generator=gen).to(data.target.device)
-    for start in range(0, data.n, batch_size):
-        yield data.take(order[start:start + batch_size])
-
-
-class _Progress:
-    def __init__(self, fn: ProgressFn | None):
-        self.fn = fn
-        self.last = -math.inf
-
-    def __call__(self, epoch: int, train: float, val: float, final: bool = False) -> None:
-        if self.fn is None:
-            return
-        now = time.perf_counter()
-        if not final and now - self.last < PROGRESS_INTERVAL:
-            return
-        self.last = now
-        try:
-            self.fn({"epoch": epoch, "train": train, "val": val})
-        except Exception as exc:  # a broken observer must not fail the evaluation
-            warnings.warn(f"progress callback failed and was disabled: {exc!r}")
-            self.fn = None
-
-
-def _sqrt(v: float) -> float:
-    return math.sqrt(v) if v >= 0 else v
-
-
-def _train(engine: Any, train: _Data, val: _Data, config: TrainConfig, deadline: float | None,
-           progress: _Progress, gen: torch.Generator) -> _Fit:
-    """Train ``engine``'s copies; per-copy state is kept by copy id, tensors by position.
-
-    A copy that diverged for good is dropped from the batched computation at once (its best
-    weights are kept), so it costs nothing afterwards.
-    """
-    K = engine.K
-    device = train.target.device
-    ids = list(range(K))  # copy id at each position of the stacked tensors
-    opt = _StackedAdam(engine.params, torch.full((K,), float(config.lr), device=device))
-    lr_now = [float(config.lr)] * K  # host copy by position: the schedule needs no device sync
-    best = [p.detach().clone() for p in engine.params]
-    best_val = [math.inf] * K
-    best_epoch = [0] * K
-    patience_ref = [math.inf] * K
-    since = [0] * K  # epochs without progress (patience)
-    since_lr = [0] * K  # epochs without progress or lr cut (schedule)
-    recoveries = [0] * K
-    failures: list[str | None] = [None] * K
-    curves: list[list[dict]] = [[] for _ in range(K)]
-    weights: dict[int, list[torch.Tensor]] = {}  # best weights of copies no longer trained
-    plateau = max(5, config.patience // 2)
-    min_lr = config.lr * _MIN_LR_FACTOR
-    stopped_by_time = False
-
-    def mask_of(positions: list[int]) -> torch.Tensor:
-        mask = torch.zeros(len(ids), dtype=torch.bool, device=device)
-        mask[positions] = True
-        return mask
-
-    def view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return mask.reshape((-1,) + (1,) * (like.dim() - 1))
-
-    @torch.no_grad()
-    def keep_best(positions: list[int]) -> None:
-        mask = mask_of(positions)
-        for b, p in zip(best, engine.params):
-            b.copy_(torch.where(view(mask, p), p, b))
-
-    @torch.no_grad()
-    def restore(positions: list[int]) -> None:
-        mask = mask_of(positions)
-        for b, p in zip(best, engine.params):
-            p.copy_(torch.where(view(mask, p), b, p))
-        opt.reset(mask)
-
-    def keep_only(positions: list[int]) -> None:
-        nonlocal best, ids, lr_now
-        for pos in range(len(ids)):
-            if pos not in positions:
-                weights[ids[pos]] = [b[pos].clone() for b in best]
-        idx = torch.tensor(positions, device=device)
-        engine.keep(idx)
-        opt.keep(idx, engine.params)
-        best = [b[idx].clone() for b in best]
-        ids = [ids[p] for p in positions]
-        lr_now = [lr_now[p] for p in positions]
-
-    # Epoch 0: the initial weights are the first candidate for "best".
-    for g, v in zip(ids, engine.eval_loss(val).tolist()):
-        if math.isfinite(v):
-            best_val[g] = patience_ref[g] = v
-
-    epoch = 0
-    for epoch in range(1, config.max_epochs + 1):
-        n = len(ids)
-        live = torch.tensor([failures[g] is None for g in ids], device=device)
-        total = torch.zeros(n, device=device)
-        bad = torch.zeros(n, dtype=torch.bool, device=device)
-        n_batches = 0
-        for batch in _batches(train, config.batch_size, gen):
-            loss = engine.loss(batch)
-            grads = engine.grads(loss)
-            norms = _clip_(grads, CLIP_NORM)
-            finite = torch.isfinite(loss) & torch.isfinite(norms)
-            bad |= ~finite
-            opt.step(grads, live & finite)
-            total += loss.detach()
-            n_batches += 1
-        val_list = engine.eval_loss(val).tolist()
-        train_list = (total / n_batches).tolist()
-        bad_list = bad.tolist()
-
-        improved, to_restore = [], []
-        for pos, g in enumerate(ids):
-            if failures[g] is not None:
-                continue
-            tr, vl = train_list[pos], val_list[pos]
-            curves[g].append({"epoch": epoch, "train": _sqrt(tr), "val": _sqrt(vl)})
-            if bad_list[pos] or not math.isfinite(vl):
-                what = "training loss" if bad_list[pos] else "validation loss"
-                recoveries[g] += 1
-                if recoveries[g] > MAX_RECOVERIES or not math.isfinite(best_val[g]):
-                    extra = (f"; still non-finite after {MAX_RECOVERIES} restarts from the best "
-                             "weights with halved learning rate") if math.isfinite(best_val[g]) \
-                        else " (no finite loss since the initial parameters)"
-                    failures[g] = f"{what} became NaN/inf at epoch {epoch}{extra}; {_DIVERGED_HINT}"
-                else:
-                    to_restore.append(pos)
-                    lr_now[pos] *= 0.5
-                    opt.lr[pos] = lr_now[pos]
-                continue
-            if vl < best_val[g]:
-                best_val[g], best_epoch[g] = vl, epoch
-                improved.append(pos)
-            if vl < patience_ref[g] * (1 - _REL_IMPROVEMENT):
-                patience_ref[g] = vl
-                since[g] = since_lr[g] = 0
-            else:
-                since[g] += 1
-                since_lr[g] += 1
-                if since_lr[g] >= plateau and lr_now[pos] > min_lr:
-                    lr_now[pos] = max(lr_now[pos] * 0.5, min_lr)
-                    opt.lr[pos] = lr_now[pos]
-                    since_lr[g] = 0
-        if improved:
-            keep_best(improved)
-        if to_restore:
-            restore(to_restore)
-
-        alive = [pos for pos, g in enumerate(ids) if failures[g] is None]
-        if alive:
-            pos = min(alive, key=lambda q: val_list[q] if math.isfinite(val_list[q]) else math.inf)
-            progress(epoch, curves[ids[pos]][-1]["train"], curves[ids[pos]][-1]["val"])
-        if not alive or all(since[ids[pos]] >= config.patience for pos in alive):
-            break
-        if deadline is not None and time.perf_counter() >= deadline:
-            stopped_by_time = epoch < config.max_epochs
-            break
-        if len(alive) < len(ids):
-            keep_only(alive)
-
-    for pos, g in enumerate(ids):
-        weights[g] = [b[pos] for b in best]
-    return _Fit(best_val, best_epoch, curves, epoch, failures, stopped_by_time,
-                lambda g: engine.module(weights[g], g), engine.path)
-
-
-# -- helpers ---------------------------------------------------------------------------------
 @contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     if not n:
@@ -493,98 +48,6 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def _build(model_class: type, spec: Any, device: torch.device, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return model_class(spec).to(device)
-
-
-def _flatten_param(name: str, value: Any, out: dict[str, float]) -> None:
-    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value,
-                        dtype=torch.float64).cpu().flatten()
-    if t.numel() == 1:
-        out[name] = float(t[0])
-    elif t.numel() <= MAX_VECTOR_PARAMS:
-        for i, v in enumerate(t.tolist()):
-            out[f"{name}[{i}]"] = float(v)
-    elif t.numel():
-        out[f"{name}.mean"] = float(t.mean())
-
-
-@torch.no_grad()
-def mechanistic_parameters(model: nn.Module) -> dict[str, float]:
-    """The fitted mechanistic parameters of ``model`` (see the module docstring for the rules)."""
-    out: dict[str, float] = {}
-    custom = getattr(model, "mechanistic_parameters", None)
-    if callable(custom):
-        for name, value in dict(custom()).items():
-            _flatten_param(str(name), value, out)
-        return out
-    for name, module in model.named_modules():
-        if isinstance(module, Param) and name:
-            _flatten_param(name, module(), out)
-    return out
-
-
-def _count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def _forward_chunks(model: nn.Module, data: _Data, chunk: int = 4096) -> torch.Tensor:
-    outs = []
-    for start in range(0, max(data.n, 1), chunk):
-        idx = torch.arange(start, min(start + chunk, data.n), device=data.target.device)
-        part = data.take(idx) if data.n > chunk else data
-        outs.append(model(*part.args).float())
-        if data.n <= chunk:
-            break
-    return torch.cat(outs, dim=0)
-
-
-def _scores(pred: torch.Tensor, data: _Data, scale: torch.Tensor, names: list[str]) -> SplitScores:
-    err = pred.double() - data.target.double()
-    if data.mask is not None:
-        err = torch.where(data.mask, err, 0.0)
-        counts = data.mask.reshape(-1, data.mask.shape[-1]).sum(0).double()
-    else:
-        counts = torch.full((err.shape[-1],), float(err[..., 0].numel()), dtype=torch.float64,
-                            device=err.device)
-    sq = err.pow(2).reshape(-1, err.shape[-1]).sum(0)
-    total = float(counts.sum())
-    per = (sq / counts.clamp_min(1)).sqrt()
-    rmse = math.sqrt(float(sq.sum()) / total) if total else float("nan")
-    norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
-    return SplitScores(rmse=rmse, rmse_norm=norm,
-                       per_target={n: float(v) for n, v in zip(names, per.tolist())})
-
-
-def score_predictions(task: Task, split: str, pred: np.ndarray) -> SplitScores:
-    """RMSE of ``pred`` (original units, layout as :func:`predict`) on one split."""
-    data = _split_data(task, split, torch.device("cpu"))
-    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
-    if tuple(p.shape) != tuple(data.target.shape):
-        raise ValueError(f"predictions have shape {tuple(p.shape)}; expected {tuple(data.target.shape)}")
-    scale = task.spec().target_scale
-    return _scores(p, data, scale, task.target_names)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
-    """Predictions of ``model`` on ``split`` in original units: trajectory tasks give the
-    forecast of steps C..T-1 ``(N, T-C, S)``, tabular tasks ``(N, Y)``."""
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    model.eval()
-    data = _split_data(task, split, device)
-    return _forward_chunks(model, data).double().cpu().numpy()
-
 
 def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu") -> nn.Module:
     """Rebuild a candidate and load the weights :func:`evaluate` saved (eval mode)."""
@@ -597,46 +60,8 @@ def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu"
     return model
 
 
+
 # -- evaluate --------------------------------------------------------------------------------
-def _fit_restarts(model_class: type, spec: Any, train: _Data, val: _Data, inv_scale: torch.Tensor,
-                  config: TrainConfig, device: torch.device, deadline: float | None,
-                  progress: _Progress) -> _Fit:
-    K = int(config.restarts)
-    gen = torch.Generator().manual_seed(int(config.seed))
-    if K == 1:
-        model = _build(model_class, spec, device, config.seed)
-        return _train(_SingleEngine(model, inv_scale), train, val, config, deadline, progress, gen)
-
-    vmap_error = ""
-    models = [_build(model_class, spec, device, config.seed + k) for k in range(K)]
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*batching rule.*")
-            return _train(_VmapEngine(models, inv_scale), train, val, config, deadline, progress, gen)
-    except (MemoryError, torch.cuda.OutOfMemoryError):
-        raise
-    except Exception as exc:  # not vmappable: train the copies one after another
-        vmap_error = f"{type(exc).__name__}: {_short(str(exc), 120)}"
-
-    fits: list[_Fit] = []
-    for k in range(K):
-        gen = torch.Generator().manual_seed(int(config.seed) + k)
-        model = _build(model_class, spec, device, config.seed + k)
-        fits.append(_train(_SingleEngine(model, inv_scale), train, val, config, deadline,
-                           progress, gen))
-        if deadline is not None and time.perf_counter() >= deadline:
-            break
-    merged = _Fit(
-        best_val=[f.best_val[0] for f in fits], best_epoch=[f.best_epoch[0] for f in fits],
-        curves=[f.curves[0] for f in fits], epochs=max(f.epochs for f in fits),
-        failures=[f.failures[0] for f in fits],
-        stopped_by_time=any(f.stopped_by_time for f in fits),
-        module=lambda k: fits[k].module(0), path="sequential",
-        note=f"vmap unavailable ({vmap_error})",
-    )
-    return merged
-
-
 def _classify(exc: BaseException, source: str) -> EvalResult:
     if isinstance(exc, CandidateError):
         return EvalResult.failure(exc.status, exc.message)
@@ -648,7 +73,7 @@ def _classify(exc: BaseException, source: str) -> EvalResult:
                                   + "; use fewer hidden units or a shorter rollout")
     if isinstance(exc, SolverStepLimit):
         return EvalResult.failure(Status.DIVERGED, describe_exception(exc, source, "ODE solve")
-                                  + "; the dynamics became stiff: " + _DIVERGED_HINT
+                                  + "; the dynamics became stiff: " + DIVERGED_HINT
                                   + ", or use a fixed-step method")
     return EvalResult.failure(Status.RUNTIME_ERROR, describe_exception(exc, source, "during training"))
 
@@ -662,8 +87,6 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
     candidate faults) raise ``ValueError``.
     """
     if config is None:
-        from ..execution.base import TrainConfig
-
         config = TrainConfig()
     if int(config.restarts) < 1:
         raise ValueError(f"config.restarts must be >= 1, got {config.restarts}")
@@ -686,24 +109,24 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
         return result
 
     with _torch_threads(config.threads):
-        _seed_all(int(config.seed))
+        seed_all(int(config.seed))
         report = check_candidate(source, task, device=str(device))
         if not report.ok:
             return done(EvalResult.failure(report.status, report.message))
         try:
             return done(_evaluate(task, source, report.model_class, config, device, deadline,
-                                  _Progress(progress)))
+                                  Progress(progress)))
         except Exception as exc:
             return done(_classify(exc, source))
 
 
 def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
-              device: torch.device, deadline: float | None, progress: _Progress) -> EvalResult:
+              device: torch.device, deadline: float | None, progress: Progress) -> EvalResult:
     spec = spec_on_device(task, device)
     inv_scale = (1.0 / spec.target_scale).to(device)
-    data = {s: _split_data(task, s, device) for s in ("train", "val", "test")}
-    _seed_all(int(config.seed))
-    fit = _fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
+    data = {s: split_data(task, s, device) for s in ("train", "val", "test")}
+    seed_all(int(config.seed))
+    fit = fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
                         device, deadline, progress)
 
     notes: list[str] = []
@@ -719,7 +142,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     failed = [j for j in range(len(fit.failures)) if fit.failures[j]]
     if k is None:
         reason = next((f for f in fit.failures if f), "validation loss was never finite; "
-                      + _DIVERGED_HINT)
+                      + DIVERGED_HINT)
         result = EvalResult.failure(Status.DIVERGED, reason)
         result.loss_curve = fit.curves[0]
         result.epochs = fit.epochs
@@ -736,15 +159,15 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     result = EvalResult(status=Status.OK)
     with torch.no_grad():
         for s in ("train", "val", "test"):
-            pred = _forward_chunks(model, data[s])
-            setattr(result, s, _scores(pred, data[s], scale, task.target_names))
+            pred = forward_chunks(model, data[s])
+            setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
     if not math.isfinite(result.val.rmse):
         return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
-                                  f"weights; {_DIVERGED_HINT}", loss_curve=fit.curves[k],
+                                  f"weights; {DIVERGED_HINT}", loss_curve=fit.curves[k],
                                   epochs=fit.epochs)
     result.loss_curve = fit.curves[k]
     result.epochs = len(fit.curves[k])
-    result.n_parameters = _count(model)
+    result.n_parameters = count_trainable(model)
     try:
         result.parameters = mechanistic_parameters(model)
     except Exception as exc:  # reporting parameters must not discard a trained model
@@ -757,5 +180,5 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     if result.loss_curve:
         last = result.loss_curve[-1]
         progress(last["epoch"], last["train"], last["val"], final=True)
-    result.message = "; ".join(notes)[:2000]
+    result.notes = [n[:2000] for n in notes]
     return result

@@ -17,6 +17,25 @@ class Status(str, enum.Enum):
     CRASHED = "crashed"
     CANCELLED = "cancelled"
 
+    def is_candidate_fault(self) -> bool:
+        """Whether the candidate itself caused this outcome (so a proposer should fix it).
+
+        Candidate faults: bad source (syntax, contract), an exception while training, a fit that
+        diverged, and running past the time or memory limit. The limits are the same for every
+        candidate and a search sets them generously, so exceeding one is the model's cost (an
+        infinite loop, a huge network, a stiff rollout), not the machine's. ``crashed`` (the
+        worker process died without reporting: it cannot be told apart from a lost worker or
+        node, so it is worth a retry) and ``cancelled`` are infrastructure outcomes; ``ok`` is
+        no fault.
+        """
+        return self in _CANDIDATE_FAULTS
+
+
+_CANDIDATE_FAULTS = frozenset({
+    Status.SYNTAX_ERROR, Status.CONTRACT_ERROR, Status.RUNTIME_ERROR, Status.DIVERGED,
+    Status.TIMEOUT, Status.OUT_OF_MEMORY,
+})
+
 
 @dataclass
 class SplitScores:
@@ -30,7 +49,7 @@ class SplitScores:
 @dataclass
 class EvalResult:
     status: Status
-    message: str = ""  # short, actionable text for an LLM or a person (empty when ok)
+    message: str = ""  # what went wrong: short, actionable text for an LLM or a person (errors only)
     train: SplitScores = field(default_factory=SplitScores)
     val: SplitScores = field(default_factory=SplitScores)
     test: SplitScores = field(default_factory=SplitScores)
@@ -43,6 +62,7 @@ class EvalResult:
     seed: int = 0
     restarts: int = 1
     weights_path: str | None = None  # state_dict saved by the harness, when asked
+    notes: list[str] = field(default_factory=list)  # remarks on a run that worked (restarts, time limit)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +84,9 @@ class EvalResult:
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
         d = dict(d)
         d["status"] = Status(d["status"])
+        if d["status"] is Status.OK and d.get("message") and "notes" not in d:
+            # rows written before ``notes`` existed carried an ok run's remarks in ``message``
+            d["notes"], d["message"] = [d["message"]], ""
         for k in ("train", "val", "test"):
             d[k] = SplitScores(**d.get(k, {}))
         known = cls.__dataclass_fields__

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..modeling.result import EvalResult  # noqa: F401  (before execution: import order)
-from ..execution.base import Executor, TrainConfig
+from ..execution.base import Executor
+from ..modeling.config import TrainConfig
 from ..proposers.base import Proposer
 from ..tasks.base import Task
 from .events import Event, EventBus

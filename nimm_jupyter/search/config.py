@@ -13,7 +13,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..execution.base import EVAL_TIMEOUT_S, TrainConfig
+from ..execution.base import EVAL_TIMEOUT_S
+from ..modeling.config import TrainConfig
 from .tree import NEAR_DUPLICATE
 
 __all__ = ["ConfigError", "RayConfig", "ExecutorConfig", "Limits", "SearchConfig",

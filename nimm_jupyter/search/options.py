@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..execution.base import TrainConfig
+from ..modeling.config import TrainConfig
 from ..execution.factory import EXECUTOR_NAMES
 from .config import RayConfig, SearchConfig
 from .policies import POLICIES

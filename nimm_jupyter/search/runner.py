@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..modeling.result import Status  # before execution.base: modeling <-> execution cycle
-from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent, TrainConfig
+from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent
+from ..modeling.config import TrainConfig
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from .events import Event, EventBus

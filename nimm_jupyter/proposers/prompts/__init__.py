@@ -70,6 +70,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines = [f"status: {m.get('status', 'unknown')}"]
     if m.get("message"):
         lines.append(f"message: {m['message']}")
+    if m.get("notes"):
+        lines.append("notes: " + "; ".join(str(n) for n in m["notes"]))
     for label, key in (("train", "train"), ("val", "val")):
         line = _split_line(label, m.get(key))
         if line:

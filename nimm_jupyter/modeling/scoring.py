@@ -1,0 +1,167 @@
+"""Scoring: a task split as tensors, the normalised training loss, and the RMSE scores,
+predictions and fitted-parameter report of a trained model.
+
+Data become float32 tensors on the requested device; missing targets (NaN) are masked. For
+trajectory tasks the target is steps C..T-1 of each trajectory (the candidate's rollout).
+
+Fitted mechanistic parameters are ``model.mechanistic_parameters()`` when the candidate defines
+it, otherwise every :class:`nimm_jupyter.blocks.Param` submodule by attribute path. Values are
+reported as floats: a scalar under its name, a vector of at most :data:`MAX_VECTOR_PARAMS`
+entries as ``name[i]`` per entry, a larger one as ``name.mean``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..blocks import Param
+from ..tasks.base import Task, TaskKind
+from .result import SplitScores
+
+__all__ = [
+    "SplitData", "split_data", "sq_err_norm", "forward_chunks", "split_scores",
+    "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
+    "MAX_VECTOR_PARAMS",
+]
+
+MAX_VECTOR_PARAMS = 16
+
+
+@dataclass
+class SplitData:
+    """One split as tensors: forward arguments, filled targets and the finite mask."""
+
+    args: tuple[torch.Tensor, ...]
+    per_sample: tuple[bool, ...]  # which args are indexed by sample (t is not)
+    target: torch.Tensor  # NaN replaced by 0
+    mask: torch.Tensor | None  # None when every target is finite
+    count: float  # number of finite target entries
+
+    @property
+    def n(self) -> int:
+        return int(self.target.shape[0])
+
+    def take(self, idx: torch.Tensor) -> "SplitData":
+        args = tuple(a[idx] if ps else a for a, ps in zip(self.args, self.per_sample))
+        mask = None if self.mask is None else self.mask[idx]
+        count = float(mask.sum().item()) if mask is not None else float(self.target[idx].numel())
+        return SplitData(args, self.per_sample, self.target[idx], mask, count)
+
+
+def split_data(task: Task, which: str, device: torch.device) -> SplitData:
+    split = task.split(which)
+    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
+    if task.kind is TaskKind.TRAJECTORY:
+        y = f32(split.targets)
+        C = int(task.context)
+        T = y.shape[1]
+        t = f32(task.time if task.time is not None else np.arange(T))
+        args, per_sample = (y[:, :C], f32(split.inputs), t), (True, True, False)
+        target = y[:, C:]
+    else:
+        args, per_sample = (f32(split.inputs),), (True,)
+        target = f32(split.targets)
+    finite = torch.isfinite(target)
+    if bool(finite.all()):
+        return SplitData(args, per_sample, target, None, float(target.numel()))
+    return SplitData(args, per_sample, torch.where(finite, target, 0.0), finite, float(finite.sum()))
+
+
+def sq_err_norm(pred: torch.Tensor, data: SplitData, inv_scale: torch.Tensor) -> torch.Tensor:
+    """Mean squared normalised error over the finite targets; ``pred`` may carry a leading
+    copies dimension, and then the result has one value per copy."""
+    err = (pred - data.target) * inv_scale
+    if data.mask is not None:
+        err = torch.where(data.mask, err, 0.0)
+    extra = pred.dim() - data.target.dim()
+    dims = tuple(range(extra, pred.dim()))
+    return err.pow(2).sum(dim=dims) / max(data.count, 1.0)
+
+
+
+def _flatten_param(name: str, value: Any, out: dict[str, float]) -> None:
+    t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value,
+                        dtype=torch.float64).cpu().flatten()
+    if t.numel() == 1:
+        out[name] = float(t[0])
+    elif t.numel() <= MAX_VECTOR_PARAMS:
+        for i, v in enumerate(t.tolist()):
+            out[f"{name}[{i}]"] = float(v)
+    elif t.numel():
+        out[f"{name}.mean"] = float(t.mean())
+
+
+@torch.no_grad()
+def mechanistic_parameters(model: nn.Module) -> dict[str, float]:
+    """The fitted mechanistic parameters of ``model`` (see the module docstring for the rules)."""
+    out: dict[str, float] = {}
+    custom = getattr(model, "mechanistic_parameters", None)
+    if callable(custom):
+        for name, value in dict(custom()).items():
+            _flatten_param(str(name), value, out)
+        return out
+    for name, module in model.named_modules():
+        if isinstance(module, Param) and name:
+            _flatten_param(name, module(), out)
+    return out
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def forward_chunks(model: nn.Module, data: SplitData, chunk: int = 4096) -> torch.Tensor:
+    outs = []
+    for start in range(0, max(data.n, 1), chunk):
+        idx = torch.arange(start, min(start + chunk, data.n), device=data.target.device)
+        part = data.take(idx) if data.n > chunk else data
+        outs.append(model(*part.args).float())
+        if data.n <= chunk:
+            break
+    return torch.cat(outs, dim=0)
+
+
+def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names: list[str]) -> SplitScores:
+    err = pred.double() - data.target.double()
+    if data.mask is not None:
+        err = torch.where(data.mask, err, 0.0)
+        counts = data.mask.reshape(-1, data.mask.shape[-1]).sum(0).double()
+    else:
+        counts = torch.full((err.shape[-1],), float(err[..., 0].numel()), dtype=torch.float64,
+                            device=err.device)
+    sq = err.pow(2).reshape(-1, err.shape[-1]).sum(0)
+    total = float(counts.sum())
+    per = (sq / counts.clamp_min(1)).sqrt()
+    rmse = math.sqrt(float(sq.sum()) / total) if total else float("nan")
+    norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
+    return SplitScores(rmse=rmse, rmse_norm=norm,
+                       per_target={n: float(v) for n, v in zip(names, per.tolist())})
+
+
+def score_predictions(task: Task, split: str, pred: np.ndarray) -> SplitScores:
+    """RMSE of ``pred`` (original units, layout as :func:`predict`) on one split."""
+    data = split_data(task, split, torch.device("cpu"))
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
+    if tuple(p.shape) != tuple(data.target.shape):
+        raise ValueError(f"predictions have shape {tuple(p.shape)}; expected {tuple(data.target.shape)}")
+    scale = task.spec().target_scale
+    return split_scores(p, data, scale, task.target_names)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
+    """Predictions of ``model`` on ``split`` in original units: trajectory tasks give the
+    forecast of steps C..T-1 ``(N, T-C, S)``, tabular tasks ``(N, Y)``."""
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    model.eval()
+    data = split_data(task, split, device)
+    return forward_chunks(model, data).double().cpu().numpy()
+

@@ -20,13 +20,14 @@ from ..blocks import SolverStepLimit
 from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
-from .result import EvalResult, Status
+from .polish import polish, train_grad_norm
+from .result import EvalResult, Status, StopReason
 from .scoring import (
     MAX_VECTOR_PARAMS, count_trainable, forward_chunks, mechanistic_parameters, predict,
-    score_predictions, split_data, split_scores,
+    score_predictions, SplitData, split_data, split_scores,
 )
 from .training import (
-    DIVERGED_HINT, MAX_RECOVERIES, Progress, ProgressFn, fit_restarts, seed_all,
+    DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, fit_restarts, seed_all,
 )
 
 __all__ = [
@@ -59,6 +60,78 @@ def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu"
     model.eval()
     return model
 
+
+
+# -- convergence report ----------------------------------------------------------------------
+def _polish_and_report(result: EvalResult, model: nn.Module, fit: Fit, k: int,
+                       data: dict[str, SplitData], inv_scale: torch.Tensor, config: TrainConfig,
+                       deadline: float | None, notes: list[str]) -> tuple[list[dict], bool]:
+    """Polish copy ``k`` with L-BFGS, record why training stopped on ``result``; returns the
+    loss curve (Adam's epochs, then one point per L-BFGS round) and whether the polish
+    improved on validation."""
+    curve = list(fit.curves[k])
+    improved = False
+    if fit.stopped_by_time:
+        reason = StopReason.TIME_LIMIT
+    else:
+        reason = StopReason.PATIENCE if fit.patience_hit[k] else StopReason.EPOCH_CAP
+    if not fit.stopped_by_time and config.polish_iters > 0:
+        pol = polish(model, data["train"], data["val"], inv_scale, config.polish_iters, deadline)
+        last = curve[-1]["epoch"] if curve else 0
+        curve += [{"epoch": last + i + 1, "train": c["train"], "val": c["val"]}
+                  for i, c in enumerate(pol.curve)]
+        if pol.iterations:
+            notes.append(f"L-BFGS polish: {pol.iterations} iterations ({pol.evaluations} loss "
+                         f"evaluations), val rmse_norm {math.sqrt(pol.val_before):.4g} -> "
+                         f"{math.sqrt(pol.val_after):.4g}"
+                         + ("; it left the stable region and the best weights were kept"
+                            if pol.diverged else ""))
+        improved = pol.improved
+        if pol.iterations and not pol.diverged:
+            reason = (StopReason.CONVERGED if pol.converged else StopReason.TIME_LIMIT
+                      if pol.stopped_by_time else StopReason.EPOCH_CAP
+                      if pol.iterations >= config.polish_iters else StopReason.PATIENCE)
+    result.stop_reason = reason
+    result.still_improving = reason in (StopReason.EPOCH_CAP, StopReason.TIME_LIMIT) \
+        and _still_falling(curve)
+    if result.still_improving:
+        notes.append(f"training stopped ({reason.value}) while the validation error was still "
+                     "falling: a larger budget may score better")
+    result.grad_norm = train_grad_norm(model, data["train"], inv_scale)
+    return curve, improved
+
+
+def _still_falling(curve: list[dict[str, float]]) -> bool:
+    """The best validation error of the last quarter of ``curve`` beats the rest by 0.1%."""
+    vals = [c["val"] for c in curve if math.isfinite(c["val"])]
+    cut = len(vals) - max(1, len(vals) // 4)
+    return cut > 0 and min(vals[cut:]) < min(vals[:cut]) * (1 - 1e-3)
+
+
+def _initial_parameters(model_class: type, spec: object, device: torch.device,
+                        seed: int) -> dict[str, float]:
+    """The mechanistic parameters copy ``seed`` started from (empty if they cannot be read)."""
+    try:
+        torch.manual_seed(seed)
+        return mechanistic_parameters(model_class(spec).to(device))
+    except Exception:  # the fitted report notes the failure; the flag just cannot use it
+        return {}
+
+
+def _flag_untrained(result: EvalResult, initial: dict[str, float], never_improved: bool,
+                    notes: list[str]) -> None:
+    """Set ``result.untrained`` when the fit kept its starting point (``never_improved``: Adam's
+    best epoch was 0 and the polish did not improve either) or no mechanistic parameter moved
+    (relative change < 1e-4)."""
+    moved = [abs(v - initial[n]) > 1e-4 * max(abs(initial[n]), 1e-12)
+             for n, v in result.parameters.items() if n in initial]
+    if never_improved or (moved and not any(moved)):
+        result.untrained = True
+        notes.append("untrained: " + ("no mechanistic parameter moved from its starting value"
+                                      if moved and not any(moved) else
+                                      "the starting weights were never improved on validation")
+                     + "; the scores are those of the starting point (check starting values, "
+                     "scales and whether validation error rises from the first step)")
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -100,12 +173,11 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
 
     t0 = time.perf_counter()
     deadline = t0 + config.time_limit if config.time_limit else None
-    common = dict(device=str(device), seed=int(config.seed), restarts=int(config.restarts))
-
     def done(result: EvalResult) -> EvalResult:
         result.wall_time = time.perf_counter() - t0
-        for k, v in common.items():
-            setattr(result, k, v)
+        result.device, result.seed = str(device), int(config.seed)
+        if not result.ok:  # an ok result says how many copies were really trained
+            result.restarts = int(config.restarts)
         return result
 
     with _torch_threads(config.threads):
@@ -124,13 +196,14 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
               device: torch.device, deadline: float | None, progress: Progress) -> EvalResult:
     spec = spec_on_device(task, device)
     inv_scale = (1.0 / spec.target_scale).to(device)
-    data = {s: split_data(task, s, device) for s in ("train", "val", "test")}
+    dtype = getattr(torch, config.dtype)
+    data = {s: split_data(task, s, device, dtype) for s in ("train", "val", "test")}
     seed_all(int(config.seed))
     fit = fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
                         device, deadline, progress)
 
-    notes: list[str] = []
-    K = int(config.restarts)
+    notes: list[str] = [fit.note] if fit.note.startswith("restarts:") else []
+    K = len(fit.best_val)
     k = fit.best_index()
     if K > 1:
         per_copy = ", ".join("nan" if not math.isfinite(v) else f"{math.sqrt(v):.4g}" for v in fit.best_val)
@@ -154,9 +227,12 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                      f"epochs; scored the best weights (epoch {fit.best_epoch[k]})")
 
     model = fit.module(k)
+    result = EvalResult(status=Status.OK, restarts=K)
+    curve, polished = _polish_and_report(result, model, fit, k, data, inv_scale, config,
+                                         deadline, notes)
+    initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
     model.eval()
     scale = spec.target_scale
-    result = EvalResult(status=Status.OK)
     with torch.no_grad():
         for s in ("train", "val", "test"):
             pred = forward_chunks(model, data[s])
@@ -165,13 +241,14 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
                                   f"weights; {DIVERGED_HINT}", loss_curve=fit.curves[k],
                                   epochs=fit.epochs)
-    result.loss_curve = fit.curves[k]
-    result.epochs = len(fit.curves[k])
+    result.loss_curve = curve
+    result.epochs = len(curve)
     result.n_parameters = count_trainable(model)
     try:
         result.parameters = mechanistic_parameters(model)
     except Exception as exc:  # reporting parameters must not discard a trained model
         notes.append(describe_exception(exc, source, "mechanistic_parameters() failed"))
+    _flag_untrained(result, initial, fit.best_epoch[k] == 0 and not polished, notes)
     if config.save_weights:
         path = os.fspath(config.save_weights)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -36,7 +36,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="memory limit of the worker process (default 4096)")
     p.add_argument("--restarts", type=int, default=1, metavar="K",
                    help="random restarts, best by validation kept (default 1)")
-    p.add_argument("--max-epochs", type=int, metavar="N", help="training epochs (default 300)")
+    p.add_argument("--max-epochs", type=int, metavar="N",
+                   help="Adam epochs before the L-BFGS polish (default: TrainConfig.max_epochs)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads (default 1)")
     p.add_argument("--save-weights", metavar="PATH", help="save the trained state_dict here")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],

@@ -176,8 +176,7 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
     def done(result: EvalResult) -> EvalResult:
         result.wall_time = time.perf_counter() - t0
         result.device, result.seed = str(device), int(config.seed)
-        if not result.ok:  # an ok result says how many copies were really trained
-            result.restarts = int(config.restarts)
+        result.restarts = int(config.restarts)  # as asked; a note says when fewer were trained
         return result
 
     with _torch_threads(config.threads):
@@ -227,7 +226,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                      f"epochs; scored the best weights (epoch {fit.best_epoch[k]})")
 
     model = fit.module(k)
-    result = EvalResult(status=Status.OK, restarts=K)
+    result = EvalResult(status=Status.OK)
     curve, polished = _polish_and_report(result, model, fit, k, data, inv_scale, config,
                                          deadline, notes)
     initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
@@ -242,7 +241,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                                   f"weights; {DIVERGED_HINT}", loss_curve=fit.curves[k],
                                   epochs=fit.epochs)
     result.loss_curve = curve
-    result.epochs = len(curve)
+    result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs
     result.n_parameters = count_trainable(model)
     try:
         result.parameters = mechanistic_parameters(model)

@@ -63,14 +63,16 @@ class EvalResult:
     train: SplitScores = field(default_factory=SplitScores)
     val: SplitScores = field(default_factory=SplitScores)
     test: SplitScores = field(default_factory=SplitScores)
-    loss_curve: list[dict[str, float]] = field(default_factory=list)  # {"epoch","train","val"}
+    # {"epoch","train","val"} at each validated Adam epoch, then one point per L-BFGS round
+    # (numbered on from the last epoch)
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
     parameters: dict[str, float] = field(default_factory=dict)  # fitted mechanistic params
     n_parameters: int = 0  # trainable parameter count
-    epochs: int = 0
+    epochs: int = 0  # Adam epochs trained (the polish is counted in notes)
     wall_time: float = 0.0
     device: str = "cpu"
     seed: int = 0
-    restarts: int = 1
+    restarts: int = 1  # copies asked for (notes say when the model allowed only one)
     weights_path: str | None = None  # state_dict saved by the harness, when asked
     notes: list[str] = field(default_factory=list)  # remarks on a run that worked (restarts, time limit)
     # How the fit ended (None for results that never trained, and for rows from older versions)

@@ -199,3 +199,18 @@ def test_describe_names_the_schedule():
     text = TrainConfig(max_epochs=77).describe()
     assert "Adam" in text and "L-BFGS" in text and "77 epochs" in text and "logarithm" in text
     assert "L-BFGS" not in TrainConfig(polish_iters=0).describe()
+
+
+def test_param_memo_computes_each_value_once_with_correct_gradients():
+    import torch
+
+    from nimm_jupyter.blocks import Positive, param_memo
+
+    p = Positive(2.0)
+    with param_memo():
+        a, b = p(), p()
+        assert a is b
+        (a * 3 + b).backward()
+    assert p.raw.grad.item() == pytest.approx(4 * 2.0)  # d/draw of 4 exp(raw) at exp(raw) = 2
+    assert p() is not p()  # outside a memo block every call computes afresh
+    assert float(p().detach()) == pytest.approx(2.0) and isinstance(p(), torch.Tensor)

@@ -171,6 +171,11 @@ def format_summary(task: Any, label: str, result: Any) -> str:
             fitted = ", ".join(f"{k} = {_num(v)}" for k, v in result.parameters.items())
             lines.append(f"fitted      {fitted}")
         lines.append(f"parameters  {result.n_parameters} trainable")
+        if result.stop_reason is not None:
+            lines.append(f"fit         stopped: {result.stop_reason.value}   gradient norm "
+                         f"{_num(result.grad_norm)}   still improving "
+                         f"{'yes' if result.still_improving else 'no'}"
+                         + ("   UNTRAINED (scores are the starting point's)" if result.untrained else ""))
         if result.weights_path:
             lines.append(f"weights     {result.weights_path}")
     if result.message:

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..blocks import Real
+from ..blocks import Real, param_memo
 from .scoring import SplitData, sq_err_norm
 
 __all__ = ["SingleEngine", "VmapEngine", "StackedAdam", "clip_grads_", "step_scales"]
@@ -32,7 +32,9 @@ class SingleEngine:
 
     def loss(self, data: SplitData) -> torch.Tensor:
         self.model.train()
-        return sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
+        with param_memo():
+            pred = self.model(*data.args)
+        return sq_err_norm(pred, data, self.inv_scale).reshape(1)
 
     def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
         gs = torch.autograd.grad(loss.sum(), self.trainable, allow_unused=True)
@@ -41,7 +43,9 @@ class SingleEngine:
     @torch.no_grad()
     def eval_loss(self, data: SplitData) -> torch.Tensor:
         self.model.eval()
-        return sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
+        with param_memo():
+            pred = self.model(*data.args)
+        return sq_err_norm(pred, data, self.inv_scale).reshape(1)
 
     def keep(self, idx: torch.Tensor) -> None:
         raise AssertionError("a single copy is never dropped")
@@ -73,7 +77,8 @@ class VmapEngine:
         self.params = [self.stacked[n] for n in self.names]
 
         def one(p: dict, b: dict, *args: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, (p, b), args)
+            with param_memo():
+                return functional_call(self.base, (p, b), args)
 
         self._vmapped: dict[int, Callable] = {}
         self._make = lambda n_args: vmap(one, in_dims=(0, 0) + (None,) * n_args,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..blocks import param_memo
 from .scoring import SplitData, sq_err_norm
 
 __all__ = ["Polish", "polish", "train_grad_norm", "ROUND_ITERS"]
@@ -49,7 +50,9 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
 
 
 def _loss(model: nn.Module, data: SplitData, inv_scale: torch.Tensor) -> torch.Tensor:
-    return sq_err_norm(model(*data.args), data, inv_scale)
+    with param_memo():
+        pred = model(*data.args)
+    return sq_err_norm(pred, data, inv_scale)
 
 
 def train_grad_norm(model: nn.Module, train: SplitData, inv_scale: torch.Tensor) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks import Param
+from ..blocks import Param, param_memo
 from ..tasks.base import Task, TaskKind
 from .result import SplitScores
 
@@ -123,7 +123,8 @@ def forward_chunks(model: nn.Module, data: SplitData, chunk: int = 4096) -> torc
     for start in range(0, max(data.n, 1), chunk):
         idx = torch.arange(start, min(start + chunk, data.n), device=data.target.device)
         part = data.take(idx) if data.n > chunk else data
-        outs.append(model(*part.args).to(data.target.dtype))
+        with param_memo():
+            outs.append(model(*part.args).to(data.target.dtype))
         if data.n <= chunk:
             break
     return torch.cat(outs, dim=0)

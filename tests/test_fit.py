@@ -214,3 +214,15 @@ def test_param_memo_computes_each_value_once_with_correct_gradients():
     assert p.raw.grad.item() == pytest.approx(4 * 2.0)  # d/draw of 4 exp(raw) at exp(raw) = 2
     assert p() is not p()  # outside a memo block every call computes afresh
     assert float(p().detach()) == pytest.approx(2.0) and isinstance(p(), torch.Tensor)
+
+
+def test_polished_restarts_never_lose_to_one_run():
+    # Copy 0 of a restart run is the single run and is always polished, so the kept copy can
+    # only be as good or better on validation.
+    traj = make_toy_trajectory(n_train=8, n_val=4, n_test=4, T=8)
+    cfg = dict(max_epochs=10, polish_iters=20)
+    one = evaluate(traj, TRAJ_HYBRID, TrainConfig(**cfg))
+    three = evaluate(traj, TRAJ_HYBRID, TrainConfig(restarts=3, **cfg))
+    assert one.ok and three.ok
+    assert three.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
+    assert any(n.startswith("L-BFGS polish (kept copy") for n in three.notes)

@@ -20,7 +20,7 @@ from ..blocks import SolverStepLimit
 from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
-from .polish import polish, train_grad_norm
+from .polish import Polish, polish, train_grad_norm
 from .result import EvalResult, Status, StopReason
 from .scoring import (
     MAX_VECTOR_PARAMS, count_trainable, forward_chunks, mechanistic_parameters, predict,
@@ -63,30 +63,54 @@ def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu"
 
 
 # -- convergence report ----------------------------------------------------------------------
-def _polish_and_report(result: EvalResult, model: nn.Module, fit: Fit, k: int,
-                       data: dict[str, SplitData], inv_scale: torch.Tensor, config: TrainConfig,
-                       deadline: float | None, notes: list[str]) -> tuple[list[dict], bool]:
-    """Polish copy ``k`` with L-BFGS, record why training stopped on ``result``; returns the
-    loss curve (Adam's epochs, then one point per L-BFGS round) and whether the polish
-    improved on validation."""
+POLISHED_COPIES = 3  # restarts: L-BFGS polishes copy 0 and the best copies by Adam's score
+
+
+def _polish_best(fit: Fit, k: int, data: dict[str, SplitData], inv_scale: torch.Tensor,
+                 config: TrainConfig, deadline: float | None
+                 ) -> tuple[int, nn.Module, Polish | None]:
+    """Polish copy 0 and the best of the other copies after Adam (at most
+    :data:`POLISHED_COPIES`); returns the copy best on validation afterwards, its module and
+    its polish. Copy 0 is the model a single run trains, so restarts never end worse on
+    validation than one run; the best Adam copy need not polish best."""
+    if fit.stopped_by_time or config.polish_iters <= 0:
+        return k, fit.module(k), None
+    usable = [c for c in range(len(fit.best_val))
+              if fit.failures[c] is None and math.isfinite(fit.best_val[c])]
+    ranked = sorted(usable, key=lambda c: fit.best_val[c])[:POLISHED_COPIES]
+    best: tuple[int, nn.Module, Polish] | None = None
+    for c in dict.fromkeys(([0] if 0 in usable else []) + ranked):
+        model = fit.module(c)
+        pol = polish(model, data["train"], data["val"], inv_scale, config.polish_iters, deadline)
+        if best is None or pol.val_after < best[2].val_after:
+            best = (c, model, pol)
+        if pol.stopped_by_time:
+            break
+    assert best is not None  # k is usable, so ranked is not empty
+    return best
+
+
+def _report(result: EvalResult, model: nn.Module, fit: Fit, k: int, pol: Polish | None,
+            train: SplitData, inv_scale: torch.Tensor, config: TrainConfig,
+            notes: list[str]) -> list[dict[str, float]]:
+    """Record on ``result`` why training stopped; returns the loss curve (Adam's validated
+    epochs, then one point per L-BFGS round)."""
     curve = list(fit.curves[k])
-    improved = False
     if fit.stopped_by_time:
         reason = StopReason.TIME_LIMIT
     else:
         reason = StopReason.PATIENCE if fit.patience_hit[k] else StopReason.EPOCH_CAP
-    if not fit.stopped_by_time and config.polish_iters > 0:
-        pol = polish(model, data["train"], data["val"], inv_scale, config.polish_iters, deadline)
+    if pol is not None:
         last = curve[-1]["epoch"] if curve else 0
         curve += [{"epoch": last + i + 1, "train": c["train"], "val": c["val"]}
                   for i, c in enumerate(pol.curve)]
         if pol.iterations:
-            notes.append(f"L-BFGS polish: {pol.iterations} iterations ({pol.evaluations} loss "
-                         f"evaluations), val rmse_norm {math.sqrt(pol.val_before):.4g} -> "
+            notes.append(f"L-BFGS polish{f' (kept copy {k})' if len(fit.best_val) > 1 else ''}: "
+                         f"{pol.iterations} iterations ({pol.evaluations} loss evaluations), "
+                         f"val rmse_norm {math.sqrt(pol.val_before):.4g} -> "
                          f"{math.sqrt(pol.val_after):.4g}"
                          + ("; it left the stable region and the best weights were kept"
                             if pol.diverged else ""))
-        improved = pol.improved
         if pol.iterations and not pol.diverged:
             reason = (StopReason.CONVERGED if pol.converged else StopReason.TIME_LIMIT
                       if pol.stopped_by_time else StopReason.EPOCH_CAP
@@ -97,8 +121,8 @@ def _polish_and_report(result: EvalResult, model: nn.Module, fit: Fit, k: int,
     if result.still_improving:
         notes.append(f"training stopped ({reason.value}) while the validation error was still "
                      "falling: a larger budget may score better")
-    result.grad_norm = train_grad_norm(model, data["train"], inv_scale)
-    return curve, improved
+    result.grad_norm = train_grad_norm(model, train, inv_scale)
+    return curve
 
 
 def _still_falling(curve: list[dict[str, float]]) -> bool:
@@ -225,10 +249,10 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         notes.append(f"stopped at the time limit ({config.time_limit:g} s) after {fit.epochs} "
                      f"epochs; scored the best weights (epoch {fit.best_epoch[k]})")
 
-    model = fit.module(k)
+    k, model, pol = _polish_best(fit, k, data, inv_scale, config, deadline)
     result = EvalResult(status=Status.OK)
-    curve, polished = _polish_and_report(result, model, fit, k, data, inv_scale, config,
-                                         deadline, notes)
+    curve = _report(result, model, fit, k, pol, data["train"], inv_scale, config, notes)
+    polished = pol is not None and pol.improved
     initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
     model.eval()
     scale = spec.target_scale

@@ -1,9 +1,10 @@
 """The evaluation harness: one candidate source + one task -> one :class:`EvalResult`.
 
 The harness, never the candidate, owns the data, the loss and the optimiser: it checks the
-candidate's contract, trains it (:mod:`.training`) and scores the best weights on every split
-(:mod:`.scoring`). Candidate faults never raise: they come back as an :class:`EvalResult`
-with a status.
+candidate's contract, trains it (Adam in :mod:`.training`, then the L-BFGS polish of
+:mod:`.polish`), reports how the fit ended (stop reason, gradient norm, still improving,
+untrained) and scores the kept weights on every split (:mod:`.scoring`). Candidate faults
+never raise: they come back as an :class:`EvalResult` with a status.
 """
 from __future__ import annotations
 
@@ -197,6 +198,7 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
 
     t0 = time.perf_counter()
     deadline = t0 + config.time_limit if config.time_limit else None
+
     def done(result: EvalResult) -> EvalResult:
         result.wall_time = time.perf_counter() - t0
         result.device, result.seed = str(device), int(config.seed)

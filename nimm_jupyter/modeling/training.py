@@ -2,13 +2,16 @@
 
 * the loss is the MSE on the normalised scale (each target divided by its training std);
   for trajectory tasks it is the error of the candidate's full rollout of steps C..T-1;
-* Adam (lr ``config.lr``) with per-copy gradient-norm clipping, a reduce-on-plateau
-  schedule, early stopping on the validation loss (``config.patience``, at most
+* Adam (lr ``config.lr``; steps of ``Real`` parameters scaled to their initial magnitude)
+  with per-copy gradient-norm clipping, a reduce-on-plateau schedule, validation every
+  ``config.val_every`` epochs, early stopping on the validation loss (``config.patience``
+  epochs without progress, and only once the rate has been cut; at most
   ``config.max_epochs``) and the best-by-validation weights kept; full batch unless
   ``config.batch_size`` is set;
 * a non-finite loss restarts from the best weights with half the learning rate, at most
   :data:`MAX_RECOVERIES` times, after which that copy is declared diverged;
-* ``config.restarts = K > 1`` trains K differently seeded copies *in one batched
+* ``config.restarts = K > 1`` trains K differently seeded copies (one, with a note, when the
+  model builds the same weights under every seed) *in one batched
   computation* (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, one
   Adam over the stacked parameters) and keeps the best by validation. Models that cannot
   be vmapped (``.item()``, data-dependent branches, in-place writes) fall back to training

@@ -57,7 +57,8 @@ def _timed(task, code: str, cfg: TrainConfig) -> dict:
     res = evaluate(task, code, cfg)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
-        "status": res.status.value, "message": res.message[:300], "wall_s": round(wall, 3),
+        "status": res.status.value, "message": (res.message or "; ".join(res.notes))[:300],
+        "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
         "epochs": res.epochs, "ms_per_epoch": round(1e3 * wall / max(res.epochs, 1), 2),
         "cpu_ms_per_epoch": round(1e3 * cpu / max(res.epochs, 1), 2),
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     base = dict(threads=args.threads, device=args.device)
     report["hybrid_default"] = _timed(task, code, TrainConfig(**base))
 
-    fixed = dict(base, max_epochs=args.restart_epochs, patience=10 * args.restart_epochs)
+    # the same Adam budget for every K (early stopping and the polish off): cost per copy
+    fixed = dict(base, max_epochs=args.restart_epochs, patience=10 * args.restart_epochs,
+                 polish_iters=0)
     key = "cpu_s" if args.clock == "cpu" else "wall_s"
 
     def restarts(t, ks: list[int]) -> dict:

@@ -10,15 +10,32 @@ Small, dependency-free building blocks so a candidate reads as a normal model de
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 __all__ = [
     "Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
-    "normalise", "SolverStepLimit", "safe_log",
+    "normalise", "SolverStepLimit", "safe_log", "param_memo",
 ]
+
+# While a forward pass runs under param_memo(), each Param computes its constrained value once
+# (a candidate calls self.rho() inside every Euler step: exp() per step, forward and backward).
+_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@contextmanager
+def param_memo() -> Iterator[None]:
+    """Within this block every :class:`Param` returns the value it computed first (per
+    parameter tensor); the harness wraps each forward pass in one. Not needed in candidates."""
+    global _memo
+    outer, _memo = _memo, {}
+    try:
+        yield
+    finally:
+        _memo = outer
 
 
 class Param(nn.Module):
@@ -34,8 +51,20 @@ class Param(nn.Module):
     def _inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
-    def forward(self) -> torch.Tensor:
+    def value(self) -> torch.Tensor:
+        """The constrained value computed from ``self.raw`` (subclasses override this)."""
         return self.raw
+
+    def forward(self) -> torch.Tensor:
+        if _memo is None:
+            return self.value()
+        hit = _memo.get(id(self))
+        # the raw tensor differs between a plain forward and each functional/vmapped call
+        if hit is not None and hit[0] is self.raw:
+            return hit[1]
+        v = self.value()
+        _memo[id(self)] = (self.raw, v)
+        return v
 
 
 class Real(Param):
@@ -50,7 +79,7 @@ class Positive(Param):
             raise ValueError(f"Positive parameter needs init > 0, got {value.tolist()}")
         return torch.log(value)
 
-    def forward(self) -> torch.Tensor:
+    def value(self) -> torch.Tensor:
         return torch.exp(self.raw)
 
 
@@ -67,7 +96,7 @@ class Bounded(Param):
         p = (value - self.low) / (self.high - self.low)
         return torch.log(p) - torch.log1p(-p)
 
-    def forward(self) -> torch.Tensor:
+    def value(self) -> torch.Tensor:
         return self.low + (self.high - self.low) * torch.sigmoid(self.raw)
 
 

@@ -45,7 +45,7 @@ def counting(fault: str) -> str:
 
 
 def test_ok_result_fields(traj):
-    res = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=40, seed=3))
+    res = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=40, seed=3, polish_iters=0, val_every=1))
     assert res.status is Status.OK and res.message == ""
     for s in (res.train, res.val, res.test):
         assert math.isfinite(s.rmse) and math.isfinite(s.rmse_norm)
@@ -151,7 +151,7 @@ def test_time_limit_stops_and_scores(traj):
 def test_progress_callback(traj, monkeypatch):
     monkeypatch.setattr(training, "PROGRESS_INTERVAL", 0.0)
     seen: list[dict] = []
-    res = evaluate(traj, TRAJ_PRIOR, TrainConfig(max_epochs=12), progress=seen.append)
+    res = evaluate(traj, TRAJ_PRIOR, TrainConfig(max_epochs=12, polish_iters=0, val_every=1), progress=seen.append)
     assert res.ok
     assert len(seen) >= 12
     assert set(seen[0]) == {"epoch", "train", "val"}
@@ -194,7 +194,7 @@ def test_for_proposer_hides_test(traj):
 
 
 def test_minibatches(traj):
-    res = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=10, batch_size=8))
+    res = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=10, batch_size=8, polish_iters=0))
     assert res.ok and res.epochs == 10
 
 
@@ -216,7 +216,7 @@ def _per_copy(message: str) -> list[float]:
 
 
 def test_restarts_vmap_picks_best(traj):
-    cfg = dict(max_epochs=40, seed=1)
+    cfg = dict(max_epochs=40, seed=1, polish_iters=0, val_every=1)  # Adam restarts, no polish
     t0 = time.perf_counter()
     one = evaluate(traj, TRAJ_HYBRID, TrainConfig(**cfg))
     t1 = time.perf_counter()
@@ -235,7 +235,7 @@ def test_restarts_vmap_picks_best(traj):
     # run: the chosen copy equals a single run with its seed, and copy 0 is the single run.
     assert per_copy[0] == pytest.approx(one.val.rmse_norm, rel=1e-3)
     assert four.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
-    alone = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=40, seed=1 + best))
+    alone = evaluate(traj, TRAJ_HYBRID, TrainConfig(max_epochs=40, seed=1 + best, polish_iters=0, val_every=1))
     assert four.val.rmse_norm == pytest.approx(alone.val.rmse_norm, rel=1e-3)
     assert four.parameters == pytest.approx(alone.parameters, rel=1e-3)
 

@@ -38,7 +38,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="memory limit of the worker process (default 4096)")
     p.add_argument("--restarts", type=int, default=1, metavar="K",
                    help="random restarts, best by validation kept (default 1)")
-    p.add_argument("--max-epochs", type=int, metavar="N", help="training epochs (default 300)")
+    p.add_argument("--max-epochs", type=int, metavar="N",
+                   help="Adam epochs before the L-BFGS polish (default: TrainConfig.max_epochs)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads (default 1)")
     p.add_argument("--save-weights", metavar="PATH", help="save the trained state_dict here")
     p.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
@@ -172,6 +173,11 @@ def format_summary(task: Any, label: str, result: Any) -> str:
             fitted = ", ".join(f"{k} = {_num(v)}" for k, v in result.parameters.items())
             lines.append(f"fitted      {fitted}")
         lines.append(f"parameters  {result.n_parameters} trainable")
+        if result.stop_reason is not None:
+            lines.append(f"fit         stopped: {result.stop_reason.value}   gradient norm "
+                         f"{_num(result.grad_norm)}   still improving "
+                         f"{'yes' if result.still_improving else 'no'}"
+                         + ("   UNTRAINED (scores are the starting point's)" if result.untrained else ""))
         if result.weights_path:
             lines.append(f"weights     {result.weights_path}")
     if result.message:

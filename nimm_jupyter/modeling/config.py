@@ -26,18 +26,53 @@ class TrainConfig:
         time_limit: soft limit in seconds, checked between epochs; ``None`` for none.
         save_weights: path for the trained ``state_dict``; ``None`` to keep nothing.
         threads: torch intra-op threads while training (small models are fastest on one).
+        polish_iters: L-BFGS iterations of the full-batch polish that follows Adam (0: none).
+        val_every: validate every this many epochs (patience still counts epochs).
+        dtype: ``"float32"``, or ``"float64"`` for mechanistic fits that float32 limits.
     """
 
     seed: int = 0
     device: str = "cpu"
-    max_epochs: int = 300
+    max_epochs: int = 150  # Adam's job is the basin; the L-BFGS polish does the rest
     patience: int = 40
-    lr: float = 1e-2
+    lr: float = 3e-2  # measured with the polish (docs/BENCHMARKS.md, fitting engine)
     batch_size: int | None = None
     restarts: int = 1
     time_limit: float | None = None
     save_weights: str | None = None
     threads: int = 1
+    polish_iters: int = 100
+    val_every: int = 5  # validating every epoch cost +30% of an epoch loop
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.polish_iters < 0 or self.val_every < 1:
+            raise ValueError(f"need polish_iters >= 0 and val_every >= 1, got "
+                             f"{self.polish_iters}, {self.val_every}")
+
+    def describe(self) -> str:
+        """How a candidate will be trained, as text for a proposer's prompt."""
+        polish = (f" Then all parameters are polished jointly with full-batch L-BFGS (strong "
+                  f"Wolfe line search, up to {self.polish_iters} iterations); whichever weights "
+                  "are better on validation are kept." if self.polish_iters else "")
+        batch = "full batch" if self.batch_size is None else f"mini-batches of {self.batch_size}"
+        restarts = (f" {self.restarts} differently seeded copies are trained when the model has "
+                    "random initialisation (otherwise one), and the best by validation is kept."
+                    if self.restarts > 1 else "")
+        return (
+            f"Training ({self.dtype}, {batch}): Adam at learning rate {self.lr:g} on the "
+            "mean squared error of the normalised targets (each target divided by its training "
+            "standard deviation; trajectory tasks: the full rollout), gradient norm clipped to "
+            f"1, learning rate halved after {max(5, self.patience // 2)} epochs without "
+            f"validation progress, early stopping after {self.patience} such epochs, at most "
+            f"{self.max_epochs} epochs; the best weights by validation error are kept." + polish
+            + restarts + " Parameters: Positive is trained as its logarithm (steps are relative "
+            "changes), Bounded through a logit, Real with steps scaled to its initial magnitude "
+            "(at least 1), network weights as they are. Write starting values of the right "
+            "order of magnitude; the harness reports when the fit never moved from them."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, as journals and worker payloads store them."""

@@ -1,9 +1,10 @@
 """The evaluation harness: one candidate source + one task -> one :class:`EvalResult`.
 
 The harness, never the candidate, owns the data, the loss and the optimiser: it checks the
-candidate's contract, trains it (:mod:`.training`) and scores the best weights on every split
-(:mod:`.scoring`). Candidate faults never raise: they come back as an :class:`EvalResult`
-with a status.
+candidate's contract, trains it (Adam in :mod:`.training`, then the L-BFGS polish of
+:mod:`.polish`), reports how the fit ended (stop reason, gradient norm, still improving,
+untrained) and scores the kept weights on every split (:mod:`.scoring`). Candidate faults
+never raise: they come back as an :class:`EvalResult` with a status.
 """
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from ..blocks import SolverStepLimit
 from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
-from .result import EvalResult, Status
+from .polish import Polish, polish, train_grad_norm
+from .result import EvalResult, Status, StopReason
 from .scoring import (
     MAX_VECTOR_PARAMS, count_trainable, forward_chunks, mechanistic_parameters, predict,
-    score_predictions, split_data, split_scores,
+    score_predictions, SplitData, split_data, split_scores,
 )
 from .training import (
-    DIVERGED_HINT, MAX_RECOVERIES, Progress, ProgressFn, fit_restarts, seed_all,
+    DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, fit_restarts, seed_all,
 )
 
 __all__ = [
@@ -59,6 +61,102 @@ def load_trained(task: Task, source: str, weights_path: str, device: str = "cpu"
     model.eval()
     return model
 
+
+
+# -- convergence report ----------------------------------------------------------------------
+POLISHED_COPIES = 3  # restarts: L-BFGS polishes copy 0 and the best copies by Adam's score
+
+
+def _polish_best(fit: Fit, k: int, data: dict[str, SplitData], inv_scale: torch.Tensor,
+                 config: TrainConfig, deadline: float | None
+                 ) -> tuple[int, nn.Module, Polish | None]:
+    """Polish copy 0 and the best of the other copies after Adam (at most
+    :data:`POLISHED_COPIES`); returns the copy best on validation afterwards, its module and
+    its polish. Copy 0 is the model a single run trains, so restarts never end worse on
+    validation than one run; the best Adam copy need not polish best."""
+    if fit.stopped_by_time or config.polish_iters <= 0:
+        return k, fit.module(k), None
+    usable = [c for c in range(len(fit.best_val))
+              if fit.failures[c] is None and math.isfinite(fit.best_val[c])]
+    ranked = sorted(usable, key=lambda c: fit.best_val[c])[:POLISHED_COPIES]
+    best: tuple[int, nn.Module, Polish] | None = None
+    for c in dict.fromkeys(([0] if 0 in usable else []) + ranked):
+        model = fit.module(c)
+        pol = polish(model, data["train"], data["val"], inv_scale, config.polish_iters, deadline)
+        if best is None or pol.val_after < best[2].val_after:
+            best = (c, model, pol)
+        if pol.stopped_by_time:
+            break
+    assert best is not None  # k is usable, so ranked is not empty
+    return best
+
+
+def _report(result: EvalResult, model: nn.Module, fit: Fit, k: int, pol: Polish | None,
+            train: SplitData, inv_scale: torch.Tensor, config: TrainConfig,
+            notes: list[str]) -> list[dict[str, float]]:
+    """Record on ``result`` why training stopped; returns the loss curve (Adam's validated
+    epochs, then one point per L-BFGS round)."""
+    curve = list(fit.curves[k])
+    if fit.stopped_by_time:
+        reason = StopReason.TIME_LIMIT
+    else:
+        reason = StopReason.PATIENCE if fit.patience_hit[k] else StopReason.EPOCH_CAP
+    if pol is not None:
+        last = curve[-1]["epoch"] if curve else 0
+        curve += [{"epoch": last + i + 1, "train": c["train"], "val": c["val"]}
+                  for i, c in enumerate(pol.curve)]
+        if pol.iterations:
+            notes.append(f"L-BFGS polish{f' (kept copy {k})' if len(fit.best_val) > 1 else ''}: "
+                         f"{pol.iterations} iterations ({pol.evaluations} loss evaluations), "
+                         f"val rmse_norm {math.sqrt(pol.val_before):.4g} -> "
+                         f"{math.sqrt(pol.val_after):.4g}"
+                         + ("; it left the stable region and the best weights were kept"
+                            if pol.diverged else ""))
+        if pol.iterations and not pol.diverged:
+            reason = (StopReason.CONVERGED if pol.converged else StopReason.TIME_LIMIT
+                      if pol.stopped_by_time else StopReason.EPOCH_CAP
+                      if pol.iterations >= config.polish_iters else StopReason.PATIENCE)
+    result.stop_reason = reason
+    result.still_improving = reason in (StopReason.EPOCH_CAP, StopReason.TIME_LIMIT) \
+        and _still_falling(curve)
+    if result.still_improving:
+        notes.append(f"training stopped ({reason.value}) while the validation error was still "
+                     "falling: a larger budget may score better")
+    result.grad_norm = train_grad_norm(model, train, inv_scale)
+    return curve
+
+
+def _still_falling(curve: list[dict[str, float]]) -> bool:
+    """The best validation error of the last quarter of ``curve`` beats the rest by 0.1%."""
+    vals = [c["val"] for c in curve if math.isfinite(c["val"])]
+    cut = len(vals) - max(1, len(vals) // 4)
+    return cut > 0 and min(vals[cut:]) < min(vals[:cut]) * (1 - 1e-3)
+
+
+def _initial_parameters(model_class: type, spec: object, device: torch.device,
+                        seed: int) -> dict[str, float]:
+    """The mechanistic parameters copy ``seed`` started from (empty if they cannot be read)."""
+    try:
+        torch.manual_seed(seed)
+        return mechanistic_parameters(model_class(spec).to(device))
+    except Exception:  # the fitted report notes the failure; the flag just cannot use it
+        return {}
+
+
+def _flag_untrained(result: EvalResult, initial: dict[str, float], never_improved: bool,
+                    notes: list[str]) -> None:
+    """Set ``result.untrained`` when the fit kept its starting point (``never_improved``: Adam's
+    best epoch was 0 and the polish did not improve either) or no mechanistic parameter moved
+    (relative change < 1e-4)."""
+    moved = [abs(v - initial[n]) > 1e-4 * max(abs(initial[n]), 1e-12)
+             for n, v in result.parameters.items() if n in initial]
+    if never_improved or (moved and not any(moved)):
+        result.untrained = True
+        notes.append("untrained: " + ("no mechanistic parameter moved from its starting value"
+                                      if moved and not any(moved) else
+                                      "the starting weights were never improved on validation")
+                     + "; the scores are those of the starting point (check starting values, "
+                     "scales and whether validation error rises from the first step)")
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -100,12 +198,11 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
 
     t0 = time.perf_counter()
     deadline = t0 + config.time_limit if config.time_limit else None
-    common = dict(device=str(device), seed=int(config.seed), restarts=int(config.restarts))
 
     def done(result: EvalResult) -> EvalResult:
         result.wall_time = time.perf_counter() - t0
-        for k, v in common.items():
-            setattr(result, k, v)
+        result.device, result.seed = str(device), int(config.seed)
+        result.restarts = int(config.restarts)  # as asked; a note says when fewer were trained
         return result
 
     with _torch_threads(config.threads):
@@ -124,13 +221,14 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
               device: torch.device, deadline: float | None, progress: Progress) -> EvalResult:
     spec = spec_on_device(task, device)
     inv_scale = (1.0 / spec.target_scale).to(device)
-    data = {s: split_data(task, s, device) for s in ("train", "val", "test")}
+    dtype = getattr(torch, config.dtype)
+    data = {s: split_data(task, s, device, dtype) for s in ("train", "val", "test")}
     seed_all(int(config.seed))
     fit = fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
                         device, deadline, progress)
 
-    notes: list[str] = []
-    K = int(config.restarts)
+    notes: list[str] = [fit.note] if fit.note.startswith("restarts:") else []
+    K = len(fit.best_val)
     k = fit.best_index()
     if K > 1:
         per_copy = ", ".join("nan" if not math.isfinite(v) else f"{math.sqrt(v):.4g}" for v in fit.best_val)
@@ -153,10 +251,13 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         notes.append(f"stopped at the time limit ({config.time_limit:g} s) after {fit.epochs} "
                      f"epochs; scored the best weights (epoch {fit.best_epoch[k]})")
 
-    model = fit.module(k)
+    k, model, pol = _polish_best(fit, k, data, inv_scale, config, deadline)
+    result = EvalResult(status=Status.OK)
+    curve = _report(result, model, fit, k, pol, data["train"], inv_scale, config, notes)
+    polished = pol is not None and pol.improved
+    initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
     model.eval()
     scale = spec.target_scale
-    result = EvalResult(status=Status.OK)
     with torch.no_grad():
         for s in ("train", "val", "test"):
             pred = forward_chunks(model, data[s])
@@ -165,13 +266,14 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
                                   f"weights; {DIVERGED_HINT}", loss_curve=fit.curves[k],
                                   epochs=fit.epochs)
-    result.loss_curve = fit.curves[k]
-    result.epochs = len(fit.curves[k])
+    result.loss_curve = curve
+    result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs
     result.n_parameters = count_trainable(model)
     try:
         result.parameters = mechanistic_parameters(model)
     except Exception as exc:  # reporting parameters must not discard a trained model
         notes.append(describe_exception(exc, source, "mechanistic_parameters() failed"))
+    _flag_untrained(result, initial, fit.best_epoch[k] == 0 and not polished, notes)
     if config.save_weights:
         path = os.fspath(config.save_weights)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

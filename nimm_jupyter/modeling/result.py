@@ -31,6 +31,16 @@ class Status(str, enum.Enum):
         return self in _CANDIDATE_FAULTS
 
 
+class StopReason(str, enum.Enum):
+    """Why training ended (of the copy that was kept)."""
+
+    CONVERGED = "converged"  # the L-BFGS polish met its gradient/step tolerance
+    PATIENCE = "patience"  # validation error stopped improving (early stopping)
+    EPOCH_CAP = "epoch_cap"  # the epoch / iteration budget ran out first
+    TIME_LIMIT = "time_limit"  # the soft time limit of the config was reached
+    DIVERGED = "diverged"  # the loss became non-finite for good
+
+
 _CANDIDATE_FAULTS = frozenset({
     Status.SYNTAX_ERROR, Status.CONTRACT_ERROR, Status.RUNTIME_ERROR, Status.DIVERGED,
     Status.TIMEOUT, Status.OUT_OF_MEMORY,
@@ -53,16 +63,23 @@ class EvalResult:
     train: SplitScores = field(default_factory=SplitScores)
     val: SplitScores = field(default_factory=SplitScores)
     test: SplitScores = field(default_factory=SplitScores)
-    loss_curve: list[dict[str, float]] = field(default_factory=list)  # {"epoch","train","val"}
+    # {"epoch","train","val"} at each validated Adam epoch, then one point per L-BFGS round
+    # (numbered on from the last epoch)
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
     parameters: dict[str, float] = field(default_factory=dict)  # fitted mechanistic params
     n_parameters: int = 0  # trainable parameter count
-    epochs: int = 0
+    epochs: int = 0  # Adam epochs trained (the polish is counted in notes)
     wall_time: float = 0.0
     device: str = "cpu"
     seed: int = 0
-    restarts: int = 1
+    restarts: int = 1  # copies asked for (notes say when the model allowed only one)
     weights_path: str | None = None  # state_dict saved by the harness, when asked
     notes: list[str] = field(default_factory=list)  # remarks on a run that worked (restarts, time limit)
+    # How the fit ended (None for results that never trained, and for rows from older versions)
+    stop_reason: StopReason | None = None
+    grad_norm: float = float("nan")  # norm of the training-loss gradient at the kept weights
+    still_improving: bool = False  # the loss was still falling when training stopped
+    untrained: bool = False  # the kept weights are (as good as) the initial ones: see notes
 
     @property
     def ok(self) -> bool:
@@ -78,6 +95,7 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["status"] = self.status.value
+        d["stop_reason"] = self.stop_reason.value if self.stop_reason is not None else None
         return d
 
     @classmethod
@@ -87,13 +105,16 @@ class EvalResult:
         if d["status"] is Status.OK and d.get("message") and "notes" not in d:
             # rows written before ``notes`` existed carried an ok run's remarks in ``message``
             d["notes"], d["message"] = [d["message"]], ""
+        if d.get("stop_reason") is not None:
+            d["stop_reason"] = StopReason(d["stop_reason"])
         for k in ("train", "val", "test"):
             d[k] = SplitScores(**d.get(k, {}))
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def for_proposer(self) -> dict[str, Any]:
-        """The view a proposer may see: everything except test scores."""
+        """The view a proposer may see: everything except test scores (the convergence fields
+        ``stop_reason``, ``grad_norm``, ``still_improving`` and ``untrained`` included)."""
         d = self.to_dict()
         d.pop("test", None)
         d.pop("weights_path", None)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks import Param
+from ..blocks import Param, param_memo
 from ..tasks.base import Task, TaskKind
 from .result import SplitScores
 
@@ -53,9 +53,12 @@ class SplitData:
         return SplitData(args, self.per_sample, self.target[idx], mask, count)
 
 
-def split_data(task: Task, which: str, device: torch.device) -> SplitData:
+def split_data(task: Task, which: str, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> SplitData:
+    """One split of ``task`` as tensors of ``dtype`` on ``device``."""
     split = task.split(which)
-    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    f32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np_dtype), device=device)  # noqa: E731
     if task.kind is TaskKind.TRAJECTORY:
         y = f32(split.targets)
         C = int(task.context)
@@ -120,7 +123,8 @@ def forward_chunks(model: nn.Module, data: SplitData, chunk: int = 4096) -> torc
     for start in range(0, max(data.n, 1), chunk):
         idx = torch.arange(start, min(start + chunk, data.n), device=data.target.device)
         part = data.take(idx) if data.n > chunk else data
-        outs.append(model(*part.args).float())
+        with param_memo():
+            outs.append(model(*part.args).to(data.target.dtype))
         if data.n <= chunk:
             break
     return torch.cat(outs, dim=0)

@@ -2,13 +2,16 @@
 
 * the loss is the MSE on the normalised scale (each target divided by its training std);
   for trajectory tasks it is the error of the candidate's full rollout of steps C..T-1;
-* Adam (lr ``config.lr``) with per-copy gradient-norm clipping, a reduce-on-plateau
-  schedule, early stopping on the validation loss (``config.patience``, at most
+* Adam (lr ``config.lr``; steps of ``Real`` parameters scaled to their initial magnitude)
+  with per-copy gradient-norm clipping, a reduce-on-plateau schedule, validation every
+  ``config.val_every`` epochs, early stopping on the validation loss (``config.patience``
+  epochs without progress, and only once the rate has been cut; at most
   ``config.max_epochs``) and the best-by-validation weights kept; full batch unless
   ``config.batch_size`` is set;
 * a non-finite loss restarts from the best weights with half the learning rate, at most
   :data:`MAX_RECOVERIES` times, after which that copy is declared diverged;
-* ``config.restarts = K > 1`` trains K differently seeded copies *in one batched
+* ``config.restarts = K > 1`` trains K differently seeded copies (one, with a note, when the
+  model builds the same weights under every seed) *in one batched
   computation* (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, one
   Adam over the stacked parameters) and keeps the best by validation. Models that cannot
   be vmapped (``.item()``, data-dependent branches, in-place writes) fall back to training
@@ -23,7 +26,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -32,7 +35,8 @@ from torch import nn
 
 from .config import TrainConfig
 from .contract import _short
-from .scoring import SplitData, sq_err_norm
+from .engines import SingleEngine, StackedAdam, VmapEngine, clip_grads_, step_scales
+from .scoring import SplitData
 
 __all__ = [
     "Fit", "Progress", "ProgressFn", "fit_restarts", "seed_all", "MAX_RECOVERIES",
@@ -50,173 +54,6 @@ DIVERGED_HINT = ("bound rates with Positive/Bounded, clamp states, or scale the 
 ProgressFn = Callable[[dict], None]
 
 
-# -- engines: K copies behind one interface --------------------------------------------------
-class _SingleEngine:
-    """One plain module (K = 1); parameters exposed as (1, ...) views for the shared loop."""
-
-    path = "single"
-
-    def __init__(self, model: nn.Module, inv_scale: torch.Tensor):
-        self.K = 1
-        self.model = model
-        self.inv_scale = inv_scale
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.params = [p.detach().unsqueeze(0) for p in self.trainable]
-
-    def loss(self, data: SplitData) -> torch.Tensor:
-        self.model.train()
-        return sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
-
-    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(loss.sum(), self.trainable, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g.unsqueeze(0) for p, g in zip(self.params, gs)]
-
-    @torch.no_grad()
-    def eval_loss(self, data: SplitData) -> torch.Tensor:
-        self.model.eval()
-        return sq_err_norm(self.model(*data.args), data, self.inv_scale).reshape(1)
-
-    def keep(self, idx: torch.Tensor) -> None:
-        raise AssertionError("a single copy is never dropped")
-
-    @torch.no_grad()
-    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
-        for p, w in zip(self.trainable, weights):
-            p.copy_(w)
-        return self.model
-
-
-class _VmapEngine:
-    """K copies of one architecture trained as one batched computation."""
-
-    path = "vmap"
-
-    def __init__(self, models: list[nn.Module], inv_scale: torch.Tensor):
-        from torch.func import functional_call, stack_module_state, vmap
-
-        self.K = len(models)
-        self.models = models
-        self.inv_scale = inv_scale
-        self.base = models[0]
-        params, buffers = stack_module_state(models)
-        trainable = {n for n, p in models[0].named_parameters() if p.requires_grad}
-        self.stacked = {n: v.detach().clone().requires_grad_(n in trainable) for n, v in params.items()}
-        self.buffers = {n: v.detach().clone() for n, v in buffers.items()}
-        self.names = [n for n in self.stacked if n in trainable]
-        self.params = [self.stacked[n] for n in self.names]
-
-        def one(p: dict, b: dict, *args: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, (p, b), args)
-
-        self._vmapped: dict[int, Callable] = {}
-        self._make = lambda n_args: vmap(one, in_dims=(0, 0) + (None,) * n_args,
-                                         randomness="different")
-
-    def _predict(self, data: SplitData) -> torch.Tensor:
-        fn = self._vmapped.get(len(data.args))
-        if fn is None:
-            fn = self._vmapped[len(data.args)] = self._make(len(data.args))
-        return fn(self.stacked, self.buffers, *data.args)
-
-    def loss(self, data: SplitData) -> torch.Tensor:
-        self.base.train()
-        return sq_err_norm(self._predict(data), data, self.inv_scale)
-
-    def grads(self, loss: torch.Tensor) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(loss.sum(), self.params, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gs)]
-
-    @torch.no_grad()
-    def eval_loss(self, data: SplitData) -> torch.Tensor:
-        self.base.eval()
-        return sq_err_norm(self._predict(data), data, self.inv_scale)
-
-    def keep(self, idx: torch.Tensor) -> None:
-        """Continue with the copies at positions ``idx`` only."""
-        self.stacked = {n: v.detach()[idx].clone().requires_grad_(v.requires_grad)
-                        for n, v in self.stacked.items()}
-        self.buffers = {n: v[idx].clone() for n, v in self.buffers.items()}
-        self.params = [self.stacked[n] for n in self.names]
-        self.K = int(idx.numel())
-
-    @torch.no_grad()
-    def module(self, weights: list[torch.Tensor], copy: int) -> nn.Module:
-        # models[copy] still holds its initial frozen parameters and buffers (the batched
-        # forward never writes them back); only the trained parameters are copied in.
-        model = self.models[copy]
-        named = dict(model.named_parameters())
-        for n, w in zip(self.names, weights):
-            named[n].copy_(w)
-        return model
-
-
-class _StackedAdam:
-    """Adam over (K, ...) parameters with a per-copy learning rate and step count.
-
-    Adam is elementwise, so this is exactly K independent Adams; per-copy state lets one copy
-    restart from its best weights (moments reset, lr halved) while the others carry on.
-    """
-
-    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = params
-        self.lr = lr
-        self.b1, self.b2 = betas
-        self.eps = eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = torch.zeros_like(lr)
-
-    @staticmethod
-    def _view(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return x.reshape((-1,) + (1,) * (like.dim() - 1))
-
-    @torch.no_grad()
-    def step(self, grads: list[torch.Tensor], active: torch.Tensor) -> None:
-        a = active.to(self.t.dtype)
-        self.t += a
-        t = self.t.clamp_min(1.0)
-        step_size = self.lr * a / (1 - self.b1 ** t)
-        bc2_sqrt = torch.sqrt(1 - self.b2 ** t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            keep = self._view(active, p)
-            g = torch.where(keep, g, 0.0)
-            m.copy_(torch.where(keep, m * self.b1 + g * (1 - self.b1), m))
-            v.copy_(torch.where(keep, v * self.b2 + g * g * (1 - self.b2), v))
-            denom = v.sqrt() / self._view(bc2_sqrt, p) + self.eps
-            p.sub_(self._view(step_size, p) * m / denom)
-
-    def keep(self, idx: torch.Tensor, params: list[torch.Tensor]) -> None:
-        """Continue with the copies at positions ``idx`` (now stored in ``params``)."""
-        self.params = params
-        self.m = [m[idx].clone() for m in self.m]
-        self.v = [v[idx].clone() for v in self.v]
-        self.t = self.t[idx].clone()
-        self.lr = self.lr[idx].clone()
-
-    @torch.no_grad()
-    def reset(self, copies: torch.Tensor) -> None:
-        for m, v in zip(self.m, self.v):
-            keep = self._view(copies, m)
-            m.copy_(torch.where(keep, 0.0, m))
-            v.copy_(torch.where(keep, 0.0, v))
-        self.t.copy_(torch.where(copies, 0.0, self.t))
-
-
-def _clip_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Clip each copy's gradient to ``max_norm`` in place; returns the per-copy norms."""
-    K = grads[0].shape[0] if grads else 1
-    if not grads:
-        return torch.zeros(K)
-    sq = sum(g.reshape(K, -1).pow(2).sum(1) for g in grads)
-    norms = sq.sqrt()
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
-    return norms
-
-
-
 # -- the shared training loop ----------------------------------------------------------------
 @dataclass
 class Fit:
@@ -231,6 +68,7 @@ class Fit:
     module: Callable[[int], nn.Module]  # copy id -> module holding its best weights
     path: str
     note: str = ""
+    patience_hit: list[bool] = field(default_factory=list)  # per copy: early stopping ended it
 
     def best_index(self) -> int | None:
         finite = [(v, k) for k, v in enumerate(self.best_val)
@@ -280,7 +118,8 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
     K = engine.K
     device = train.target.device
     ids = list(range(K))  # copy id at each position of the stacked tensors
-    opt = _StackedAdam(engine.params, torch.full((K,), float(config.lr), device=device))
+    opt = StackedAdam(engine.params, torch.full((K,), float(config.lr), device=device),
+                      scales=step_scales(engine.base, engine.names))
     lr_now = [float(config.lr)] * K  # host copy by position: the schedule needs no device sync
     best = [p.detach().clone() for p in engine.params]
     best_val = [math.inf] * K
@@ -334,7 +173,7 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
         if math.isfinite(v):
             best_val[g] = patience_ref[g] = v
 
-    epoch = 0
+    epoch = last_val = 0
     for epoch in range(1, config.max_epochs + 1):
         n = len(ids)
         live = torch.tensor([failures[g] is None for g in ids], device=device)
@@ -344,13 +183,16 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
         for batch in _batches(train, config.batch_size, gen):
             loss = engine.loss(batch)
             grads = engine.grads(loss)
-            norms = _clip_(grads, CLIP_NORM)
+            norms = clip_grads_(grads, CLIP_NORM)
             finite = torch.isfinite(loss) & torch.isfinite(norms)
             bad |= ~finite
             opt.step(grads, live & finite)
             total += loss.detach()
             n_batches += 1
-        val_list = engine.eval_loss(val).tolist()
+        # validating is a full forward of the val split: every val_every epochs is enough
+        validate = epoch % config.val_every == 0 or epoch == config.max_epochs
+        val_list = engine.eval_loss(val).tolist() if validate else [0.0] * n
+        elapsed, last_val = (epoch - last_val, epoch) if validate else (0, last_val)
         train_list = (total / n_batches).tolist()
         bad_list = bad.tolist()
 
@@ -359,7 +201,8 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
             if failures[g] is not None:
                 continue
             tr, vl = train_list[pos], val_list[pos]
-            curves[g].append({"epoch": epoch, "train": _sqrt(tr), "val": _sqrt(vl)})
+            if validate:
+                curves[g].append({"epoch": epoch, "train": _sqrt(tr), "val": _sqrt(vl)})
             if bad_list[pos] or not math.isfinite(vl):
                 what = "training loss" if bad_list[pos] else "validation loss"
                 recoveries[g] += 1
@@ -373,6 +216,8 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
                     lr_now[pos] *= 0.5
                     opt.lr[pos] = lr_now[pos]
                 continue
+            if not validate:
+                continue
             if vl < best_val[g]:
                 best_val[g], best_epoch[g] = vl, epoch
                 improved.append(pos)
@@ -380,8 +225,8 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
                 patience_ref[g] = vl
                 since[g] = since_lr[g] = 0
             else:
-                since[g] += 1
-                since_lr[g] += 1
+                since[g] += elapsed
+                since_lr[g] += elapsed
                 if since_lr[g] >= plateau and lr_now[pos] > min_lr:
                     lr_now[pos] = max(lr_now[pos] * 0.5, min_lr)
                     opt.lr[pos] = lr_now[pos]
@@ -392,10 +237,13 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
             restore(to_restore)
 
         alive = [pos for pos, g in enumerate(ids) if failures[g] is None]
-        if alive:
+        if alive and validate:
             pos = min(alive, key=lambda q: val_list[q] if math.isfinite(val_list[q]) else math.inf)
             progress(epoch, curves[ids[pos]][-1]["train"], curves[ids[pos]][-1]["val"])
-        if not alive or all(since[ids[pos]] >= config.patience for pos in alive):
+        # early stopping needs both: no progress for `patience` epochs, and a learning rate the
+        # schedule has already cut (a run that only needed a smaller step is not stopped)
+        if not alive or all(since[ids[pos]] >= config.patience and lr_now[pos] < config.lr
+                            for pos in alive):
             break
         if deadline is not None and time.perf_counter() >= deadline:
             stopped_by_time = epoch < config.max_epochs
@@ -406,7 +254,8 @@ def _train(engine: Any, train: SplitData, val: SplitData, config: TrainConfig, d
     for pos, g in enumerate(ids):
         weights[g] = [b[pos] for b in best]
     return Fit(best_val, best_epoch, curves, epoch, failures, stopped_by_time,
-                lambda g: engine.module(weights[g], g), engine.path)
+               lambda g: engine.module(weights[g], g), engine.path,
+               patience_hit=[since[g] >= config.patience for g in range(K)])
 
 
 
@@ -416,27 +265,48 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _build(model_class: type, spec: Any, device: torch.device, seed: int) -> nn.Module:
+def _build(model_class: type, spec: Any, device: torch.device, seed: int,
+           dtype: torch.dtype = torch.float32) -> nn.Module:
     torch.manual_seed(seed)
-    return model_class(spec).to(device)
+    model = model_class(spec).to(device)
+    # float32 is the candidate's own business (it may keep float64 pieces); float64 is asked
+    return model if dtype == torch.float32 else model.to(dtype)
 
+
+
+def _same_for_every_seed(model_class: type, spec: Any, device: torch.device, seed: int,
+                         first: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether ``model_class`` builds the same weights under another seed and has no dropout:
+    then restarts would train identical copies."""
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in first.modules()):
+        return False
+    other = _build(model_class, spec, device, seed + 1, dtype)
+    a, b = first.state_dict(), other.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def fit_restarts(model_class: type, spec: Any, train: SplitData, val: SplitData, inv_scale: torch.Tensor,
-                  config: TrainConfig, device: torch.device, deadline: float | None,
-                  progress: Progress) -> Fit:
+                 config: TrainConfig, device: torch.device, deadline: float | None,
+                 progress: Progress) -> Fit:
+    """Train ``config.restarts`` copies (one when the model has no random initialisation)."""
     K = int(config.restarts)
+    dtype = getattr(torch, config.dtype)
     gen = torch.Generator().manual_seed(int(config.seed))
-    if K == 1:
-        model = _build(model_class, spec, device, config.seed)
-        return _train(_SingleEngine(model, inv_scale), train, val, config, deadline, progress, gen)
+    first = _build(model_class, spec, device, config.seed, dtype)
+    skipped = K > 1 and _same_for_every_seed(model_class, spec, device, config.seed, first, dtype)
+    if K == 1 or skipped:
+        fit = _train(SingleEngine(first, inv_scale), train, val, config, deadline, progress, gen)
+        if skipped:
+            fit.note = (f"restarts: {K} asked, 1 trained: the model builds the same weights "
+                        "under every seed, so every copy would be identical")
+        return fit
 
     vmap_error = ""
-    models = [_build(model_class, spec, device, config.seed + k) for k in range(K)]
+    models = [first] + [_build(model_class, spec, device, config.seed + k, dtype) for k in range(1, K)]
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*batching rule.*")
-            return _train(_VmapEngine(models, inv_scale), train, val, config, deadline, progress, gen)
+            return _train(VmapEngine(models, inv_scale), train, val, config, deadline, progress, gen)
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise
     except Exception as exc:  # not vmappable: train the copies one after another
@@ -445,8 +315,8 @@ def fit_restarts(model_class: type, spec: Any, train: SplitData, val: SplitData,
     fits: list[Fit] = []
     for k in range(K):
         gen = torch.Generator().manual_seed(int(config.seed) + k)
-        model = _build(model_class, spec, device, config.seed + k)
-        fits.append(_train(_SingleEngine(model, inv_scale), train, val, config, deadline,
+        model = _build(model_class, spec, device, config.seed + k, dtype)
+        fits.append(_train(SingleEngine(model, inv_scale), train, val, config, deadline,
                            progress, gen))
         if deadline is not None and time.perf_counter() >= deadline:
             break
@@ -455,6 +325,7 @@ def fit_restarts(model_class: type, spec: Any, train: SplitData, val: SplitData,
         curves=[f.curves[0] for f in fits], epochs=max(f.epochs for f in fits),
         failures=[f.failures[0] for f in fits],
         stopped_by_time=any(f.stopped_by_time for f in fits),
+        patience_hit=[f.patience_hit[0] for f in fits],
         module=lambda k: fits[k].module(0), path="sequential",
         note=f"vmap unavailable ({vmap_error})",
     )

@@ -78,10 +78,10 @@ def test_example_passes_the_contract_and_fits_its_system(kind, make, truth):
             pred, target = model(u), y
         return (((pred - target) / spec.target_scale) ** 2).mean()
 
-    start = {k: float(getattr(model, k)()) for k in truth}
+    start = {k: getattr(model, k)().item() for k in truth}
     for _ in range(150):
         opt.zero_grad()
         loss().backward()
         opt.step()
     for k, true in truth.items():
-        assert abs(float(getattr(model, k)()) - true) < abs(start[k] - true), k
+        assert abs(getattr(model, k)().item() - true) < abs(start[k] - true), k

@@ -17,6 +17,7 @@ from nimm_jupyter.modeling import check_candidate
 from nimm_jupyter.modeling.contract import load_candidate
 from nimm_jupyter.proposers.context import interface_text
 from nimm_jupyter.tasks import Task
+from nimm_jupyter.tasks.dataframe import task_from_dataframe
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +38,7 @@ def oscillator_task() -> Task:
             rows.append({"unit": g, "t": k * dt, "x": x, "v": v, "force": force})
             a = -4.0 * x - 2 * 0.05 * 2.0 * v - 0.3 * v ** 3 + force
             x, v = x + dt * v, v + dt * a
-    return Task.from_dataframe(pd.DataFrame(rows), time="t", group="unit", targets=["x", "v"],
+    return task_from_dataframe(pd.DataFrame(rows), time="t", group="unit", targets=["x", "v"],
                                inputs=["force"], name="oscillator")
 
 
@@ -45,7 +46,7 @@ def power_law_task() -> Task:
     rng = np.random.default_rng(1)
     x0, x1 = rng.uniform(0.5, 4.0, 300), rng.normal(size=300)
     y = 3.0 * x0 ** 1.5 + 0.2 * x1
-    return Task.from_dataframe(pd.DataFrame({"x0": x0, "x1": x1, "y": y}), targets=["y"],
+    return task_from_dataframe(pd.DataFrame({"x0": x0, "x1": x1, "y": y}), targets=["y"],
                                name="power_law")
 
 

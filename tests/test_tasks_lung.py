@@ -115,7 +115,8 @@ def test_policies_decide_on_current_vs_15_day_mean_diameter():
     n, T, seed = 200, 30, 11
     for policy, window in (("hdtwingen", 1), ("window15", 15)):
         sim = pkpd_sim.simulate(n, T, variant="chemo", seed=seed, policy=policy)
-        u_draw = np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[2]).uniform(size=(n, T))
+        policy_stream = np.random.SeedSequence(seed).spawn(5)[2]  # simulate's third stream
+        u_draw = np.random.default_rng(policy_stream).uniform(size=(n, T))
         d = 2.0 * np.cbrt(3.0 * sim.V / (4.0 * np.pi))
         d_bar = np.stack([d[:, max(0, t - window + 1): t + 1].mean(axis=1) for t in range(T)], 1)
         prob = 1.0 / (1.0 + np.exp(-(2.0 / 13.0) * (d_bar - 6.5)))

@@ -79,3 +79,51 @@ def test_table_is_readable(fake_registry, capsys):
     assert "trajectory" in noisy and "synthetic" in noisy and "SYNTHETIC" in noisy
     broken = next(line for line in lines if line.startswith("broken_task"))
     assert "ERROR FileNotFoundError" in broken
+
+
+def test_one_task_in_full_as_json(capsys):
+    argv = ["tasks", "lung_cancer_chemo", "--option", "n_patients=20", "--option",
+            "policy=window15", "--json"]
+    assert cli.main(argv) == 0
+    out, _ = capsys.readouterr()
+    info = json.loads(out)  # one JSON object on stdout
+    task = tasks.get("lung_cancer_chemo", n_patients=20, policy="window15")
+    assert info["name"] == "lung_cancer_chemo" and info["kind"] == "trajectory"
+    assert info["source"] == "simulated" and info["splits"] == {"train": 20, "val": 20, "test": 20}
+    assert info["description"] == task.description and "\n" in info["description"]
+    assert info["prior_code"] == task.prior_code and info["prior_omits"] == task.prior_omits
+    assert info["provenance"] == task.provenance and "window15" in info["provenance"]
+    assert info["options"]["policy"] == "window15" and info["options"]["n_patients"] == 20
+    assert info["inputs"] == [{"name": "chemo_dose", "unit": "units/day",
+                               "description": "chemotherapy dose given that day"}]
+    assert [(v["name"], v["unit"]) for v in info["targets"]] == [
+        ("V", "cm^3"), ("C", "concentration units")]
+    assert info["context"] == 1 and info["time_points"] == 60
+    # the prompt is the proposer's task block: description, prior, what it misses, interface
+    prompt = info["prompt"]
+    assert prompt.startswith("# Task: lung_cancer_chemo (trajectory)")
+    for part in (task.description, task.prior_code.strip(), task.prior_omits,
+                 "## Candidate interface", "chemo_dose [units/day]", "train=20, val=20"):
+        assert part in prompt, part[:60]
+    assert "test=" not in prompt
+
+
+def test_one_task_as_text_and_its_default_policy(capsys):
+    assert cli.main(["tasks", "lung_cancer_chemo_radio", "--option", "n_patients=5"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("lung_cancer_chemo_radio (trajectory, simulated); train/val/test 5/5/5")
+    assert "radio_dose [Gy]" in out and '"policy": "hdtwingen"' in out
+    assert "What the prior leaves out:" in out and "class Model" in out
+    assert "Provenance: " in out and "current diameter" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tasks", "lung_cancer", "--option", "policy=window30", "--json"],
+     "policy must be one of hdtwingen, window15, got 'window30'"),
+    (["tasks", "no_such_task", "--json"], "unknown task 'no_such_task'"),
+    (["tasks", "--option", "policy=window15"], "--option needs a task NAME"),
+])
+def test_one_task_errors_are_one_line_and_exit_2(capsys, argv, message):
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and message in err and len(err.strip().splitlines()) == 1

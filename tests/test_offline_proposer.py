@@ -109,3 +109,21 @@ def test_exclude_and_debug():
     foreign = NodeView(id=2, branch=0, operator="draft", change="", code="x", status="runtime_error",
                        metrics={}, meta={})
     assert p.debug(ctx, foreign).error
+
+
+def test_tumour_branches_do_not_start_from_the_simulators_family():
+    # The simulator is Gompertz growth; an exponential law plus a network of log-volume on the
+    # growth rate is that family. The first branches start from the prior's law, and the
+    # growth-law slot holds the textbook laws as equal alternatives.
+    task = tasks.get("lung_cancer_chemo", n_patients=8)
+    ctx = context_for(task)
+    grammar = GRAMMARS["tumour"](ctx)
+    assert set(grammar.slot("growth").choices) >= {"exponential", "logistic", "gompertz",
+                                                   "bertalanffy"}
+    p = OfflineProposer(seed=0)
+    first = [s for s in p.strategies(ctx, 6, []) if s.key.startswith("tumour:")][:2]
+    assert [s.key for s in first] == ["tumour:residual_dV", "tumour:none"]
+    for strategy in first:
+        draft = p.draft(ctx, strategy)
+        assert draft.meta["genome"]["growth"] == "exponential"
+        assert "self.K" not in draft.code

@@ -19,9 +19,11 @@ VARIANT = dict(zip(NAMES, ["plain", "chemo", "chemo_radio"]))
 
 @pytest.fixture(scope="module")
 def full_size() -> dict[str, Task]:
-    """The three tasks at the published size (N = 1000 per split); also times the build."""
+    """The three tasks at the published size (N = 1000 per split); also times the build.
+
+    Built with the 15-day-mean policy, the rule PROVENANCE's expected ranges describe."""
     start = time.perf_counter()
-    built = {n: tasks.get(n) for n in NAMES}
+    built = {n: tasks.get(n, policy="window15") for n in NAMES}
     built["_seconds"] = time.perf_counter() - start  # type: ignore[assignment]
     return built
 
@@ -50,10 +52,13 @@ def test_shapes_names_and_metadata(name):
         assert np.isfinite(s.targets).all() and (s.targets[..., 0] > 0).all()
     assert task.options == {"variant": VARIANT[name], "n_patients": 20, "seed": 3,
                             "heterogeneity": False, "noise": 0.0, "process_noise": 0.0,
-                            "horizon": 60}
+                            "horizon": 60, "policy": "hdtwingen"}
     assert all(k in task.provenance for k in ("Geng", "13542", "HDTwinGen"))
     assert "reimplementation" in task.provenance.lower()
-    assert "Gompertz" in task.prior_omits and "14137" in task.prior_omits
+    # What the prior misses is said in words: no simulator constant, no named growth law.
+    assert "slows as they get larger" in task.prior_omits
+    assert "14137" not in task.prior_omits and "Gompertz" not in task.prior_omits
+    assert "HDTwinGen" in task.provenance and "current diameter" in task.provenance
     summary = task.summary()["description"]
     assert summary and "\n" not in summary and len(summary) < 160
     assert "cm^3" in task.description and "prior" in task.description.lower()
@@ -83,6 +88,49 @@ def test_bad_options_give_one_clear_error():
         tasks.get("lung_cancer", n_patients=5, horizon=1)
     with pytest.raises(ValueError, match="variant"):
         pkpd_sim.simulate(5, variant="immuno")
+
+
+def test_policy_option_selects_the_treatment_rule():
+    default = tasks.get("lung_cancer_chemo", n_patients=40, seed=6)
+    hdt = tasks.get("lung_cancer_chemo", n_patients=40, seed=6, policy="hdtwingen")
+    w15 = tasks.get("lung_cancer_chemo", n_patients=40, seed=6, policy="window15")
+    assert default.options["policy"] == "hdtwingen" and w15.options["policy"] == "window15"
+    np.testing.assert_array_equal(default.train.inputs, hdt.train.inputs)
+    # Same initial volumes and random draws; only the diameter the policy reads differs.
+    np.testing.assert_array_equal(hdt.train.targets[:, 0], w15.train.targets[:, 0])
+    assert not np.array_equal(hdt.train.inputs, w15.train.inputs)
+    assert "current diameter" in hdt.description and "15 days" in w15.description
+    assert "window15" in w15.provenance and "Geng" in w15.provenance
+    with pytest.raises(ValueError, match="policy must be one of hdtwingen, window15"):
+        tasks.get("lung_cancer_chemo", n_patients=5, policy="window30")
+    with pytest.raises(ValueError, match="policy"):
+        tasks.get("lung_cancer", n_patients=5, policy=["hdtwingen"])
+    with pytest.raises(ValueError, match="unknown policy"):
+        pkpd_sim.simulate(5, policy="mean")
+
+
+def test_policies_decide_on_current_vs_15_day_mean_diameter():
+    # Recompute each day's treatment probability independently from the simulated volumes and
+    # the same uniform draws; a dose is given exactly when the draw falls below it.
+    n, T, seed = 200, 30, 11
+    for policy, window in (("hdtwingen", 1), ("window15", 15)):
+        sim = pkpd_sim.simulate(n, T, variant="chemo", seed=seed, policy=policy)
+        policy_stream = np.random.SeedSequence(seed).spawn(5)[2]  # simulate's third stream
+        u_draw = np.random.default_rng(policy_stream).uniform(size=(n, T))
+        d = 2.0 * np.cbrt(3.0 * sim.V / (4.0 * np.pi))
+        d_bar = np.stack([d[:, max(0, t - window + 1): t + 1].mean(axis=1) for t in range(T)], 1)
+        prob = 1.0 / (1.0 + np.exp(-(2.0 / 13.0) * (d_bar - 6.5)))
+        np.testing.assert_array_equal(sim.chemo > 0, u_draw < prob)
+
+
+def test_hdtwingen_policy_matches_hdtwingen_own_figures():
+    # PROVENANCE: HDTwinGen's own code, 30 splits of 1000 patients: chemo mean V_59 24.9 +- 0.4
+    # with 45.6% of days dosed; chemo+radio mean V_59 7.93 +- 0.13.
+    chemo = tasks.get("lung_cancer_chemo").test
+    assert 23.7 < chemo.targets[:, -1, 0].mean() < 26.1
+    assert 0.44 < (chemo.inputs[..., 0] > 0).mean() < 0.47
+    full = tasks.get("lung_cancer_chemo_radio").test
+    assert 7.5 < full.targets[:, -1, 0].mean() < 8.4
 
 
 def test_horizon_option():

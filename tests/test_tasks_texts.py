@@ -1,8 +1,9 @@
 """The texts a proposer and the harness receive (task descriptions, prior and hybrid code) are
 pinned: moving model code into resource files or modules must not change one byte.
 
-The fingerprints in fixtures/task_texts_sha256.json were computed on the code before the
-metapopulation/HEA split (main at e1edd77); regenerate them only for an intended change.
+The fingerprints in fixtures/task_texts_sha256.json were first computed before the
+metapopulation/HEA split (main at e1edd77) and regenerated once, for the intended rewrite of the
+task texts that stopped giving answers away (issue 16); regenerate them only for an intended change.
 """
 from __future__ import annotations
 

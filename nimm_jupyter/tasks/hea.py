@@ -352,9 +352,6 @@ tau_y = tau_y0 (1 - theta^(2/3)) if that is >= tau_y0/2 else tau_y0 exp(-theta/0
 sigma = sigma0 + 3.06 tau_y, with the coefficients and the base stress sigma0 fitted.
 For equiatomic CoCrFeMnNi (mu = 80 GPa, nu = 0.26) it gives about 118 MPa of solid-solution
 strength; measured coarse-grained values are about 125-200 MPa.
-What the prior leaves out: grain size (Hall–Petch), processing (cast/wrought/annealed/powder),
-test type (tension vs compression), short-range order and interstitials (C is treated as a
-substitutional solute with an estimated volume), precipitates missed by the phase label.
 Estimated elemental values: {_estimated_note(elements, fields)}."""
     return Task(
         name="hea_fcc_rt", kind=TaskKind.TABULAR, description=description + ("\n" + CONDITIONS_TEXT if conditions else ""),
@@ -368,9 +365,11 @@ Estimated elemental values: {_estimated_note(elements, fields)}."""
         targets=[Variable("yield_strength", "MPa", "measured yield strength (0.2% offset)")],
         train=train, val=val, test=test,
         prior_code=_prior_source(_FCC),
-        prior_omits=("grain size / Hall–Petch strengthening; processing route; test type "
-                     "(tension vs compression); short-range order; interstitial and precipitate "
-                     "strengthening; alloy-specific (measured) elastic moduli"),
+        prior_omits=("grain size / Hall–Petch strengthening; processing route (cast, wrought, "
+                     "annealed, powder); test type (tension vs compression); short-range order; "
+                     "interstitial strengthening (C is treated as a substitutional solute with "
+                     "an estimated volume); precipitates missed by the phase label; "
+                     "alloy-specific (measured) elastic moduli"),
         hybrid_code=_hybrid_source(_FCC),
         family="alloy",
         constants=consts,
@@ -417,9 +416,6 @@ dEb = 2.00 alpha^(1/3) mu b^3 q^(2/3) S^(1/3) (alpha = 1/12); theta = kT/dEb ln(
 tau_y = tau_y0 (1 - theta^(2/3)) while >= tau_y0/2, else tau_y0 exp(-theta/0.55);
 sigma = sigma0 + 3.067 tau_y with coefficients and sigma0 fitted. Equiatomic MoNbTaVW
 (mu = 92 GPa, nu = 0.433) gives about 1430 MPa at 298 K and 660 MPa at 1273 K.
-What the prior leaves out: the fall of the elastic moduli with temperature (important above
-~1000 K), screw-dislocation and Peierls contributions (large for Cr-, Mo-, W-rich alloys at low
-temperature), grain size, processing, test type, short-range order and ordered B2 precipitates.
 Estimated elemental values: {_estimated_note(elements, fields)}."""
     return Task(
         name="hea_bcc_temp", kind=TaskKind.TABULAR, description=description + ("\n" + CONDITIONS_TEXT if conditions else ""),
@@ -433,9 +429,11 @@ Estimated elemental values: {_estimated_note(elements, fields)}."""
         targets=[Variable("yield_strength", "MPa", "measured yield strength (0.2% offset)")],
         train=train, val=val, test=test,
         prior_code=_prior_source(_BCC),
-        prior_omits=("temperature dependence of the elastic moduli; screw-dislocation / Peierls "
-                     "strengthening; grain size / Hall–Petch; processing route; test type "
-                     "(tension vs compression); short-range order and B2 ordering"),
+        prior_omits=("the fall of the elastic moduli with temperature (important above "
+                     "~1000 K); screw-dislocation / Peierls strengthening (large for Cr-, Mo-, "
+                     "W-rich alloys at low temperature); grain size / Hall–Petch; processing "
+                     "route; test type (tension vs compression); short-range order and ordered "
+                     "B2 precipitates"),
         hybrid_code=_hybrid_source(_BCC),
         family="alloy",
         constants=consts,

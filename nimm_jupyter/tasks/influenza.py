@@ -297,11 +297,7 @@ Group = the start week index of the window.
 Mechanistic prior: a discrete-time metapopulation SIR/renewal model started from the last context
 week: visits = background + I, the background is a fitted share of the context minimum;
 I <- R s [(1 - c) I + c mean_neighbours(I)], s <- s - I/N with N = pool x the state's mean weekly
-visits. R, c, s0, pool and the background share are fitted and shared by all states.
-What the prior leaves out: seasonal forcing of transmission (R does not change with the season,
-school terms or weather), state-specific transmission, reporting and provider-count changes,
-travel beyond borders (air travel), co-circulating non-influenza ILI, multiple strains.
-A natural hybrid corrects R per state and season with a small network."""
+visits. R, c, s0, pool and the background share are fitted and shared by all states."""
     return Task(
         name="influenza_usa", kind=TaskKind.TRAJECTORY, description=description,
         source=DataSource.REAL,
@@ -321,9 +317,11 @@ A natural hybrid corrects R per state and season with a small network."""
                  for name, code in zip(names, codes)],
         train=train, val=val, test=test,
         prior_code=PRIOR_CODE,
-        prior_omits=("seasonal forcing of transmission; state-specific or time-varying R; "
-                     "reporting and provider-count changes; non-border travel; non-influenza "
-                     "ILI dynamics; multiple strains and prior immunity"),
+        prior_omits=("seasonal forcing of transmission (R does not change with the season, "
+                     "school terms or weather); state-specific or time-varying transmission; "
+                     "reporting and provider-count changes; travel beyond borders (air "
+                     "travel); co-circulating non-influenza ILI; multiple strains and prior "
+                     "immunity"),
         hybrid_code=HYBRID_CODE,
         family="epidemic",
         time=np.arange(T, dtype=np.float64),

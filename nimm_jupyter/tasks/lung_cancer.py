@@ -30,18 +30,41 @@ PROVENANCE = (
     "Dynamical Systems' (HDTwinGen), NeurIPS 2024, arXiv:2410.23691 (samholt/HDTwinGen@a7cd335, "
     "libs/cancer/env.py, MIT): Gompertz growth rho=0.01453/day, K=vol(30 cm)=14137.17 cm^3, "
     "chemo kill beta_c=0.028, radio LQ alpha=0.0398/Gy, beta=0.00398/Gy^2, C halves daily, "
-    "explicit Euler dt=1 day, T=60, sigmoid treatment policy on the 15-day mean diameter. "
+    "explicit Euler dt=1 day, T=60, sigmoid treatment policy on the tumour diameter. "
     "Optional heterogeneity follows the RMSN/CRN simulator (Lim et al. NeurIPS 2018; Bica et al. "
     "ICLR 2020). Random streams differ from HDTwinGen's, so numbers match in distribution only."
 )
 
+# Why each treatment-policy rule exists; appended to PROVENANCE for the rule a task uses.
+POLICY_NOTES = {
+    "hdtwingen": (
+        "Treatment policy 'hdtwingen' (the default): the sigmoid sees the current diameter. "
+        "That is what HDTwinGen's code does (its 15-day window holds 15 references to one "
+        "array), and the NIMM paper's lung tasks come from HDTwinGen, so this rule keeps "
+        "scores comparable with the paper. policy='window15' gives the 15-day mean instead."
+    ),
+    "window15": (
+        "Treatment policy 'window15': the sigmoid sees the true mean diameter over the last 15 "
+        "days, as Geng et al. and the RMSN/CRN simulator intend (HDTwinGen's code uses the "
+        "current diameter, policy='hdtwingen', the default). Dynamics are the same; only who "
+        "gets treated when differs."
+    ),
+}
+
+# What an oncologist knows the exponential prior misses, in words: no constants and no
+# functional form of the simulator, so that the task tests discovery (issue 16).
 PRIOR_OMITS = (
-    "The prior uses exponential growth dV/dt = rho*V, so every tumour grows at the same relative "
-    "rate whatever its size. It leaves out the Gompertz saturation of growth: the relative growth "
-    "rate falls as ln(K/V) as the volume V approaches the carrying capacity K ~ 14137 cm^3 "
-    "(a 30 cm diameter sphere), so small tumours grow several times faster than large ones. "
-    "This matters most for large tumours and long horizons."
+    "The prior's relative growth rate rho is the same for a tumour of any size. Observed growth "
+    "of solid tumours slows as they get larger (nutrient, oxygen and space limits), so the prior "
+    "over-predicts large tumours and its error grows with the horizon. Which law describes that "
+    "slowing, and how strongly, is not known in advance."
 )
+
+# How each policy rule reads in the task description.
+_POLICY_WORDS = {
+    "hdtwingen": "the tumour's current diameter",
+    "window15": "the tumour's mean diameter over the last 15 days",
+}
 
 _TITLES = {
     "plain": "untreated",
@@ -209,7 +232,7 @@ def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) ->
     q = lambda a: f"{np.min(a):.3g} to {np.max(a):.3g} (median {np.median(a):.3g})"  # noqa: E731
     lines = [
         f"Lung tumour volume {_TITLES[variant]}: forecast {T - 1} days of a simulated NSCLC "
-        f"patient from day 0 (Geng et al. 2017 PKPD model).",
+        f"patient from day 0.",
         "",
         f"Each trajectory is one simulated non-small-cell lung cancer patient observed once a day "
         f"for T={T} days (t = 0..{T - 1}); {opts['n_patients']} patients per split "
@@ -222,8 +245,8 @@ def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) ->
     ]
     if chemo:
         lines.append("- C: chemotherapy drug concentration in arbitrary concentration units; "
-                     "it rises by the dose on a dosing day and is eliminated by the body between "
-                     "doses. C = 0 on day 0.")
+                     "C = 0 on day 0. C on day t+1 is what is left of C on day t plus the dose "
+                     "recorded on day t; the body eliminates the drug between doses.")
     lines += ["", "Inputs (treatments):"]
     if not chemo:
         lines.append("- none: these patients receive no treatment; only natural growth is seen.")
@@ -233,12 +256,16 @@ def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) ->
         lines.append(f"- radio_dose (Gy): a {pkpd_sim.RADIO_DOSE:g} Gy fraction on a "
                      f"radiotherapy day, else 0.")
     if chemo:
-        lines.append("The dose recorded on day t is given on day t and acts over the interval "
-                     "from day t to day t+1; its effect on volume shows from day t+1 on.")
+        lines.append("Timing: a chemo dose recorded on day t shows in C on day t+1 and first "
+                     "changes V on day t+2 (the drug acts through the concentration already in "
+                     "the blood)."
+                     + (" A radiotherapy fraction on day t changes V from day t+1 on."
+                        if radio else ""))
         lines.append(
             "Treatment policy (time-dependent confounding): each day the clinician treats with "
-            "probability p = 1/(1+exp(-(2/13)*(mean diameter over the last 15 days - 6.5 cm)))"
-            + ("; chemo and radio are decided independently with the same p" if radio else "")
+            f"a probability that rises smoothly with {_POLICY_WORDS[opts['policy']]}"
+            + ("; chemo and radio are decided independently with the same probability"
+               if radio else "")
             + ". Bigger tumours are treated more often, so treatment and tumour size are "
             "correlated.")
     lines += [
@@ -272,20 +299,23 @@ def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) ->
                   "dC/dt = -k_el*C + dose")
     if radio:
         prior += " and linear-quadratic radio kill -(alpha_r*d + beta_r*d^2)*V"
+    # What the prior leaves out is Task.prior_omits, which the prompt prints after the prior.
     lines += ["", f"Mechanistic prior: {prior}, integrated with daily Euler steps; its "
-              "parameters are fitted.", f"What the prior leaves out: {PRIOR_OMITS}"]
+              "parameters are fitted."]
     return "\n".join(lines)
 
 
 def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bool = False,
-          noise: float = 0.0, process_noise: float = 0.0, horizon: int = 60) -> Task:
+          noise: float = 0.0, process_noise: float = 0.0, horizon: int = 60,
+          policy: str = pkpd_sim.DEFAULT_POLICY) -> Task:
     """Build one lung-cancer task.
 
     ``n_patients`` per split; ``seed`` derives the independent test/train/val streams;
     ``heterogeneity`` draws per-patient (alpha, rho, beta_c) as in RMSN/CRN instead of
     HDTwinGen's shared parameters; ``noise`` is the log-SD of multiplicative observation noise
     on V; ``process_noise`` the SD of daily noise on V's relative growth rate; ``horizon`` the
-    number of days T.
+    number of days T; ``policy`` the treatment rule, ``"hdtwingen"`` (current diameter, the
+    default) or ``"window15"`` (15-day mean diameter); see :data:`POLICY_NOTES`.
     """
     is_int = lambda x: isinstance(x, (int, np.integer)) and not isinstance(x, bool)  # noqa: E731
     if not is_int(n_patients) or n_patients < 1:
@@ -297,10 +327,13 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
     for label, value in (("noise", noise), ("process_noise", process_noise)):
         if not np.isfinite(value) or value < 0:
             raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+    if not isinstance(policy, str) or policy not in pkpd_sim.POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(sorted(pkpd_sim.POLICIES))}, "
+                         f"got {policy!r}")
     opts: dict[str, Any] = {
         "variant": variant, "n_patients": int(n_patients), "seed": int(seed),
         "heterogeneity": bool(heterogeneity), "noise": float(noise),
-        "process_noise": float(process_noise), "horizon": int(horizon),
+        "process_noise": float(process_noise), "horizon": int(horizon), "policy": policy,
     }
     # Splits are simulated independently, in HDTwinGen's order (test, train, val), each from
     # its own child of the task seed.
@@ -308,7 +341,7 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
     sims = {
         name: pkpd_sim.simulate(int(n_patients), int(horizon), variant=variant, seed=ss,
                                 heterogeneity=bool(heterogeneity), noise=float(noise),
-                                process_noise=float(process_noise))
+                                process_noise=float(process_noise), policy=policy)
         for name, ss in children.items()
     }
     chemo, radio = pkpd_sim.VARIANTS[variant]
@@ -324,7 +357,7 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
         kind=TaskKind.TRAJECTORY,
         description=_describe(variant, sims["train"], opts),
         source=DataSource.SIMULATED,
-        provenance=PROVENANCE,
+        provenance=f"{PROVENANCE} {POLICY_NOTES[policy]}",
         inputs=inputs,
         targets=targets,
         train=_split(sims["train"], variant, "train"),

@@ -7,8 +7,9 @@ A reimplementation from the written specification in ``shared/data/lung_cancer/P
     dV/dt = V * [rho*ln(K/V) - beta_c*C - (alpha_r*d_r + beta_r*d_r^2) + e]
 
 integrated with explicit Euler, dt = 1 day. The derivative uses the *old* C, so a chemo dose
-given on day t first slows growth on day t+1. Treatments follow a sigmoid policy on the rolling
-15-day mean diameter (time-dependent confounding: larger tumours are treated more often).
+given on day t is in C on day t+1 and first lowers V on day t+2. Treatments follow a sigmoid
+policy on the tumour diameter (time-dependent confounding: larger tumours are treated more
+often); ``policy`` picks which diameter (see :data:`POLICIES`).
 
 Only numpy; one Python loop over days, every operation inside it is over all patients at once.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "RHO", "K", "BETA_C", "ALPHA_R", "BETA_R", "CHEMO_DOSE", "RADIO_DOSE", "CHEMO_DECAY",
-    "V0_LOW", "V0_HIGH", "WINDOW", "GAMMA", "VARIANTS",
+    "V0_LOW", "V0_HIGH", "WINDOW", "GAMMA", "VARIANTS", "POLICIES", "DEFAULT_POLICY",
     "volume", "diameter", "PatientParams", "Simulation", "shared_params",
     "heterogeneous_params", "simulate",
 ]
@@ -51,6 +52,13 @@ V0_HIGH = V0_LOW + 1149.8817159979046  # about vol(13 cm)
 WINDOW = 15  # days in the rolling mean diameter the policy looks at
 GAMMA = 2.0  # confounding strength of the policy
 _D_MAX = 13.0  # "death" diameter, cm
+
+# Treatment-policy rule -> days of diameter history the sigmoid looks at. Geng et al. and the
+# RMSN/CRN simulator mean the 15-day mean diameter ("window15"). HDTwinGen's code fills its
+# 15-day window with 15 references to one array, so its policy sees only the current diameter
+# ("hdtwingen"); that is the default, so that scores stay comparable with the NIMM paper.
+POLICIES: dict[str, int] = {"hdtwingen": 1, "window15": WINDOW}
+DEFAULT_POLICY = "hdtwingen"
 
 # variant name -> (chemo given, radio given)
 VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -125,7 +133,7 @@ def heterogeneous_params(n: int, rng: np.random.Generator) -> PatientParams:
 
 def simulate(n: int, horizon: int = 60, *, variant: str = "chemo_radio",
              seed: int | np.random.SeedSequence = 0, heterogeneity: bool = False,
-             noise: float = 0.0, process_noise: float = 0.0,
+             noise: float = 0.0, process_noise: float = 0.0, policy: str = DEFAULT_POLICY,
              doses: tuple[np.ndarray, np.ndarray] | None = None,
              v0: np.ndarray | None = None) -> Simulation:
     """Simulate ``n`` patients for ``horizon`` days.
@@ -134,12 +142,15 @@ def simulate(n: int, horizon: int = 60, *, variant: str = "chemo_radio",
     policy draws, process noise and observation noise, so switching ``noise`` on leaves the
     latent trajectories unchanged. ``noise`` is the SD of multiplicative log-normal observation
     noise on V; the policy and the dynamics see the latent volume. ``process_noise`` is the SD
-    of the Gaussian term ``e`` added daily to V's relative growth rate. ``doses`` = (chemo,
+    of the Gaussian term ``e`` added daily to V's relative growth rate. ``policy`` is the
+    treatment rule (a key of :data:`POLICIES`). ``doses`` = (chemo,
     radio), each ``(n, horizon)``, replaces the policy (for controlled experiments); ``v0``
     replaces the initial volumes.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {sorted(VARIANTS)}")
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {sorted(POLICIES)}")
     if int(n) < 1 or int(horizon) < 2:
         raise ValueError(f"need n >= 1 and horizon >= 2, got n={n}, horizon={horizon}")
     if noise < 0 or process_noise < 0:
@@ -166,10 +177,11 @@ def simulate(n: int, horizon: int = 60, *, variant: str = "chemo_radio",
     D = np.empty((n, T))  # diameters seen by the policy
     v, c = V0.copy(), np.zeros(n)
     slope = GAMMA / _D_MAX
+    window = POLICIES[policy]
     for t in range(T):
         V[:, t], C[:, t] = v, c
         D[:, t] = diameter(v)
-        d_bar = D[:, max(0, t - WINDOW + 1): t + 1].mean(axis=1)
+        d_bar = D[:, max(0, t - window + 1): t + 1].mean(axis=1)
         prob = 1.0 / (1.0 + np.exp(-slope * (d_bar - _D_MAX / 2.0)))
         if doses is not None:
             dc[:, t] = np.clip(forced_c[:, t], 0.0, CHEMO_DOSE) if give_chemo else 0.0

@@ -18,21 +18,31 @@ RADIO = {
     "lq": "self.alpha_r() * d_r + self.beta_r() * d_r ** 2",
     "linear": "self.alpha_r() * d_r",
 }
+# Branch order: what an oncologist would try, from the fewest assumptions about what the
+# prior misses to the most specific, never ordered by what the simulator is. First a residual
+# on dV/dt (assumes nothing about the missing mechanism); then the standard comparison of the
+# textbook growth laws and drug-effect forms, with no network (the growth-law slot holds
+# exponential, logistic, Gompertz and von Bertalanffy as equal alternatives, every draft starts
+# from the prior's exponential law and refinement picks among them at random); then drifting
+# parameters (resistance over a course of treatment); then a size-dependent growth rate; last
+# the dose-response closure. The first draft used to be the exponential law plus a network of
+# log-volume on the growth rate, which is the simulator's Gompertz family in disguise.
 STRATEGIES = [
-    Strategy("neural growth-rate correction",
-             "a network of the normalised log-volume (and drug level) adds to the per-volume "
-             "growth rate, learning the saturation the growth law misses", "rate_net"),
     Strategy("residual network on dV/dt",
              "a network of the normalised state and doses adds an absolute residual (in units "
              "of the volume scale per day) to the tumour-volume derivative", "residual_dV"),
+    Strategy("mechanistic structure search",
+             "no network: compare the standard tumour growth laws and drug-effect forms",
+             "none"),
     Strategy("time-varying growth rate",
              "a network of time (and volume) scales the mechanistic growth rate, a neural "
              "model of a parameter that drifts over the course of treatment", "param_net"),
+    Strategy("size-dependent growth-rate correction",
+             "a network of the normalised log-volume (and drug level) adds to the per-volume "
+             "growth rate, for a growth rate that depends on tumour size", "rate_net"),
     Strategy("neural drug-effect closure",
              "a network of the drug concentration replaces part of the chemotherapy kill term, "
              "a closure for the unknown dose-response shape", "closure_chemo"),
-    Strategy("mechanistic structure search",
-             "no network: explore alternative growth laws and drug-effect forms", "none"),
 ]
 
 

@@ -168,3 +168,42 @@ def test_magic_data_takes_the_same_forecast_flags(capsys):
         assert "targets names 'hare' twice" in err and err.strip().count("\n") == 0
     finally:
         m.search_factory = saved
+
+
+def test_magic_shows_broken_seed_code_with_its_line_and_starts_nothing(capsys, tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.extension_manager.load_extension("nimm_jupyter")
+    from nimm_jupyter.jupyter import magics as magics_mod
+
+    m = shell.magics_manager.registry["NimmMagics"]
+    saved, m.search_factory = m.search_factory, magics_mod._default_search  # the real engine
+    years = np.arange(1900, 1921)
+    shell.user_ns["pelts"] = pd.DataFrame({"year": years, "hare": np.sin(years / 2.0)})
+    broken = PRIOR.replace("self.r = Real(0.1)", "self.r = Real(0.1")
+    run_dir = tmp_path / "run"
+    try:
+        shell.run_cell_magic("nimm_search", f"--data pelts --time year --targets hare "
+                             f"--run-dir {run_dir} --proposer offline --wait",
+                             f"Hares.\n```python\n{broken}```\n")
+    finally:
+        m.search_factory = saved
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "seed code fails the contract check (syntax_error)" in lines[0]
+    assert "line 11" in lines[0] and not (run_dir / JOURNAL_NAME).exists()
+
+
+def test_a_search_without_any_working_model_exits_1(capsys, csv, tmp_path):
+    seed = tmp_path / "seed.py"  # passes the contract check (3 samples), fails in training
+    seed.write_text(PRIOR.replace("        y = y_context[:, -1]\n",
+                                  "        if y_context.shape[0] > 3:\n"
+                                  "            raise RuntimeError('batch too large')\n"
+                                  "        y = y_context[:, -1]\n"))
+    code, out, err = call(capsys, "search", "--csv", str(csv), "--time", "year", "--targets",
+                          "hare", "--test-last", "2", "--context", "2", "--horizon", "1",
+                          "--seed-code", str(seed), "--budget", "1", "--proposer", "offline",
+                          "--max-epochs", "5", "--device", "cpu", "--run-dir",
+                          str(tmp_path / "run"))
+    assert code == 1 and "no model evaluated successfully" in out, (out, err)

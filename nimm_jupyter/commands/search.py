@@ -224,7 +224,8 @@ def summary_text(result: Any) -> str:
 def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> int:
     """Start a search (``start(on_event) -> Search``), wait with a progress bar, report.
 
-    Ctrl-C stops it cleanly and prints how to resume.
+    Ctrl-C stops it cleanly and prints how to resume (exit 130); a search in which no
+    candidate evaluated successfully exits 1.
     """
     from ..search.api import SearchError
 
@@ -255,7 +256,9 @@ def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> i
         print(json.dumps(d))
     else:
         print(summary_text(result))
-    return 130 if interrupted else 0
+    if interrupted:
+        return 130
+    return 0 if result.best is not None else 1  # no model at all is a failed search
 
 
 def run(args: argparse.Namespace) -> int:

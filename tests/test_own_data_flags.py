@@ -207,3 +207,13 @@ def test_a_search_without_any_working_model_exits_1(capsys, csv, tmp_path):
                           "--max-epochs", "5", "--device", "cpu", "--run-dir",
                           str(tmp_path / "run"))
     assert code == 1 and "no model evaluated successfully" in out, (out, err)
+
+
+def test_csv_dates_are_read_as_dates(capsys, tmp_path):
+    path = tmp_path / "cases.csv"
+    pd.DataFrame({"day": pd.date_range("2021-01-01", periods=30, freq="D").strftime("%Y-%m-%d"),
+                  "cases": np.arange(30.0)}).to_csv(path, index=False)
+    code, out, err = call(capsys, "search", "--csv", str(path), "--time", "day", "--targets",
+                          "cases", "--test-last", "5", "--budget", "0")
+    assert "test: last 5 of 30 day values (2021-01-26..2021-01-30)" in err
+    assert code == 2 and "--budget must be a positive integer" in err

@@ -87,7 +87,7 @@ def csv_task(args: argparse.Namespace, prior_code: str | None = None) -> Any:
     if prior_code is not None:
         kw["prior_code"] = prior_code
     try:
-        task = build(pd.read_csv(path), **kw)
+        task = build(_dated(pd.read_csv(path), args.time), **kw)
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot build a task from {path}: {exc}") from None
     print(f"{task.name}: {task.options.get('layout', '')}", file=sys.stderr)
@@ -102,6 +102,18 @@ def refuse_data_flags(args: argparse.Namespace) -> None:
     if stray:
         raise CLIError(f"{', '.join(stray)} describe the columns of --csv FILE; built-in "
                        f"tasks take --option KEY=VALUE")
+
+
+def _dated(df: Any, time: str | None) -> Any:
+    """A CSV's text time column read as dates when every value is one (``2021-03-01``)."""
+    import pandas as pd
+
+    if time in df.columns and pd.api.types.is_string_dtype(df[time]):
+        try:
+            df[time] = pd.to_datetime(df[time], format="ISO8601")
+        except (ValueError, TypeError):
+            pass  # not dates: task_from_dataframe names the first non-numeric value
+    return df
 
 
 def seed_code(args: argparse.Namespace) -> str | None:

@@ -258,7 +258,9 @@ def _trajectory(df, *, time, targets, inputs, group, units, context, horizon, wi
         val_size=val_size, test_size=test_size, split=split, seed=seed)
     t_label = f" ({t_unit})" if t_unit else (f" ({units[time]})" if units.get(time) else "")
     raw = df[time]
-    origin = str(raw.min()) if t_unit == "days" else None
+    first = raw.min()
+    origin = None if t_unit != "days" else (  # the date the task's day count starts from
+        str(first.date()) if first == first.normalize() else str(first))
     facts = (f"Trajectory forecasting: {opts['layout']}; time column {time!r}{t_label}.\n"
              f"Targets (forecast):\n{describe_columns(data, targets, units)}"
              + (f"\nInputs (known over the horizon):\n{describe_columns(data, inputs, units)}"

@@ -17,7 +17,8 @@ class CLIError(Exception):
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
-    parser = argparse.ArgumentParser(prog="nimm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nimm", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name in COMMANDS:
@@ -29,6 +30,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
             raise
         mod.add_parser(sub)
         modules[name] = mod
+    for command in sub.choices.values():
+        command.allow_abbrev = False  # `--time` must never be read as `--timeout`
     return parser, modules
 
 

@@ -121,7 +121,8 @@ def test_a_run_dir_written_in_the_legacy_format_resumes(tmp_path):
 
 
 # -- the option table ----------------------------------------------------------------------
-CLI_ONLY = {"--csv", "--name", "--describe", "--json"}  # the CLI's data source and output
+# the CLI's data source, seed code (a notebook cell gives it as a fenced block) and output
+CLI_ONLY = {"--csv", "--name", "--describe", "--seed-code", "--json"}
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:

@@ -166,8 +166,8 @@ def test_refit_when_weights_are_gone(runs, tmp_path):
 
     builtin, _ = runs
     cells = export.export_cells(builtin)
-    load = cells[2].source.replace(str(builtin.run_dir.resolve() / "weights" / "node_0.pt"),
-                                   str(tmp_path / "missing.pt"))
+    load = re.sub(r"weights = Path\('[^']*'\)", f"weights = Path({str(tmp_path / 'missing.pt')!r})",
+                  cells[2].source)  # the weights' path, relative to the notebook
     nb = nbformat.v4.new_notebook(cells=[cells[1], nbformat.v4.new_code_cell(load)])
     NotebookClient(nb, timeout=180, kernel_name="python3").execute()
     text = "".join(o.get("text", "") for o in nb.cells[1].outputs)

@@ -249,3 +249,82 @@ def test_chronological_windows_never_share_forecast_steps():
     assert last_train < st["val"].min() + 10
     assert st["val"].max() + 14 < st["test"].min() + 10
     assert st["test"].max() == 100 - 15
+
+
+# -- forecast setup for one short series (issue 17) ---------------------------------------------
+@pytest.fixture
+def yearly() -> pd.DataFrame:
+    years = np.arange(1900, 1921)
+    return pd.DataFrame({"year": years, "hare": 30 + 10 * np.sin(years / 2.0),
+                         "lynx": 20 + 5 * np.cos(years / 2.0)})
+
+
+def test_short_series_holds_out_its_last_points_by_default(yearly):
+    task = task_from_dataframe(yearly, time="year", targets=["hare", "lynx"])
+    o = task.options
+    assert (o["split_by"], o["test_last"], o["val_last"], o["horizon"]) == ("time", 4, 4, 4)
+    assert o["layout"].startswith("test: last 4 of 21 year values (1917..1920), forecast 4 "
+                                  "steps from year 1916")
+    test = task.test.targets
+    assert test.shape == (1, task.context + 4, 2)
+    np.testing.assert_allclose(test[0, -4:, 0], yearly.hare.to_numpy()[-4:])
+    # training forecasts stop before the validation window, which stops before the test window
+    last_train = max(task.options["t_start"]["train"]) + task.time[-1]
+    assert last_train < 1913 and min(task.options["t_start"]["test"]) + task.context == 1917
+
+
+def test_test_last_val_last_context_horizon(yearly):
+    task = task_from_dataframe(yearly, time="year", targets="hare", test_last=3, val_last=2,
+                               context=2, horizon=1)
+    assert task.context == 2 and task.time.tolist() == [0.0, 1.0, 2.0]
+    assert task.sizes() == {"train": 14, "val": 2, "test": 3}
+    forecast_years = [t + 2 for t in task.options["t_start"]["test"]]
+    assert forecast_years == [1918.0, 1919.0, 1920.0]
+
+
+def test_many_series_split_by_time_or_group(patients):
+    by_time = task_from_dataframe(patients, time="t", targets="conc", group="pid",
+                                  test_last=4, context=3)
+    assert set(by_time.test.groups) == set(by_time.train.groups) == {f"p{g}" for g in range(8)}
+    assert by_time.sizes()["test"] == 8 and by_time.options["split_by"] == "time"
+    by_group = task_from_dataframe(patients, time="t", targets="conc", group="pid",
+                                   test_size=2, val_size=0.25)
+    assert by_group.sizes() == {"train": 4, "val": 2, "test": 2}
+    assert "test: 2 of 8 series (--group pid) held out whole" in by_group.options["layout"]
+
+
+def test_tabular_test_and_val_size(table):
+    task = task_from_dataframe(table, targets="y", features=["a", "b", "c"], test_size=10,
+                               val_size=0.25)
+    assert task.sizes() == {"train": 20, "val": 10, "test": 10}
+    assert task.options["layout"].startswith("test: 10 of 40 rows at random")
+
+
+# -- malformed input: one line each, naming the fix in the user's own flags ----------------------
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(targets=["hare", "hare"]), r"^targets names 'hare' twice; list each column once "
+                                     r"\(--targets hare\)$"),
+    (dict(targets="hare", group="year"), r"^every value of --group year occurs in one row only"),
+    (dict(targets="hare", test_last=8), r"^the series has 21 time points: the test window "
+                                        r"\(--test-last 8\) and validation \(--val-last 8\) "
+                                        r"leave 5 for training, fewer than --context 1 \+ "
+                                        r"--horizon 8; lower these"),
+    (dict(targets="hare", test_last=2, horizon=3), r"--horizon 3 is longer than the held-out"),
+    (dict(targets="hare", split_by="group"), r"--split-by group needs --group COL"),
+    (dict(targets="hare", test_size=0.2), r"for time-ordered data use --test-last/--val-last"),
+])
+def test_malformed_forecast_setups_are_one_line(yearly, kwargs, message):
+    with pytest.raises(TaskDataError, match=message) as info:
+        task_from_dataframe(yearly, time="year", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_three_rows_are_too_short_and_say_which_flags(yearly):
+    with pytest.raises(TaskDataError, match=r"^the series has 3 time points: .*--test-last 1.*"
+                                            r"--val-last 1.*--context 1 \+ --horizon 1"):
+        task_from_dataframe(yearly.head(3), time="year", targets="hare")
+
+
+def test_forecast_flags_on_tabular_data_are_refused(table):
+    with pytest.raises(TaskDataError, match=r"are for time series: give --time COL"):
+        task_from_dataframe(table, targets="y", test_last=3)

@@ -17,6 +17,7 @@ from typing import Any
 from ..cli import CLIError
 from ..execution.base import EVAL_TIMEOUT_S
 from . import parse_options
+from .search import add_data_arguments
 
 REFERENCES = ("prior", "neural", "hybrid")
 
@@ -24,8 +25,9 @@ REFERENCES = ("prior", "neural", "hybrid")
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval", help="train and score one candidate in the sandbox",
-        description="Train and score one candidate model for TASK in an isolated process.")
-    p.add_argument("task", help="task name (see `nimm tasks`)")
+        description="Train and score one candidate model for TASK (or a CSV file with --csv) "
+                    "in an isolated process.")
+    add_data_arguments(p)  # the same data options as `nimm search --csv`
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--reference", choices=REFERENCES, help="a reference model of the task")
     which.add_argument("--code", metavar="FILE.py", help="a candidate source file")
@@ -108,6 +110,24 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise CLIError(f"--memory-mb must be >= 256, got {args.memory_mb}")
 
 
+def _task(args: argparse.Namespace) -> Any:
+    """The task to score on: a built-in one by name, or ``--csv`` with its data options."""
+    from .search import csv_task, refuse_data_flags
+
+    if args.csv:
+        if args.task:
+            raise CLIError("give either a task name or --csv FILE, not both")
+        with contextlib.redirect_stdout(sys.stderr):
+            return csv_task(args)
+    if not args.task:
+        raise CLIError("give a task name (see `nimm tasks`) or --csv FILE")
+    refuse_data_flags(args)
+    options = parse_options(args.option)
+    if args.n_patients is not None:
+        options["n_patients"] = args.n_patients
+    return build_task(args.task, options)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..modeling.config import TrainConfig
     from ..execution.devices import DeviceError, parse_device
@@ -118,10 +138,7 @@ def run(args: argparse.Namespace) -> int:
         parse_device(args.device)
     except DeviceError as exc:
         raise CLIError(str(exc)) from None
-    options = parse_options(args.option)
-    if args.n_patients is not None:
-        options["n_patients"] = args.n_patients
-    task = build_task(args.task, options)
+    task = _task(args)
     source, label = candidate_source(args, task)
     epochs = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
     config = TrainConfig(seed=args.seed, restarts=args.restarts, threads=args.threads,

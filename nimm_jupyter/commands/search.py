@@ -14,22 +14,36 @@ from ..cli import CLIError
 
 
 def add_parser(sub: Any) -> None:
-    from ..search.options import DATA_OPTIONS, SEARCH_OPTIONS
+    from ..search.options import SEARCH_OPTIONS
 
     p = sub.add_parser("search", help="search for a neural-integrated mechanistic model",
                        description="Search for a neural-integrated mechanistic model of TASK "
                                    "(a registered task, or a CSV file with --csv).")
+    add_data_arguments(p)
+    for opt in SEARCH_OPTIONS:
+        opt.add_to(p)
+    p.add_argument("--describe", metavar="TEXT", default="",
+                   help="notes for the proposer (what you know about the system)")
+    add_seed_code_option(p)
+    add_json_option(p)
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """TASK, or ``--csv FILE`` with the data options of the option table (search and eval)."""
+    from ..search.options import DATA_OPTIONS
+
     p.add_argument("task", nargs="?", help="task name (see `nimm tasks`); omit with --csv")
     g = p.add_argument_group("data from a CSV file")
     g.add_argument("--csv", metavar="FILE", help="build the task from this CSV file")
     for opt in DATA_OPTIONS:
         opt.add_to(g)
     g.add_argument("--name", metavar="NAME", help="task name for a CSV task")
-    for opt in SEARCH_OPTIONS:
-        opt.add_to(p)
-    p.add_argument("--describe", metavar="TEXT", default="",
-                   help="notes for the proposer (what you know about the system)")
-    add_json_option(p)
+
+
+def add_seed_code_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed-code", metavar="FILE.py",
+                   help="your own candidate (a Model class) to start the search from; it is "
+                        "checked against the contract before anything runs")
 
 
 def add_json_option(p: argparse.ArgumentParser) -> None:
@@ -47,14 +61,16 @@ def overrides_from(args: argparse.Namespace, options: Any = None,
         raise CLIError(str(exc)) from None
 
 
-def _columns(text: str | None) -> list[str]:
-    return [c.strip() for c in (text or "").split(",") if c.strip()]
+def csv_task(args: argparse.Namespace, prior_code: str | None = None) -> Any:
+    """A Task from ``--csv`` and its data options (the same flags as ``%%nimm_search --data``)."""
+    from ..search.options import OptionError, data_options
 
-
-def csv_task(args: argparse.Namespace) -> Any:
-    """A Task from ``--csv`` and its column options."""
     if not args.targets:
         raise CLIError("--csv needs --targets A,B")
+    if getattr(args, "option", None) or getattr(args, "n_patients", None) is not None:
+        raise CLIError("--option/--n-patients apply to built-in tasks; for --csv use the data "
+                       "options (--context, --horizon, --test-last, --val-last, --split-by, "
+                       "--test-size, --val-size)")
     path = Path(args.csv)
     if not path.exists():
         raise CLIError(f"CSV file {path} does not exist")
@@ -63,17 +79,62 @@ def csv_task(args: argparse.Namespace) -> Any:
     except ImportError:
         raise CLIError("--csv needs pandas: pip install pandas") from None
     from ..tasks import task_from_dataframe as build
-    kw: dict[str, Any] = {"targets": _columns(args.targets), "name": args.name or path.stem}
-    if args.time:
-        kw["time"] = args.time
-    if args.inputs:
-        kw["inputs"] = _columns(args.inputs)
-    if args.group:
-        kw["group"] = args.group
     try:
-        return build(pd.read_csv(path), **kw)
+        kw = data_options(args)
+    except OptionError as exc:
+        raise CLIError(str(exc)) from None
+    kw["name"] = args.name or path.stem
+    if prior_code is not None:
+        kw["prior_code"] = prior_code
+    try:
+        task = build(_dated(pd.read_csv(path), args.time), **kw)
     except (ValueError, KeyError) as exc:
         raise CLIError(f"cannot build a task from {path}: {exc}") from None
+    print(f"{task.name}: {task.options.get('layout', '')}", file=sys.stderr)
+    return task
+
+
+def refuse_data_flags(args: argparse.Namespace) -> None:
+    """Data options describe the columns of ``--csv``; with a built-in task they are errors."""
+    from ..search.options import DATA_OPTIONS
+
+    stray = [o.flag for o in DATA_OPTIONS if getattr(args, o.dest, None) is not None]
+    if stray:
+        raise CLIError(f"{', '.join(stray)} describe the columns of --csv FILE; built-in "
+                       f"tasks take --option KEY=VALUE")
+
+
+def _dated(df: Any, time: str | None) -> Any:
+    """A CSV's text time column read as dates when every value is one (``2021-03-01``)."""
+    import pandas as pd
+
+    if time in df.columns and pd.api.types.is_string_dtype(df[time]):
+        try:
+            df[time] = pd.to_datetime(df[time], format="ISO8601")
+        except (ValueError, TypeError):
+            pass  # not dates: task_from_dataframe names the first non-numeric value
+    return df
+
+
+def seed_code(args: argparse.Namespace) -> str | None:
+    """The text of ``--seed-code FILE`` (None without it)."""
+    if not getattr(args, "seed_code", None):
+        return None
+    path = Path(args.seed_code)
+    try:
+        code = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read --seed-code {path}: {exc}") from None
+    if "class Model" not in code:
+        raise CLIError(f"--seed-code {path} defines no `class Model` (see docs/CANDIDATES.md)")
+    return code
+
+
+def with_seed(description: str, code: str | None) -> str:
+    """The proposer's notes with the seed code as the fenced block the search reads."""
+    if code is None:
+        return description
+    return f"{description}\n\n```python\n{code.rstrip()}\n```\n".lstrip("\n")
 
 
 @contextlib.contextmanager
@@ -98,18 +159,29 @@ def stdout_to_stderr(active: bool) -> Iterator[None]:
 
 
 class Progress:
-    """A tqdm bar on stderr fed by search events."""
+    """Search progress on stderr: a tqdm bar on a terminal, one line per finished node when
+    stderr is a file or pipe (a log without bar redraws); nothing with ``--json`` then."""
 
     def __init__(self, total: int, done: int, quiet: bool) -> None:
         from tqdm import tqdm
 
+        self.lines = not sys.stderr.isatty()
+        self.quiet = quiet
+        self.total, self.done = total, done
         self.bar = tqdm(total=total, initial=done, unit="node", file=sys.stderr,
-                        dynamic_ncols=True, disable=quiet and not sys.stderr.isatty())
+                        dynamic_ncols=True, disable=self.lines)
         self.best: float | None = None
 
     def __call__(self, event: Any) -> None:
         if event.type == "node_finished":
             self.bar.update(1)
+            self.done += 1
+            if self.lines and not self.quiet:
+                d = event.data
+                val = "" if d.get("val") is None else f", val RMSE {_fmt(d['val'])}"
+                best = "" if self.best is None else f"; best {self.best:.4g}"
+                print(f"node {d['node']} {d.get('status') or d.get('state')}{val} "
+                      f"[{self.done}/{self.total}]{best}", file=sys.stderr, flush=True)
         elif event.type == "best_changed" and event.data.get("val") is not None:
             self.best = float(event.data["val"])
         elif event.type == "node_created" and event.data.get("change"):
@@ -164,7 +236,8 @@ def summary_text(result: Any) -> str:
 def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> int:
     """Start a search (``start(on_event) -> Search``), wait with a progress bar, report.
 
-    Ctrl-C stops it cleanly and prints how to resume.
+    Ctrl-C stops it cleanly and prints how to resume (exit 130); a search in which no
+    candidate evaluated successfully exits 1.
     """
     from ..search.api import SearchError
 
@@ -195,7 +268,9 @@ def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> i
         print(json.dumps(d))
     else:
         print(summary_text(result))
-    return 130 if interrupted else 0
+    if interrupted:
+        return 130
+    return 0 if result.best is not None else 1  # no model at all is a failed search
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,10 +279,13 @@ def run(args: argparse.Namespace) -> int:
     from ..search.config import SearchConfig
     from ..search.options import task_options
 
+    from ..search.rundir import JOURNAL_NAME
+
+    code = seed_code(args)
     if args.csv:
         if args.task:
             raise CLIError("give either a task name or --csv FILE, not both")
-        task: Any = csv_task(args)
+        task: Any = csv_task(args, code)
         options: dict[str, Any] = {}
     else:
         if not args.task:
@@ -215,15 +293,20 @@ def run(args: argparse.Namespace) -> int:
         if args.task not in tasks.list_tasks():
             raise CLIError(f"unknown task {args.task!r}; available: {', '.join(tasks.list_tasks())}")
         task = args.task
+        refuse_data_flags(args)
         try:
             options = task_options(args)
         except ValueError as exc:
             raise CLIError(str(exc)) from None
+    if args.run_dir and (Path(args.run_dir) / JOURNAL_NAME).exists():
+        raise CLIError(f"{args.run_dir} already holds a search; continue it with: nimm resume "
+                       f"{args.run_dir} (or choose another --run-dir)")
     overrides = overrides_from(args)
+    description = with_seed(args.describe, code)
     budget = overrides.get("budget", SearchConfig().budget)
 
     def start(on_event: Any) -> Any:
-        return search(task, run_dir=args.run_dir, description=args.describe, background=True,
+        return search(task, run_dir=args.run_dir, description=description, background=True,
                       task_options=options or None, on_event=on_event, **overrides)
 
     return run_search(start, args, budget, 0)

@@ -3,13 +3,16 @@
 For each exported node there are four cells, each tagged ``metadata.nimm = {run_id,
 node_id, role}`` with role ``header`` (markdown: ids, change, scores), ``model`` (the
 candidate source as is), ``load`` (rebuild the task, load the trained weights from the run
-dir or refit with the harness when they are gone, print the validation RMSE) and ``plot``
-(prediction vs data on the test split). Exporting again replaces the cells carrying the same
-run/node tags, in a notebook file (:func:`export_notebook`) as in JupyterLab (the comm).
+dir, by a path relative to the notebook, or refit with the harness when they are gone,
+print the validation RMSE, define ``forecast_N``/``predict_N`` for new data) and ``plot``
+(prediction vs data on the test split, on the data's time axis). Exporting again replaces
+the cells carrying the same run/node tags, in a notebook file (:func:`export_notebook`) as
+in JupyterLab (the comm).
 
 ``result`` is a :class:`~nimm_jupyter.search.results.SearchResult` or a live ``Search``
 (exported as its snapshot of now). Modules: :mod:`.cells` renders the cells,
-:mod:`.fit` holds what the exported cells call (:func:`refit`, :func:`plot_fit`), this
+:mod:`.fit` and :mod:`.forecast` hold what the exported cells call (:func:`refit`,
+:func:`plot_fit`, :func:`forecast`, :func:`predict_table`), this
 module writes notebooks.
 """
 from __future__ import annotations
@@ -25,11 +28,12 @@ from ..search.rundir import TASK_PICKLE
 from .cells import NodeRef, Result, choose_nodes, export_cells, fresh_kernel_recipe
 from .errors import ExportError
 from .fit import model_source, plot_fit, refit
+from .forecast import forecast, predict_table
 
 __all__ = [
     "export_cells", "export_notebook", "merge_cells", "combined_source", "plot_fit", "refit",
     "model_source", "choose_nodes", "fresh_kernel_recipe", "ExportError", "ROLES",
-    "TASK_PICKLE",
+    "TASK_PICKLE", "forecast", "predict_table",
 ]
 
 ROLES = ("header", "model", "load", "plot")
@@ -75,7 +79,7 @@ def export_notebook(result: Result, path: str | Path,
     path = Path(path)
     if path.suffix != ".ipynb":
         raise ExportError(f"notebook path must end in .ipynb, got {str(path)!r}")
-    cells = export_cells(result, nodes)
+    cells = export_cells(result, nodes, base=path.parent)
     if path.exists():
         nb = nbformat.read(path, as_version=4)
     else:

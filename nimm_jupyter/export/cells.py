@@ -3,6 +3,7 @@ the text of each node's four cells (header, model, load, plot)."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Union
@@ -157,34 +158,58 @@ def _header_source(result: "SearchResult", node: "Node") -> str:
     return "\n".join(lines)
 
 
+def _relative(path: Path, base: Path) -> str:
+    """``path`` as the notebook in ``base`` reaches it (so a moved project keeps working)."""
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # another drive (Windows): only the absolute path reaches it
+        return str(path)
+
+
+def _use_source(nid: int, kind: str | None) -> list[str]:
+    """The cell's ``forecast_N(history, steps)`` or ``predict_N(df)`` for new data."""
+    if kind == "trajectory":
+        return ["",
+                f"def forecast_{nid}(history, steps=None, inputs=None):",
+                "    \"\"\"Forecast `steps` (default: the horizon scored) after the last row of "
+                "`history`,",
+                "    a DataFrame with the target columns; see nimm_jupyter.export.forecast.\"\"\"",
+                f"    return forecast(model_{nid}, task, history, steps=steps, inputs=inputs)"]
+    if kind == "tabular":
+        return ["",
+                f"def predict_{nid}(df):",
+                "    \"\"\"The targets predicted for the rows of `df` (the feature columns).\"\"\"",
+                f"    return predict_table(model_{nid}, task, df)"]
+    return []
+
+
 def _load_source(node: "Node", recipe: TaskRecipe, weights: Path | None,
-                 train: dict[str, Any]) -> str:
+                 train: dict[str, Any], base: Path, kind: str | None) -> str:
     nid = node.id
     lines = [
         f"# Node {nid}: rebuild the task, load the weights the search trained (or retrain them",
         "# with the same harness settings if the run dir is gone) and check the validation RMSE.",
+        "# Running these cells is your explicit step: they run the model's code (written by the",
+        "# search's proposer) and unpickle the run's task with your rights, outside the sandbox.",
+        "# Paths are relative to this notebook's folder (the kernel's working directory).",
         "from pathlib import Path",
         "",
         "import torch",
         "",
     ]
+    helpers = ["from nimm_jupyter.export import forecast, predict_table, refit",
+               "from nimm_jupyter.modeling.harness import predict, score_predictions"]
     if recipe.pickle is None:
         name, options = recipe.name, recipe.options
-        lines += ["from nimm_jupyter import tasks",
-                  "from nimm_jupyter.export import refit",
-                  "from nimm_jupyter.modeling.harness import predict, score_predictions",
-                  "",
+        lines += ["from nimm_jupyter import tasks", *helpers, "",
                   f"task = tasks.get({name!r}{''.join(f', {k}={v!r}' for k, v in options.items())})"]
     else:
-        lines += ["import pickle",
-                  "",
-                  "from nimm_jupyter.export import refit",
-                  "from nimm_jupyter.modeling.harness import predict, score_predictions",
-                  "",
-                  f"with open({str(recipe.pickle)!r}, 'rb') as fh:  # the DataFrame task the search used",
+        lines += ["import pickle", "", *helpers, "",
+                  f"with open({_relative(recipe.pickle, base)!r}, 'rb') as fh:  "
+                  "# the DataFrame task the search used",
                   "    task = pickle.load(fh)"]
     lines += [
-        f"weights = Path({str(weights)!r})" if weights is not None else "weights = None",
+        f"weights = Path({_relative(weights, base)!r})" if weights is not None else "weights = None",
         "if weights is not None and weights.exists():",
         f"    model_{nid} = Model(task.spec())",
         f"    model_{nid}.load_state_dict(torch.load(weights, map_location='cpu', weights_only=True))",
@@ -195,7 +220,7 @@ def _load_source(node: "Node", recipe: TaskRecipe, weights: Path | None,
         f"print(f'node {nid} validation RMSE: {{val_{nid}.rmse:.6g}} "
         f"(search: {_fmt(node.result.val.rmse)})')",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _use_source(nid, kind))
 
 
 def _plot_source(node: "Node") -> str:
@@ -217,16 +242,33 @@ def _tag(cell: NotebookNode, run_id: str, node_id: int, role: str) -> NotebookNo
     return cell
 
 
-def export_cells(result: Result, nodes: Iterable[NodeRef] | None = None) -> list[NotebookNode]:
+def _task_kind(result: "SearchResult", recipe: TaskRecipe) -> str | None:
+    """``trajectory`` or ``tabular`` (None when the task cannot be built here)."""
+    task = _task_at_hand(result)
+    if task is None:
+        try:
+            task = recipe.build()
+        except Exception:  # the cell still rebuilds it in the notebook's kernel
+            return None
+    return str(getattr(task.kind, "value", task.kind))
+
+
+def export_cells(result: Result, nodes: Iterable[NodeRef] | None = None,
+                 base: str | Path | None = None) -> list[NotebookNode]:
     """Notebook cells (header, model, load, plot) for each chosen node (default: the best).
 
-    Raises :class:`ExportError` when a node has no trained model or the task cannot be
-    rebuilt in a fresh kernel.
+    The load cell reaches the run's files by paths relative to ``base``, the folder of the
+    notebook the cells go into (default: the working directory, which is the notebook's
+    folder in a Jupyter kernel), and defines ``forecast_N(history, steps)`` (series) or
+    ``predict_N(df)`` (tables) for new data. Raises :class:`ExportError` when a node has no
+    trained model or the task cannot be rebuilt in a fresh kernel.
     """
     result = snapshot(result)
     rundir = RunDir(Path(result.run_dir).resolve())
     chosen = choose_nodes(result, nodes)
     recipe = fresh_kernel_recipe(result)
+    kind = _task_kind(result, recipe)
+    where = Path(base).resolve() if base is not None else Path.cwd()
     cells: list[NotebookNode] = []
     for node in chosen:
         rid = str(result.run_id)
@@ -236,7 +278,7 @@ def export_cells(result: Result, nodes: Iterable[NodeRef] | None = None) -> list
             _tag(new_markdown_cell(_header_source(result, node)), rid, node.id, "header"),
             _tag(new_code_cell(node.code.rstrip("\n")), rid, node.id, "model"),
             _tag(new_code_cell(_load_source(node, recipe, weights,
-                                            _train_kwargs(node, result.settings))),
+                                            _train_kwargs(node, result.settings), where, kind)),
                  rid, node.id, "load"),
             _tag(new_code_cell(_plot_source(node)), rid, node.id, "plot"),
         ]

@@ -58,12 +58,29 @@ def refit(model_class: type, task: "Task", *, weights: str | Path | None = None,
     return load_trained(task, source, str(target), device=device)
 
 
+def _step(t: Any) -> float:
+    return float(t[1] - t[0]) if len(t) > 1 else 1.0
+
+
+def _time_axis(task: "Task", split: str) -> tuple[Any, str]:
+    """Each sample's start on the data's own time axis (None: relative time) and the label."""
+    opts = task.options or {}
+    starts = (opts.get("t_start") or {}).get(split)
+    column = opts.get("time_column") or "time"
+    if opts.get("time_origin"):
+        return starts, f"days since {opts['time_origin']}"
+    unit = opts.get("time_unit") or ""
+    label = f"{column} [{unit}]" if unit else column
+    return starts, label if starts is not None else f"{label} (from the sample's start)"
+
+
 def plot_fit(model: "torch.nn.Module", task: "Task", split: str = "test", *,
              figure: "Figure | None" = None, max_series: int = 3, title: str = "") -> "Figure":
     """Plot ``model``'s predictions against the data of ``split``; returns the Figure.
 
-    Trajectory tasks: the first ``max_series`` trajectories, one row per target (data as
-    dots, the forecast from the context on as a line). Tabular tasks: predicted vs observed
+    Trajectory tasks: the first ``max_series`` samples, one row per target, on the data's
+    own time axis when the task records it: the observed context, the held-out points of
+    the forecast window (shaded) and the model's forecast (points for a one-step model). Tabular tasks: predicted vs observed
     per target. Uses ``matplotlib.figure.Figure`` unless a figure is given (thread-safe,
     no pyplot state).
     """
@@ -83,20 +100,29 @@ def plot_fit(model: "torch.nn.Module", task: "Task", split: str = "test", *,
         S = y.shape[2]
         t = np.asarray(task.time, dtype=float) if task.time is not None else np.arange(y.shape[1], dtype=float)
         C = int(task.context)
+        starts, xlabel = _time_axis(task, split)
+        one_step = y.shape[1] - C == 1
         axes = fig.subplots(S, n, squeeze=False)
         for j in range(S):
             for i in range(n):
                 ax = axes[j][i]
-                ax.plot(t, y[i, :, j], ".", color="0.25", ms=3, label="data")
-                ax.plot(t[C:], pred[i, :, j], "-", color="C1", lw=1.5, label="model")
-                ax.axvline(t[C - 1] if C > 0 else t[0], color="0.7", lw=0.8, ls="--")
+                x = t + (starts[i] if starts is not None else 0.0)
+                # the forecast steps are the held-out window this split scores
+                half = 0.5 * _step(t)
+                ax.axvspan(x[C] - half, x[-1] + half, color="C1", alpha=0.08, lw=0,
+                           label=f"{split} forecast window")
+                ax.plot(x[:C], y[i, :C, j], ".", color="0.55", ms=4, label="observed context")
+                ax.plot(x[C:], y[i, C:, j], ".", color="0.1", ms=5, label="held-out data")
+                # a one-step model is a set of points, not a curve
+                ax.plot(x[C:], pred[i, :, j], "o" if one_step else "-o", color="C1",
+                        lw=1.5, ms=4 if one_step else 2.5, label="model")
                 if i == 0:
                     ax.set_ylabel(names[j])
                 if j == 0:
                     ax.set_title(f"{split} #{i}", fontsize=9)
                 if j == S - 1:
-                    ax.set_xlabel("time")
-        axes[0][0].legend(fontsize=8, loc="best")
+                    ax.set_xlabel(xlabel)
+        axes[0][0].legend(fontsize=7, loc="best")
     else:
         Y = y.shape[1]
         axes = fig.subplots(1, Y, squeeze=False)

@@ -1,18 +1,17 @@
 """A :class:`~nimm_jupyter.tasks.Task` from a DataFrame of the notebook (``--data VAR``)."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping
 
 from .options import NimmError, columns
 
-# the flags that name columns of a DataFrame task
-_COLUMN_FLAGS = ("time", "targets", "inputs", "group", "features")
-
 
 def stray_column_flags(args: Any) -> list[str]:
-    """Column flags given without ``--data`` (they describe a DataFrame)."""
-    return [f"--{k}" for k in _COLUMN_FLAGS if getattr(args, k) is not None]
+    """Data flags given without ``--data`` (they describe a DataFrame)."""
+    from ..search.options import DATA_OPTIONS
+
+    flags = [o.flag for o in DATA_OPTIONS] + ["--features"]
+    return [f for f in flags if getattr(args, f[2:].replace("-", "_"), None) is not None]
 
 
 def dataframe_task(namespace: Mapping[str, Any], args: Any, description: str,
@@ -35,17 +34,18 @@ def dataframe_task(namespace: Mapping[str, Any], args: Any, description: str,
             if col not in present:
                 raise NimmError(f"{flag}: column {col!r} is not in {args.data} "
                                 f"(columns: {', '.join(present[:20])})")
+    from ..search.options import OptionError, data_options
     from ..tasks import task_from_dataframe as build
-    kw: dict[str, Any] = {"targets": targets, "description": description}
-    for key, value in (("time", args.time), ("inputs", columns(args.inputs)),
-                       ("group", args.group), ("features", columns(args.features)),
-                       ("prior_code", seed_code)):
+
+    try:
+        kw = data_options(args)
+    except OptionError as exc:
+        raise NimmError(str(exc)) from None
+    kw.update(description=description, name=args.task)
+    for key, value in (("features", columns(args.features)), ("prior_code", seed_code)):
         if value is not None:
             kw[key] = value
-    try:
-        params = inspect.signature(build).parameters
-        if "name" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kw["name"] = args.task
-    except (TypeError, ValueError):
-        pass
-    return build(df, **kw)
+    task = build(df, **kw)
+    # said once, at the start, in the cell: which points are held out and how far it forecasts
+    print(f"{task.name}: {task.options.get('layout', '')}")
+    return task

@@ -252,6 +252,23 @@ def _seed_code(description: str) -> str | None:
     return None
 
 
+def _check_seed(task: Task, description: str) -> None:
+    """Refuse seed code that fails the contract check, before any budget is spent on it.
+
+    The seed code is the user's own (their cell or file), so it runs here with their rights;
+    candidates a proposer writes are only ever run in the sandbox.
+    """
+    seed = _seed_code(description)
+    if seed is None:
+        return
+    from ..modeling.contract import check_candidate
+
+    report = check_candidate(seed, task)
+    if not report.ok:
+        raise SearchError(f"the seed code fails the contract check "
+                          f"({report.status.value}): {report.message}")
+
+
 def _context(task: Task, description: str):
     from ..proposers.context import context_for
 
@@ -341,6 +358,7 @@ def search(task: str | Task, config: SearchConfig | None = None, *,
     returns at once.
     """
     the_task, source = _resolve_task(task, dict(task_options or {}))
+    _check_seed(the_task, description)
     cfg, proposer, executor = _configure(config or SearchConfig(), overrides)
     _policy(cfg)  # fail fast on a bad policy name/option
     settings = Settings(

@@ -21,7 +21,7 @@ from .config import RayConfig, SearchConfig
 from .policies import POLICIES
 
 __all__ = ["Option", "OptionError", "SEARCH_OPTIONS", "DATA_OPTIONS", "RESUME_OPTIONS",
-           "option", "search_overrides", "task_options", "train_override"]
+           "option", "search_overrides", "task_options", "train_override", "data_options"]
 
 _SEARCH = SearchConfig()
 _TRAIN = TrainConfig()
@@ -130,6 +130,19 @@ DATA_OPTIONS: tuple[Option, ...] = (
            "trajectory task, features of a tabular one)", metavar="C,D"),
     Option("--group", "data.group", "column naming the unit (patient, region) of each row",
            metavar="G"),
+    Option("--context", "data.context", "observed time steps given to the model before it "
+           "forecasts (default: fits the data)", int, "K", positive=True),
+    Option("--horizon", "data.horizon", "time steps the model must forecast (default: the "
+           "whole test window)", int, "H", positive=True),
+    Option("--test-last", "data.test_last", "hold out the last N time points of every "
+           "series as the test window (default: about a fifth)", int, "N", positive=True),
+    Option("--val-last", "data.val_last", "the N time points before the test window are "
+           "validation (default: as many as --test-last)", int, "N", positive=True),
+    Option("--split-by", "data.split_by", "many series: hold out whole series (group) or "
+           "the end of every series (time)", choices=("group", "time")),
+    Option("--test-size", "data.test_size", "tabular data or --split-by group: the test "
+           "share (a fraction below 1, or a count of rows/series)", float, "F"),
+    Option("--val-size", "data.val_size", "the validation share, as --test-size", float, "F"),
 )
 RESUME_OPTIONS: tuple[Option, ...] = tuple(o for o in SEARCH_OPTIONS if o.resumable)
 _RAY_FLAGS = tuple(o for o in SEARCH_OPTIONS if o.setting.startswith("executor.ray."))
@@ -203,4 +216,23 @@ def task_options(args: Any) -> dict[str, Any]:
     for opt, value in _given(args, SEARCH_OPTIONS).items():
         if opt.setting.startswith("task_options."):
             out[opt.setting.split(".", 1)[1]] = value
+    return out
+
+
+_LIST_SETTINGS = ("data.targets", "data.inputs")  # comma-separated column lists
+
+
+def data_options(args: Any) -> dict[str, Any]:
+    """Keywords of :func:`~nimm_jupyter.tasks.task_from_dataframe` from the data flags given
+    (``--targets a,b`` -> ``targets=["a", "b"]``, ``--test-last 4`` -> ``test_last=4``)."""
+    out: dict[str, Any] = {}
+    for opt, value in _given(args, DATA_OPTIONS).items():
+        if opt.positive and value < 1:
+            raise OptionError(f"{opt.flag} must be a positive integer, got {value}")
+        key = opt.setting.split(".", 1)[1]
+        if opt.setting in _LIST_SETTINGS:
+            value = [c.strip() for c in str(value).split(",") if c.strip()]
+            if not value:
+                raise OptionError(f"{opt.flag}: empty column list")
+        out[key] = value
     return out

@@ -8,7 +8,8 @@ import numpy as np
 
 from .base import TaskDataError
 
-__all__ = ["chronological_windows", "check_split", "split_counts", "random_partition"]
+__all__ = ["chronological_windows", "windows_between", "check_split", "split_counts",
+           "random_partition", "size_split"]
 
 
 # -- chronological windows ------------------------------------------------------------------
@@ -28,13 +29,7 @@ def chronological_windows(n_steps: int, window: int, horizon: int,
     n_forecast = n_steps - window
     cut1 = window + int(round(split[0] / sum(split) * n_forecast))
     cut2 = window + int(round((split[0] + split[1]) / sum(split) * n_forecast))
-    s = np.arange(max(n_steps - window - horizon + 1, 0))
-    first, last = s + window, s + window + horizon - 1
-    starts = {
-        "train": s[last < cut1],
-        "val": s[(first >= cut1) & (last < cut2)],
-        "test": s[first >= cut2],
-    }
+    starts = windows_between(n_steps, window, horizon, cut1, cut2)
     empty = [k for k, v in starts.items() if len(v) == 0]
     if empty:
         raise TaskDataError(
@@ -42,6 +37,23 @@ def chronological_windows(n_steps: int, window: int, horizon: int,
             f"chronological split {tuple(split)}: no window's forecast fits entirely in the "
             f"{' or '.join(empty)} period; use a longer series or a smaller window/horizon")
     return starts
+
+
+def windows_between(n_steps: int, context: int, horizon: int, cut1: int,
+                    cut2: int) -> dict[str, np.ndarray]:
+    """Start indices of the windows (``context`` + ``horizon`` steps) whose forecast steps all
+    lie before ``cut1`` (train), in ``[cut1, cut2)`` (val) or from ``cut2`` on (test).
+
+    A window's context may reach into an earlier period (it is observed, not scored); windows
+    whose forecasts straddle a cut are dropped, so no step is scored in two splits.
+    """
+    s = np.arange(max(n_steps - context - horizon + 1, 0))
+    first, last = s + context, s + context + horizon - 1
+    return {
+        "train": s[last < cut1],
+        "val": s[(first >= cut1) & (last < cut2)],
+        "test": s[first >= cut2],
+    }
 
 
 def check_split(split: Sequence[float]) -> None:
@@ -71,3 +83,25 @@ def random_partition(keys: np.ndarray, split: Sequence[float], seed: int,
     order = np.random.default_rng(seed).permutation(len(keys))
     return [keys[order[:n_train]], keys[order[n_train:n_train + n_val]],
             keys[order[n_train + n_val:]]]
+
+
+
+def size_split(n: int, val_size: float | None, test_size: float | None,
+               split: Sequence[float]) -> tuple[float, float, float]:
+    """``split`` with the validation/test shares replaced by ``val_size``/``test_size``: a
+    fraction below 1, or a count of the ``n`` rows (groups) from 1 up."""
+    def share(size: float | None, flag: str, default: float) -> float:
+        if size is None:
+            return default
+        if not np.isfinite(size) or size <= 0 or (size >= 1 and size != int(size)):
+            raise TaskDataError(f"--{flag} must be a fraction in (0, 1) or a whole count, "
+                                f"got {size:g}")
+        return size if size < 1 else size / n
+
+    total = float(sum(split))
+    val = share(val_size, "val-size", split[1] / total)
+    test = share(test_size, "test-size", split[2] / total)
+    if val + test >= 1:
+        raise TaskDataError(f"--val-size and --test-size leave nothing to train on "
+                            f"(validation {val:.3g} + test {test:.3g} of {n})")
+    return (1.0 - val - test, val, test)

@@ -96,7 +96,8 @@ class FakeSearch:
                 "running": states.count("running"), "pending": states.count("pending"),
                 "tokens": 10 * len(nodes), "cost": 0.0, "elapsed": 1.0,
                 "best_val": best.rmse("val") if best else None,
-                "best_node": best.id if best else None, "budget": self.n_nodes}
+                "best_node": best.id if best else None, "budget": self.n_nodes,
+                "stop_reason": self.stop_reason}
 
     # -- the fake run --------------------------------------------------------------------
     def emit(self, type_: str, **data) -> None:

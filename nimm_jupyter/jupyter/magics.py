@@ -306,7 +306,8 @@ class NimmMagics(Magics):
         while not s.done and time.time() < deadline:
             time.sleep(0.05)
         state = "stopped" if s.done else "stopping (running evaluations are being cancelled)"
-        print(f"search {s.run_id} {state}; continue it with `%%nimm_search --resume {s.run_dir}`")
+        print(f"search {s.run_id} {state}; run dir {s.run_dir}; continue it with "
+              f"`{runs.resume_command(s.run_dir)}`")
 
     def _node_args(self, rest: list[str]) -> tuple[str | None, list[int] | None, list[str]]:
         ref = None
@@ -369,15 +370,36 @@ class NimmMagics(Magics):
         print(self.last_traceback or "no error recorded")
 
 
+def empty_body_as_line_magic(lines: list[str]) -> list[str]:
+    """Input transformer: ``%%nimm_search ARGS`` with an empty body becomes the line magic.
+
+    IPython refuses a cell magic whose body is empty before the magic is called, but
+    ``%%nimm_search --resume RUN_DIR`` (nothing to describe) is the natural way to continue
+    a search from a cell; the line form means the same thing.
+    """
+    if not lines or not lines[0].startswith("%%nimm_search"):
+        return lines
+    if any(line.strip() for line in lines[1:]):
+        return lines
+    first = lines[0].rstrip("\n")
+    if first[len("%%nimm_search"):][:1] not in ("", " ", "\t"):
+        return lines  # another magic whose name starts the same way
+    return ["%" + first[2:] + "\n"]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nimm_jupyter``: register the magics (nothing else global)."""
     magics = NimmMagics(ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)  # so %config NimmMagics.x = ... reaches it
+    if empty_body_as_line_magic not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(empty_body_as_line_magic)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     for obj in list(ipython.configurables):
         if isinstance(obj, NimmMagics):
             ipython.configurables.remove(obj)
+    if empty_body_as_line_magic in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(empty_body_as_line_magic)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from IPython.display import HTML, display
 
-from .runs import SearchRecord
+from .runs import SearchRecord, resume_command
 from .summary import _fmt
 
 
@@ -129,7 +129,7 @@ def wait(search: Any, progress: bool) -> None:
         st = search.status()
         print(f"nimm_search: interrupted; search {search.run_id} stopped after "
               f"{st.get('evaluated', 0)} evaluations; continue it with "
-              f"`%%nimm_search --resume {search.run_dir}`", file=sys.stderr)
+              f"`{resume_command(search.run_dir)}`", file=sys.stderr)
     finally:
         if bar is not None:
             _tick(bar, search)

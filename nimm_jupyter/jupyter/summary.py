@@ -40,12 +40,21 @@ def _fmt(x: object) -> str:
     return _fmt_number(x, 4)
 
 
+def end_state(done: bool, stop_reason: str | None) -> str:
+    """``running``, ``stopped`` or ``finished (<reason>)``: one wording for every front end."""
+    if not done:
+        return "running"
+    reason = str(stop_reason or "")
+    if reason == "stopped":
+        return "stopped"
+    return f"finished ({reason})" if reason else "finished"
+
+
 def _counts(result: "SearchResult") -> str:
     done = [n for n in result.nodes if n.result is not None]
     failed = [n for n in done if not n.ok]
-    reason = result.stop_reason or ""
-    return (f"{len(done)} evaluated, {len(failed)} failed"
-            + (f", stopped: {reason}" if reason else ""))
+    state = end_state(True, result.stop_reason) if result.stop_reason else ""
+    return f"{len(done)} evaluated, {len(failed)} failed" + (f", {state}" if state else "")
 
 
 def fit_png(result: Result, task: "Task | None" = None, node: "Node | None" = None) -> bytes | None:

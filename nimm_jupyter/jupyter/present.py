@@ -70,7 +70,7 @@ def show_widget(rec: SearchRecord, on_export: Callable[[list[int]], str] | None,
 
     search = rec.search
     rec.widget = SearchWidget(search, on_export=on_export)
-    display(rec.widget)
+    rec.widget.show()  # by display id: the static snapshot beside it is replaced at the end
     # An empty output that the final summary replaces: a saved notebook then keeps a
     # static table and plot even without widget state.
     rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
@@ -87,7 +87,7 @@ def watch(search: Any, summary: bool = True) -> Any:
 
     rec = SearchRecord(search=search, cell_id=None)
     rec.widget = SearchWidget(search)
-    display(rec.widget)
+    rec.widget.show()
     if summary:
         rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
         if getattr(search, "done", True):

@@ -65,6 +65,7 @@ def test_help_lists_options(shell):
                 "--wait", "--resume", "--option", "NIMM_DEMO_BUDGET"):
         assert opt in doc, opt
     assert "export" in shell.find_line_magic("nimm").__doc__
+    assert "Defaults (a flag not given):" in doc and "--budget 20" in doc.replace("\n", " ")
 
 
 @pytest.mark.parametrize("line, body, expect", [  # an empty body is IPython's own error
@@ -231,9 +232,23 @@ def test_config_never_shows_key(shell, nimm, capsys, monkeypatch):
     assert "ANTHROPIC_API_KEY: not set" in capsys.readouterr().out
 
 
+def test_unknown_names_suggest_the_nearest(shell, nimm, capsys):
+    shell.run_cell_magic("nimm_search", "lung_cancer_chem", "notes")
+    assert "did you mean 'lung_cancer_chemo'?" in one_line_error(capsys)
+    from nimm_jupyter import tasks
+
+    nimm.search_factory = lambda task, **kw: tasks.get(task, **kw["task_options"])  # as the API
+    shell.run_cell_magic("nimm_search", "lung_cancer --option n_patient=5", "notes")
+    line = one_line_error(capsys)
+    assert "no option 'n_patient' (did you mean 'n_patients'?)" in line
+    assert "its options: n_patients, seed, heterogeneity" in line and "_make()" not in line
+
+
 def test_nimm_tasks_and_bad_subcommand(shell, nimm, capsys):
     shell.run_line_magic("nimm", "tasks")
-    assert "lung_cancer_chemo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lung_cancer_chemo" in out
+    assert "trajectory" in out and "tabular" in out and "train/val/test" in out
     shell.run_line_magic("nimm", "frobnicate")
     assert "unknown subcommand" in one_line_error(capsys)
     shell.run_line_magic("nimm", "stop")

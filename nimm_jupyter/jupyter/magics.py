@@ -8,6 +8,7 @@ in :mod:`.runs`, displaying in :mod:`.present`, DataFrame tasks in :mod:`.data`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -48,6 +49,42 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     except Exception:
         pass
     return tuple(errors)
+
+
+def nearest(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_UNEXPECTED = re.compile(r"(\w+)\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def unknown_option_message(exc: TypeError, task: str) -> str | None:
+    """The user's words for a task factory refusing an ``--option``: the valid options and
+    the nearest one, instead of "_make() got an unexpected keyword argument" (None when
+    ``exc`` is another TypeError)."""
+    import inspect
+
+    match = _UNEXPECTED.search(str(exc))
+    if match is None:
+        return None
+    func_name, bad = match.groups()
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # the frame that made the call names the function it called
+    frame = tb.tb_frame if tb is not None else None
+    func = (frame.f_locals.get(func_name) or frame.f_globals.get(func_name)) if frame else None
+    try:
+        params = inspect.signature(func).parameters.values() if func is not None else []
+    except (TypeError, ValueError):
+        params = []
+    # the factory's own leading positional (a variant name) is not an option
+    valid = [p.name for p in params if p.default is not p.empty or p.kind is p.KEYWORD_ONLY]
+    listed = ", ".join(valid) if valid else "see the task's documentation"
+    return f"task {task!r} has no option {bad!r}{nearest(bad, valid)}; its options: {listed}"
 
 
 def _trait_help(flag: str) -> str:
@@ -175,7 +212,13 @@ class NimmMagics(Magics):
         if seed_code is not None:
             kwargs["seed_code"] = seed_code
         kwargs = self._accepted(kwargs)
-        return self.search_factory(task, **kwargs)
+        try:
+            return self.search_factory(task, **kwargs)
+        except TypeError as exc:  # a task option its factory does not take
+            message = unknown_option_message(exc, str(task)) if task_options else None
+            if message is None:
+                raise
+            raise NimmError(message) from None
 
     def _accepted(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Drop ``seed_code`` when the search function does not take it (it is also in
@@ -196,7 +239,8 @@ class NimmMagics(Magics):
         from .. import tasks
 
         if name not in tasks.list_tasks():
-            raise NimmError(f"unknown task {name!r}; available: {', '.join(tasks.list_tasks())}")
+            raise NimmError(f"unknown task {name!r}{nearest(name, tasks.list_tasks())}; "
+                            f"available: {', '.join(tasks.list_tasks())}")
 
     def _resume(self, args: Any) -> Any:
         run_dir = Path(args.resume)
@@ -279,9 +323,7 @@ class NimmMagics(Magics):
         return None
 
     def _cmd_tasks(self, rest: list[str]) -> None:
-        from .. import tasks
-
-        print("\n".join(tasks.list_tasks()))
+        present.show_tasks()
 
     def _cmd_list(self, rest: list[str]) -> None:
         print(runs.list_lines(self.runs, self.run_root))

@@ -136,6 +136,30 @@ def wait(search: Any, progress: bool) -> None:
             bar.close()
 
 
+def show_tasks() -> None:
+    """``%nimm tasks``: every registered task as a table (name, kind, source, sizes, one
+    line); HTML in a notebook, the same text table as ``nimm tasks`` elsewhere."""
+    import html
+
+    from ..commands.tasks import _table, describe_tasks
+
+    rows = describe_tasks()
+    cells = []
+    for r in rows:
+        if "error" in r:
+            vals = (r["name"], "–", "–", "–", f"unavailable: {r['error']}")
+        else:
+            s = r["splits"]
+            vals = (r["name"], r["kind"], r["source"], f"{s['train']}/{s['val']}/{s['test']}",
+                    r.get("description", ""))
+        cells.append("<tr>" + "".join(
+            f'<td style="text-align:left">{html.escape(str(v))}</td>' for v in vals) + "</tr>")
+    head = "".join(f'<th style="text-align:left">{h}</th>' for h in
+                   ("name", "kind", "source", "train/val/test", "description"))
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}</tbody></table>"
+    display({"text/plain": _table(rows), "text/html": table}, raw=True)
+
+
 def _tick(bar: Any, search: Any) -> None:
     st = search.status()
     done = int(st.get("evaluated", 0))

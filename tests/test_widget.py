@@ -393,3 +393,14 @@ def test_details_diff_against_parent_and_notes(fake):
     res.notes = ["converged", "gtol reached"]  # a field a newer harness may add
     res.to_dict = lambda: {**EvalResult.to_dict(res), "notes": res.notes, "flags": {"ridge": True}}
     assert result_notes(res) == {"notes": "converged, gtol reached", "flags.ridge": "True"}
+
+
+def test_summary_text_is_cut_at_words_with_an_ellipsis():
+    from nimm_jupyter.jupyter.summary import end_state, shorten
+
+    assert shorten("short", 20) == "short"
+    cut = shorten("draft (neural growth-rate correction): growth law=exponential", 40)
+    assert cut == "draft (neural growth-rate correction)…" and len(cut) <= 40
+    assert end_state(False, None) == "running" and end_state(True, "stopped") == "stopped"
+    assert end_state(True, "budget") == "finished (budget)"
+    assert end_state(True, "error: ValueError: x") == "failed (error: ValueError: x)"

@@ -120,6 +120,7 @@ class Tree {
     this.box = box;
     this.select = select;
     this.zoom = 1;
+    this.auto = true; // fit the pane until the user zooms; "fit" turns it back on
     this.root = svg("svg", { class: "nimm-tree-svg" });
     this.lanesG = svg("g", { class: "nimm-lanes" });
     this.edgesG = svg("g", { class: "nimm-edges" });
@@ -149,6 +150,7 @@ class Tree {
     this.box.addEventListener("wheel", (e) => {
       if (!e.ctrlKey) return;
       e.preventDefault();
+      this.auto = false;
       this.setZoom(this.zoom * (e.deltaY < 0 ? 1.15 : 1 / 1.15));
     }, { passive: false });
   }
@@ -160,8 +162,9 @@ class Tree {
 
   fit() {
     const [W, H] = this.size;
-    if (!W || !H) return;
-    this.setZoom(Math.min(1.5, (this.box.clientWidth - 4) / W, (this.box.clientHeight - 4) / H));
+    if (!W || !H || !this.box.clientWidth) { this._size(); return; } // not laid out yet
+    // large trees shrink to fit (down to a readable 40%); small ones grow up to 160%
+    this.setZoom(Math.max(0.4, Math.min(1.6, (this.box.clientWidth - 4) / W, (this.box.clientHeight - 4) / H)));
   }
 
   _size() {
@@ -175,7 +178,8 @@ class Tree {
     this.root.style.display = nodes.length ? "" : "none";
     const { pos, lanes, laneX, width, W, H } = layout(nodes, branches);
     this.size = [W, H];
-    this._size();
+    if (this.auto) this.fit();
+    else this._size();
     const info = new Map(branches.map((b) => [b.id, b]));
     lanes.forEach((b, i) => {
       let lane = this.laneEls.get(b);
@@ -580,9 +584,9 @@ function render({ model, el: root }) {
   const bestPlot = new Plot(best, { cls: "nimm-best-svg", xlabel: "evaluations", integerX: true,
     ylabel: () => `val RMSE${unitOf(model)}`, empty: "no successful evaluation yet",
     xmax: () => (model.get("counters") || {}).evaluated || 0 });
-  zoomIn.addEventListener("click", () => tree.setZoom(tree.zoom * 1.25));
-  zoomOut.addEventListener("click", () => tree.setZoom(tree.zoom / 1.25));
-  fit.addEventListener("click", () => tree.fit());
+  zoomIn.addEventListener("click", () => { tree.auto = false; tree.setZoom(tree.zoom * 1.25); });
+  zoomOut.addEventListener("click", () => { tree.auto = false; tree.setZoom(tree.zoom / 1.25); });
+  fit.addEventListener("click", () => { tree.auto = true; tree.fit(); });
   follow.addEventListener("change", () => schedule(["curves"]));
 
   // kernel liveness: a view whose kernel no longer answers says so and disables its buttons
@@ -721,6 +725,7 @@ function render({ model, el: root }) {
   }]);
   for (const [t, h] of handlers) model.on(`change:${t}`, h);
   for (const p of Object.keys(parts)) parts[p]();
+  requestAnimationFrame(() => { if (tree.auto) tree.fit(); }); // once the pane has a size
   ping();
   return () => {
     for (const [t, h] of handlers) model.off(`change:${t}`, h);

@@ -404,3 +404,21 @@ def test_summary_text_is_cut_at_words_with_an_ellipsis():
     assert end_state(False, None) == "running" and end_state(True, "stopped") == "stopped"
     assert end_state(True, "budget") == "finished (budget)"
     assert end_state(True, "error: ValueError: x") == "failed (error: ValueError: x)"
+
+
+def test_large_tree_snapshot_stays_bounded(tmp_path):
+    from nimm_jupyter.jupyter.snapshot import layout, tree_svg
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake = FakeSearch(tmp_path / "run-big", n_nodes=150, step=0.0, progress=1, fail=(7, 80))
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: w.finished, timeout=20)
+    rows = w.nodes
+    assert len(rows) == 150
+    pos, lanes, width, height = layout(rows)
+    assert len(set(pos.values())) == 150  # no two nodes drawn on the same spot
+    assert [b for b, _ in lanes] == [0, 1]
+    svg = tree_svg(rows, w.branches, w.best_id)
+    assert svg.count('<circle r="8"') == 150 and svg.count("M-4,-4L4,4") == 2
+    assert len(svg) < 150 * 700  # a static output a notebook can carry

@@ -52,7 +52,11 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
     code = widget.locator(".nimm-code")
     code.wait_for(timeout=30_000)
     page.evaluate("""() => { const c = document.querySelector('.nimm-widget .nimm-code');
-        c.style.maxHeight = '60px'; c.scrollTop = 30; }""")
+        c.style.maxHeight = '60px'; c.scrollTop = 30;
+        const r = document.createRange(); r.selectNodeContents(c);  // the user selects the code
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(r); }""")
+    selected_text = page.evaluate("() => window.getSelection().toString()")
+    assert "class Model" in selected_text
     assert page.evaluate("() => document.querySelector('.nimm-widget .nimm-code').scrollTop") == 30
     n_marked = page.evaluate(_MARK_TREE)
     before = page.evaluate(_TREE_STATE)
@@ -65,6 +69,8 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
     assert after["scroll"] == 30, "the code pane's scroll position was reset by an update"
     assert after["marked"] == n_marked, "tree node elements were replaced instead of updated"
     assert after["legend"] >= 6
+    assert page.evaluate("() => window.getSelection().toString()") == selected_text, \
+        "the selected code text was lost in an update"
     page.screenshot(path=str(ARTIFACTS / "live-widget.png"))
 
     # Stop from the widget: "stopped", no spinning node left, the resume command shown.
@@ -88,6 +94,23 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
         timeout=150_000)
     assert resumed.locator(".nimm-tree .nimm-node").count() >= after["n"]
     page.screenshot(path=str(ARTIFACTS / "live-resumed.png"))
+
+    # The dark theme: node fills and the best ring stay distinct from the pane's paper.
+    nb.js("return window.jupyterapp.commands.execute('apputils:change-theme', "
+          "{theme: 'JupyterLab Dark'}).then(() => true);")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_timeout(500)
+    colours = page.evaluate("""() => {
+      const w = document.querySelectorAll('.nimm-widget')[1];
+      const best = w.querySelector('.nimm-tree .nimm-node.nimm-best');
+      return {dot: getComputedStyle(best.querySelector('.nimm-dot')).fill,
+              ring: getComputedStyle(best.querySelector('.nimm-best-ring')).stroke,
+              paper: getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor};
+    }""")
+    assert len({colours["dot"], colours["ring"], colours["paper"]}) == 3, colours
+    page.locator(".nimm-widget").nth(1).screenshot(path=str(ARTIFACTS / "live-dark.png"))
+    nb.js("return window.jupyterapp.commands.execute('apputils:change-theme', "
+          "{theme: 'JupyterLab Light'}).then(() => true);")
 
     # Save, then shut the kernel down: the old view says so once it asks, and disables Export.
     nb.js("return window.jupyterapp.commands.execute('docmanager:save');")

@@ -422,3 +422,27 @@ def test_large_tree_snapshot_stays_bounded(tmp_path):
     svg = tree_svg(rows, w.branches, w.best_id)
     assert svg.count('<circle r="8"') == 150 and svg.count("M-4,-4L4,4") == 2
     assert len(svg) < 150 * 700  # a static output a notebook can carry
+
+
+def test_html_view_updates_in_place_until_the_end(fake, monkeypatch):
+    from nimm_jupyter.jupyter import present
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj.data)
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj.data)
+        return Handle()
+
+    monkeypatch.setattr(present, "display", fake_display)
+    view = present.HtmlView(fake)
+    assert "no nodes yet" in shown[0]
+    fake.start()
+    assert _wait(lambda: fake.done and view._unsubscribe is None)
+    assert view.updates >= 2 and len(shown) == view.updates + 1  # throttled, final always
+    final = shown[-1]
+    assert final.count('<circle r="8"') == 5 and "finished (budget)" in final
+    assert "<td>4 ★</td>" in final and f"%nimm_search --resume {fake.run_dir}" in final

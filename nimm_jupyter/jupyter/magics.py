@@ -269,6 +269,8 @@ class NimmMagics(Magics):
             else:
                 present.print_summary(rec)
         elif not widget:
+            if getattr(self.shell, "kernel", None) is not None:
+                rec.widget = present.HtmlView(search)  # live HTML where widgets cannot render
             print(f"search {search.run_id} running in the background (run dir {search.run_dir}); "
                   f"`%nimm status` to follow, `%nimm stop` to stop")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..proposers.base import Strategy
 
@@ -74,6 +74,20 @@ def node_summary(node: "Node") -> dict[str, Any]:
         "train": finite(res.train.rmse) if res is not None else None,
         "message": node.message,
     }
+
+
+def branch_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per branch: id, strategy title (its first node's), node count, best val RMSE."""
+    out: dict[int, dict[str, Any]] = {}
+    for n in sorted(rows, key=lambda n: n["id"]):
+        b = out.setdefault(n["branch"], {"id": n["branch"], "strategy": "", "n_nodes": 0,
+                                         "best_val": None})
+        b["n_nodes"] += 1
+        if not b["strategy"] and n["strategy"]:
+            b["strategy"] = n["strategy"]
+        if n["val"] is not None and (b["best_val"] is None or n["val"] < b["best_val"]):
+            b["best_val"] = n["val"]
+    return [out[k] for k in sorted(out)]
 
 
 def mark_cancelled(rows: dict[int, dict[str, Any]]) -> None:

@@ -80,6 +80,62 @@ def show_widget(rec: SearchRecord, on_export: Callable[[list[int]], str] | None,
             threading.Thread(target=show_summary, args=(rec,), daemon=True).start()
 
 
+class HtmlView:
+    """The search as static HTML (tree SVG, progress, ranked table), updated in place by
+    display id: the live view where widgets cannot render (``--no-widget`` or
+    ``NIMM_NO_WIDGET=1`` in a kernel, front ends without a widget manager)."""
+
+    min_interval = 1.0  # seconds between updates; the final one is always sent
+    _EVENTS = ("node_created", "node_started", "node_finished", "best_changed", "search_finished")
+
+    def __init__(self, search: Any):
+        self.search = search
+        self.started = time.time()
+        self.updates = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self.handle = display(HTML(self.render()), display_id=True)
+        self._unsubscribe = search.subscribe(self.on_event)
+        if search.done:  # ended before the subscription
+            self.on_event(None)
+
+    def render(self) -> str:
+        from .nodeview import mark_cancelled, node_summary, rmse_unit
+        from .progress import counters
+        from .snapshot import snapshot_html, view_state
+        from .summary import end_state
+
+        s = self.search
+        rows = {int(n.id): node_summary(n) for n in s.nodes}
+        done = bool(s.done)
+        if done:
+            mark_cancelled(rows)
+        best = s.best
+        state = view_state(s, rows, int(best.id) if best is not None else None,
+                           counters(s, True, rows, self.started),
+                           end_state(done, s.status().get("stop_reason")),
+                           rmse_unit(getattr(s, "task", None)))
+        return snapshot_html(state)
+
+    def on_event(self, event: Any) -> None:
+        """Search subscriber: re-render on tree changes, at most every ``min_interval`` s."""
+        final = event is None or event.type == "search_finished"
+        if not final and event.type not in self._EVENTS:
+            return
+        with self._lock:
+            if not final and time.monotonic() - self._last < self.min_interval:
+                return
+            self._last = time.monotonic()
+            self.updates += 1
+            try:
+                self.handle.update(HTML(self.render()))
+            except Exception:  # a view must never break the search
+                pass
+        if final and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+
 def watch(search: Any, summary: bool = True) -> Any:
     """Display the live widget for a search started with ``nimm_jupyter.search(...,
     background=True)``, plus the static summary once it ends. Returns the widget."""

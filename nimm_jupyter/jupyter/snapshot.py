@@ -113,6 +113,19 @@ def ranked_rows(nodes: list[Mapping[str, Any]], top: int = 10) -> list[Mapping[s
     return sorted(ok, key=lambda n: (n["val"], n["id"]))[:top]
 
 
+def view_state(search: Any, rows: Mapping[int, Mapping[str, Any]], best_id: int | None,
+               counters: Mapping[str, Any], end_state: str, unit: str) -> dict[str, Any]:
+    """What :func:`snapshot_html` shows, from the tree rows a view keeps of ``search``."""
+    from .nodeview import branch_rows
+    from .runs import resume_command, task_name
+
+    return {"run_id": str(search.run_id), "task_name": task_name(search),
+            "unit": unit, "nodes": [dict(rows[k]) for k in sorted(rows)],
+            "branches": branch_rows(rows.values()), "best_id": best_id,
+            "counters": dict(counters), "end_state": end_state, "run_dir": str(search.run_dir),
+            "resume": resume_command(search.run_dir)}
+
+
 def snapshot_html(state: Mapping[str, Any]) -> str:
     """HTML of the whole view: heading, progress line, tree, legend, ranked table."""
     unit = f" ({html.escape(state['unit'])})" if state.get("unit") else ""

@@ -22,8 +22,8 @@ import traitlets
 from ..export.cells import snapshot
 from ..search.events import Event
 from .nodeview import (
-    CANCELLED, curve_points, empty_row, finite, mark_cancelled, node_details, node_summary,
-    rmse_unit, strategy_title, thin,
+    CANCELLED, branch_rows, curve_points, empty_row, finite, mark_cancelled, node_details,
+    node_summary, rmse_unit, strategy_title, thin,
 )
 from .summary import end_state
 
@@ -126,11 +126,10 @@ class SearchWidget(anywidget.AnyWidget):
         return bundle
 
     def _snapshot_state(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "task_name": self.task_name, "unit": self.unit,
-                "nodes": [dict(n) for _, n in sorted(self._nodes.items())],
-                "branches": self._branches(), "best_id": self._best[0] if self._best else None,
-                "counters": self._counters(), "end_state": self._end_state(),
-                "run_dir": self.run_dir, "resume": self.resume}
+        from .snapshot import view_state
+
+        return view_state(self.search, self._nodes, self._best[0] if self._best else None,
+                          self._counters(), self._end_state(), self.unit)
 
     def show(self) -> Any:
         """Display the widget with a display id, so the end-of-search snapshot replaces the
@@ -282,16 +281,7 @@ class SearchWidget(anywidget.AnyWidget):
         return counters(self.search, self._live, self._nodes, self._started)
 
     def _branches(self) -> list[dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for n in sorted(self._nodes.values(), key=lambda n: n["id"]):
-            b = out.setdefault(n["branch"], {"id": n["branch"], "strategy": "", "n_nodes": 0,
-                                             "best_val": None})
-            b["n_nodes"] += 1
-            if not b["strategy"] and n["strategy"]:
-                b["strategy"] = n["strategy"]
-            if n["val"] is not None and (b["best_val"] is None or n["val"] < b["best_val"]):
-                b["best_val"] = n["val"]
-        return [out[k] for k in sorted(out)]
+        return branch_rows(self._nodes.values())
 
     def flush(self) -> None:
         """Send the accumulated state now, as one batched update."""

@@ -327,12 +327,12 @@ function ticks(lo, hi, log) {
   if (log) {
     const out = [];
     for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
-      for (const m of hi - lo < 1.5 ? [1, 2, 5] : [1]) {
+      for (const m of hi - lo < 1.5 ? [1, 2, 3, 5] : [1]) {
         const v = Math.log10(m) + e;
         if (v >= lo - 1e-9 && v <= hi + 1e-9) out.push(v);
       }
     }
-    return out.length >= 2 ? out : [lo, hi];
+    return out.length >= 2 ? out : [lo, ...out, hi]; // a narrow range: its ends labelled too
   }
   const span = hi - lo, step0 = span / 4, mag = 10 ** Math.floor(Math.log10(step0));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => span / s <= 5);

@@ -65,6 +65,7 @@ def test_help_lists_options(shell):
                 "--wait", "--resume", "--option", "NIMM_DEMO_BUDGET"):
         assert opt in doc, opt
     assert "export" in shell.find_line_magic("nimm").__doc__
+    assert "Defaults (a flag not given):" in doc and "--budget 20" in doc.replace("\n", " ")
 
 
 @pytest.mark.parametrize("line, body, expect", [  # an empty body is IPython's own error
@@ -179,6 +180,46 @@ def test_resume(shell, nimm, tmp_path):
     assert name == "resume" and kw["budget"] == 9 and Path(kw["run_dir"]) == run
 
 
+@pytest.mark.parametrize("cell", ["%%nimm_search --resume {run} --budget 9 --wait",
+                                  "%%nimm_search --resume {run} --budget 9 --wait\n\n  \n",
+                                  "%nimm_search --resume {run} --budget 9 --wait"])
+def test_resume_from_a_cell(shell, nimm, tmp_path, capsys, cell):
+    run = tmp_path / "runs" / "old run"  # a space: the printed command must quote it
+    run.mkdir(parents=True)
+    assert shell.run_cell(cell.format(run=f"'{run}'")).success
+    assert "error" not in capsys.readouterr().err
+    name, kw = nimm.calls[0]
+    assert name == "resume" and kw["budget"] == 9 and Path(kw["run_dir"]) == run
+
+
+def test_listed_resume_command_works(shell, nimm, tmp_path, capsys):
+    run = Path(nimm.run_root) / "lung_cancer-old"
+    run.mkdir(parents=True)
+    (run / "journal.sqlite").write_text("")
+    shell.run_line_magic("nimm", "list")
+    out = capsys.readouterr().out
+    listed = [ln.split("continue: ", 1)[1] for ln in out.splitlines() if "continue: " in ln]
+    assert len(listed) == 1, out
+    assert shell.run_cell(listed[0] + " --wait").success
+    assert nimm.calls[-1][0] == "resume" and Path(nimm.calls[-1][1]["run_dir"]) == run
+    # the other cell form of the same command, and a search of this kernel once it stopped
+    assert shell.run_cell("%" + listed[0] + " --wait").success
+    assert len(nimm.calls) == 2
+    shell.run_line_magic("nimm", "list")
+    out = capsys.readouterr().out
+    assert "finished (budget)" in out  # the handle's own end state, not a bare "finished"
+    # the run is now this kernel's: listed once, with its resume command
+    assert out.count(f"continue: %nimm_search --resume {run}") == 1, out
+
+
+def test_other_cell_magics_are_left_alone(shell):
+    from nimm_jupyter.jupyter.magics import empty_body_as_line_magic
+
+    assert empty_body_as_line_magic(["%%nimm_searchx a\n"]) == ["%%nimm_searchx a\n"]
+    assert empty_body_as_line_magic(["%%nimm_search a\n", "body\n"]) == ["%%nimm_search a\n", "body\n"]
+    assert empty_body_as_line_magic(["%%nimm_search a\n", " \n"]) == ["%nimm_search a\n"]
+
+
 def test_config_never_shows_key(shell, nimm, capsys, monkeypatch):
     secret = "sk-ant-api03-THIS-IS-A-FAKE-SECRET-123456"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
@@ -191,9 +232,23 @@ def test_config_never_shows_key(shell, nimm, capsys, monkeypatch):
     assert "ANTHROPIC_API_KEY: not set" in capsys.readouterr().out
 
 
+def test_unknown_names_suggest_the_nearest(shell, nimm, capsys):
+    shell.run_cell_magic("nimm_search", "lung_cancer_chem", "notes")
+    assert "did you mean 'lung_cancer_chemo'?" in one_line_error(capsys)
+    from nimm_jupyter import tasks
+
+    nimm.search_factory = lambda task, **kw: tasks.get(task, **kw["task_options"])  # as the API
+    shell.run_cell_magic("nimm_search", "lung_cancer --option n_patient=5", "notes")
+    line = one_line_error(capsys)
+    assert "no option 'n_patient' (did you mean 'n_patients'?)" in line
+    assert "its options: n_patients, seed, heterogeneity" in line and "_make()" not in line
+
+
 def test_nimm_tasks_and_bad_subcommand(shell, nimm, capsys):
     shell.run_line_magic("nimm", "tasks")
-    assert "lung_cancer_chemo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lung_cancer_chemo" in out
+    assert "trajectory" in out and "tabular" in out and "train/val/test" in out
     shell.run_line_magic("nimm", "frobnicate")
     assert "unknown subcommand" in one_line_error(capsys)
     shell.run_line_magic("nimm", "stop")

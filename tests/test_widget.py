@@ -96,7 +96,8 @@ class FakeSearch:
                 "running": states.count("running"), "pending": states.count("pending"),
                 "tokens": 10 * len(nodes), "cost": 0.0, "elapsed": 1.0,
                 "best_val": best.rmse("val") if best else None,
-                "best_node": best.id if best else None, "budget": self.n_nodes}
+                "best_node": best.id if best else None, "budget": self.n_nodes,
+                "stop_reason": self.stop_reason}
 
     # -- the fake run --------------------------------------------------------------------
     def emit(self, type_: str, **data) -> None:
@@ -308,3 +309,140 @@ def test_strategy_title_accepts_plain_strings_and_objects():
     assert _strategy_title(Strategy("a title", "desc")) == "a title"
     assert _strategy_title({"title": "t"}) == "t"
     assert _strategy_title(None) == ""
+
+
+def test_stop_marks_unfinished_nodes_cancelled_and_says_how_to_resume(tmp_path):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake = FakeSearch(tmp_path / "run-c", n_nodes=50, step=1.5)
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: any(n["state"] == "running" for n in w.nodes))
+    w.stop()
+    assert _wait(lambda: w.finished)
+    states = {n["id"]: n["state"] for n in w.nodes}
+    assert "running" not in states.values() and "pending" not in states.values()
+    assert list(states.values()).count("cancelled") == 1
+    assert w.end_state == "stopped" and w.counters["cancelled"] == 1
+    assert "search stopped" in w.message and "1 unfinished node cancelled" in w.message
+    assert str(fake.run_dir) in w.message and f"%nimm_search --resume {fake.run_dir}" in w.message
+
+
+def test_ping_is_answered(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    w = SearchWidget(fake)
+    sent = []
+    w.send = lambda content, buffers=None: sent.append(content)
+    w._on_custom_msg(w, {"action": "ping", "seq": 7}, [])
+    assert sent == [{"type": "pong", "seq": 7}]
+
+
+def test_display_bundle_carries_a_static_snapshot(fake):
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    w = SearchWidget(fake)
+    data = w._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "no nodes yet" in data["text/html"] and "running" in data["text/html"]
+    fake.start()
+    assert _wait(lambda: w.finished)
+    data = w._repr_mimebundle_()
+    data = data[0] if isinstance(data, tuple) else data
+    html = data["text/html"]
+    assert html.count("<circle r=\"8\"") == 5 and "<svg" in html and "finished (budget)" in html
+    assert "change 4" in html and "0: strategy 0" in html  # changes and lane titles
+    assert html.index("<td>4 ★</td>") < html.index("<td>3</td>")  # ranked by val RMSE
+    assert "test rmse" not in html.lower()  # no test scores in a live view
+
+
+def test_counters_progress_and_time_left(fake):
+    from nimm_jupyter.jupyter.progress import time_left
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    assert time_left([], 3, 1) is None and time_left([1.0], 0, 1) == 0.0
+    assert time_left([1.0, 3.0, 2.0], 5, 2) == pytest.approx(2.0 * 3)
+    w = SearchWidget(fake)
+    c = w.counters
+    assert c["budget"] == 5 and c["evaluated"] == 0
+    assert c["spend"] is False  # no tokens spent and no LLM proposer: no token counter
+    fake.start()
+    assert _wait(lambda: w.finished)
+    assert w.counters["eta"] is None and w.counters["evaluated"] == 5
+    assert w.counters["spend"] is True  # the fake spends 10 tokens a node
+
+
+def test_details_diff_against_parent_and_notes(fake):
+    from nimm_jupyter.jupyter.nodeview import code_diff, result_notes
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake.start()
+    assert _wait(lambda: fake.done)
+    fake._nodes[3].code = PRIOR.replace("Positive(0.1)", "Positive(0.2)")
+    w = SearchWidget(fake)
+    w.selected = 3
+    d = w.details
+    assert d["parent"] == 1
+    assert "-        self.rho = Positive(0.1)" in d["diff"] and "+        self.rho = Positive(0.2)" in d["diff"]
+    w.selected = 0
+    assert w.details["diff"] == ""  # a root has no parent to compare with
+    assert code_diff("a\n", "a\n", 1) == "(same code as the parent)"
+    res = fake.make_result(1)
+    assert result_notes(res) == {}  # every standard field has its own place
+    res.notes = ["converged", "gtol reached"]  # a field a newer harness may add
+    res.to_dict = lambda: {**EvalResult.to_dict(res), "notes": res.notes, "flags": {"ridge": True}}
+    assert result_notes(res) == {"notes": "converged, gtol reached", "flags.ridge": "True"}
+
+
+def test_summary_text_is_cut_at_words_with_an_ellipsis():
+    from nimm_jupyter.jupyter.summary import end_state, shorten
+
+    assert shorten("short", 20) == "short"
+    cut = shorten("draft (neural growth-rate correction): growth law=exponential", 40)
+    assert cut == "draft (neural growth-rate correction)…" and len(cut) <= 40
+    assert end_state(False, None) == "running" and end_state(True, "stopped") == "stopped"
+    assert end_state(True, "budget") == "finished (budget)"
+    assert end_state(True, "error: ValueError: x") == "failed (error: ValueError: x)"
+
+
+def test_large_tree_snapshot_stays_bounded(tmp_path):
+    from nimm_jupyter.jupyter.snapshot import layout, tree_svg
+    from nimm_jupyter.jupyter.widget import SearchWidget
+
+    fake = FakeSearch(tmp_path / "run-big", n_nodes=150, step=0.0, progress=1, fail=(7, 80))
+    w = SearchWidget(fake)
+    fake.start()
+    assert _wait(lambda: w.finished, timeout=20)
+    rows = w.nodes
+    assert len(rows) == 150
+    pos, lanes, width, height = layout(rows)
+    assert len(set(pos.values())) == 150  # no two nodes drawn on the same spot
+    assert [b for b, _ in lanes] == [0, 1]
+    svg = tree_svg(rows, w.branches, w.best_id)
+    assert svg.count('<circle r="8"') == 150 and svg.count("M-4,-4L4,4") == 2
+    assert len(svg) < 150 * 700  # a static output a notebook can carry
+
+
+def test_html_view_updates_in_place_until_the_end(fake, monkeypatch):
+    from nimm_jupyter.jupyter import present
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj.data)
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj.data)
+        return Handle()
+
+    monkeypatch.setattr(present, "display", fake_display)
+    view = present.HtmlView(fake)
+    assert "no nodes yet" in shown[0]
+    fake.start()
+    assert _wait(lambda: fake.done and view._unsubscribe is None)
+    assert view.updates >= 2 and len(shown) == view.updates + 1  # throttled, final always
+    final = shown[-1]
+    assert final.count('<circle r="8"') == 5 and "finished (budget)" in final
+    assert "<td>4 ★</td>" in final and f"%nimm_search --resume {fake.run_dir}" in final

@@ -8,6 +8,7 @@ in :mod:`.runs`, displaying in :mod:`.present`, DataFrame tasks in :mod:`.data`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -48,6 +49,42 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     except Exception:
         pass
     return tuple(errors)
+
+
+def nearest(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_UNEXPECTED = re.compile(r"(\w+)\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def unknown_option_message(exc: TypeError, task: str) -> str | None:
+    """The user's words for a task factory refusing an ``--option``: the valid options and
+    the nearest one, instead of "_make() got an unexpected keyword argument" (None when
+    ``exc`` is another TypeError)."""
+    import inspect
+
+    match = _UNEXPECTED.search(str(exc))
+    if match is None:
+        return None
+    func_name, bad = match.groups()
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # the frame that made the call names the function it called
+    frame = tb.tb_frame if tb is not None else None
+    func = (frame.f_locals.get(func_name) or frame.f_globals.get(func_name)) if frame else None
+    try:
+        params = inspect.signature(func).parameters.values() if func is not None else []
+    except (TypeError, ValueError):
+        params = []
+    # the factory's own leading positional (a variant name) is not an option
+    valid = [p.name for p in params if p.default is not p.empty or p.kind is p.KEYWORD_ONLY]
+    listed = ", ".join(valid) if valid else "see the task's documentation"
+    return f"task {task!r} has no option {bad!r}{nearest(bad, valid)}; its options: {listed}"
 
 
 def _trait_help(flag: str) -> str:
@@ -175,7 +212,13 @@ class NimmMagics(Magics):
         if seed_code is not None:
             kwargs["seed_code"] = seed_code
         kwargs = self._accepted(kwargs)
-        return self.search_factory(task, **kwargs)
+        try:
+            return self.search_factory(task, **kwargs)
+        except TypeError as exc:  # a task option its factory does not take
+            message = unknown_option_message(exc, str(task)) if task_options else None
+            if message is None:
+                raise
+            raise NimmError(message) from None
 
     def _accepted(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Drop ``seed_code`` when the search function does not take it (it is also in
@@ -196,7 +239,8 @@ class NimmMagics(Magics):
         from .. import tasks
 
         if name not in tasks.list_tasks():
-            raise NimmError(f"unknown task {name!r}; available: {', '.join(tasks.list_tasks())}")
+            raise NimmError(f"unknown task {name!r}{nearest(name, tasks.list_tasks())}; "
+                            f"available: {', '.join(tasks.list_tasks())}")
 
     def _resume(self, args: Any) -> Any:
         run_dir = Path(args.resume)
@@ -225,6 +269,8 @@ class NimmMagics(Magics):
             else:
                 present.print_summary(rec)
         elif not widget:
+            if getattr(self.shell, "kernel", None) is not None:
+                rec.widget = present.HtmlView(search)  # live HTML where widgets cannot render
             print(f"search {search.run_id} running in the background (run dir {search.run_dir}); "
                   f"`%nimm status` to follow, `%nimm stop` to stop")
 
@@ -279,9 +325,7 @@ class NimmMagics(Magics):
         return None
 
     def _cmd_tasks(self, rest: list[str]) -> None:
-        from .. import tasks
-
-        print("\n".join(tasks.list_tasks()))
+        present.show_tasks()
 
     def _cmd_list(self, rest: list[str]) -> None:
         print(runs.list_lines(self.runs, self.run_root))
@@ -306,7 +350,8 @@ class NimmMagics(Magics):
         while not s.done and time.time() < deadline:
             time.sleep(0.05)
         state = "stopped" if s.done else "stopping (running evaluations are being cancelled)"
-        print(f"search {s.run_id} {state}; continue it with `%%nimm_search --resume {s.run_dir}`")
+        print(f"search {s.run_id} {state}; run dir {s.run_dir}; continue it with "
+              f"`{runs.resume_command(s.run_dir)}`")
 
     def _node_args(self, rest: list[str]) -> tuple[str | None, list[int] | None, list[str]]:
         ref = None
@@ -369,15 +414,36 @@ class NimmMagics(Magics):
         print(self.last_traceback or "no error recorded")
 
 
+def empty_body_as_line_magic(lines: list[str]) -> list[str]:
+    """Input transformer: ``%%nimm_search ARGS`` with an empty body becomes the line magic.
+
+    IPython refuses a cell magic whose body is empty before the magic is called, but
+    ``%%nimm_search --resume RUN_DIR`` (nothing to describe) is the natural way to continue
+    a search from a cell; the line form means the same thing.
+    """
+    if not lines or not lines[0].startswith("%%nimm_search"):
+        return lines
+    if any(line.strip() for line in lines[1:]):
+        return lines
+    first = lines[0].rstrip("\n")
+    if first[len("%%nimm_search"):][:1] not in ("", " ", "\t"):
+        return lines  # another magic whose name starts the same way
+    return ["%" + first[2:] + "\n"]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nimm_jupyter``: register the magics (nothing else global)."""
     magics = NimmMagics(ipython)
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)  # so %config NimmMagics.x = ... reaches it
+    if empty_body_as_line_magic not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(empty_body_as_line_magic)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     for obj in list(ipython.configurables):
         if isinstance(obj, NimmMagics):
             ipython.configurables.remove(obj)
+    if empty_body_as_line_magic in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(empty_body_as_line_magic)

@@ -53,7 +53,21 @@ def search_arguments(func: Callable) -> Callable:
     decorators += [argument(o.flag, **o.argparse_kwargs()) for o in SEARCH_OPTIONS]
     for deco in reversed(decorators):  # the first listed is the first in the usage text
         func = deco(func)
-    return magic_arguments()(func)
+    func = magic_arguments()(func)
+    func.__doc__ = (func.__doc__ or "") + "\n" + defaults_text() + "\n"
+    return func
+
+
+def defaults_text() -> str:
+    """The ``Defaults:`` paragraph of ``%%nimm_search?``: what a flag not given means."""
+    import textwrap
+
+    shown = [f"{o.flag} {o.default}" for o in SEARCH_OPTIONS
+             if getattr(o, "default", None) not in (None, [], "")]
+    text = ("Defaults (a flag not given): " + ", ".join(shown) + ". `%config NimmMagics.<name> "
+            "= value` changes budget, branches, policy, proposer, model, device and workers; "
+            "`%nimm config` shows the values in effect.")
+    return "\n".join(textwrap.wrap(text, 88))
 
 
 def parse_cell_body(body: str) -> tuple[str, str | None]:

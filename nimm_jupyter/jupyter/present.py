@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from IPython.display import HTML, display
 
-from .runs import SearchRecord
+from .runs import SearchRecord, resume_command
 from .summary import _fmt
 
 
@@ -70,7 +70,7 @@ def show_widget(rec: SearchRecord, on_export: Callable[[list[int]], str] | None,
 
     search = rec.search
     rec.widget = SearchWidget(search, on_export=on_export)
-    display(rec.widget)
+    rec.widget.show()  # by display id: the static snapshot beside it is replaced at the end
     # An empty output that the final summary replaces: a saved notebook then keeps a
     # static table and plot even without widget state.
     rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
@@ -80,6 +80,62 @@ def show_widget(rec: SearchRecord, on_export: Callable[[list[int]], str] | None,
             threading.Thread(target=show_summary, args=(rec,), daemon=True).start()
 
 
+class HtmlView:
+    """The search as static HTML (tree SVG, progress, ranked table), updated in place by
+    display id: the live view where widgets cannot render (``--no-widget`` or
+    ``NIMM_NO_WIDGET=1`` in a kernel, front ends without a widget manager)."""
+
+    min_interval = 1.0  # seconds between updates; the final one is always sent
+    _EVENTS = ("node_created", "node_started", "node_finished", "best_changed", "search_finished")
+
+    def __init__(self, search: Any):
+        self.search = search
+        self.started = time.time()
+        self.updates = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self.handle = display(HTML(self.render()), display_id=True)
+        self._unsubscribe = search.subscribe(self.on_event)
+        if search.done:  # ended before the subscription
+            self.on_event(None)
+
+    def render(self) -> str:
+        from .nodeview import mark_cancelled, node_summary, rmse_unit
+        from .progress import counters
+        from .snapshot import snapshot_html, view_state
+        from .summary import end_state
+
+        s = self.search
+        rows = {int(n.id): node_summary(n) for n in s.nodes}
+        done = bool(s.done)
+        if done:
+            mark_cancelled(rows)
+        best = s.best
+        state = view_state(s, rows, int(best.id) if best is not None else None,
+                           counters(s, True, rows, self.started),
+                           end_state(done, s.status().get("stop_reason")),
+                           rmse_unit(getattr(s, "task", None)))
+        return snapshot_html(state)
+
+    def on_event(self, event: Any) -> None:
+        """Search subscriber: re-render on tree changes, at most every ``min_interval`` s."""
+        final = event is None or event.type == "search_finished"
+        if not final and event.type not in self._EVENTS:
+            return
+        with self._lock:
+            if not final and time.monotonic() - self._last < self.min_interval:
+                return
+            self._last = time.monotonic()
+            self.updates += 1
+            try:
+                self.handle.update(HTML(self.render()))
+            except Exception:  # a view must never break the search
+                pass
+        if final and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+
 def watch(search: Any, summary: bool = True) -> Any:
     """Display the live widget for a search started with ``nimm_jupyter.search(...,
     background=True)``, plus the static summary once it ends. Returns the widget."""
@@ -87,7 +143,7 @@ def watch(search: Any, summary: bool = True) -> Any:
 
     rec = SearchRecord(search=search, cell_id=None)
     rec.widget = SearchWidget(search)
-    display(rec.widget)
+    rec.widget.show()
     if summary:
         rec.summary_handle = display({"text/plain": ""}, raw=True, display_id=True)
         if getattr(search, "done", True):
@@ -129,11 +185,35 @@ def wait(search: Any, progress: bool) -> None:
         st = search.status()
         print(f"nimm_search: interrupted; search {search.run_id} stopped after "
               f"{st.get('evaluated', 0)} evaluations; continue it with "
-              f"`%%nimm_search --resume {search.run_dir}`", file=sys.stderr)
+              f"`{resume_command(search.run_dir)}`", file=sys.stderr)
     finally:
         if bar is not None:
             _tick(bar, search)
             bar.close()
+
+
+def show_tasks() -> None:
+    """``%nimm tasks``: every registered task as a table (name, kind, source, sizes, one
+    line); HTML in a notebook, the same text table as ``nimm tasks`` elsewhere."""
+    import html
+
+    from ..commands.tasks import _table, describe_tasks
+
+    rows = describe_tasks()
+    cells = []
+    for r in rows:
+        if "error" in r:
+            vals = (r["name"], "–", "–", "–", f"unavailable: {r['error']}")
+        else:
+            s = r["splits"]
+            vals = (r["name"], r["kind"], r["source"], f"{s['train']}/{s['val']}/{s['test']}",
+                    r.get("description", ""))
+        cells.append("<tr>" + "".join(
+            f'<td style="text-align:left">{html.escape(str(v))}</td>' for v in vals) + "</tr>")
+    head = "".join(f'<th style="text-align:left">{h}</th>' for h in
+                   ("name", "kind", "source", "train/val/test", "description"))
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}</tbody></table>"
+    display({"text/plain": _table(rows), "text/html": table}, raw=True)
 
 
 def _tick(bar: Any, search: Any) -> None:

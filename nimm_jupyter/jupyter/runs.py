@@ -2,6 +2,7 @@
 status. The engine functions (search, resume, open_run) are called through the public API."""
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from ..search.layout import JOURNAL_NAME
 from .options import NimmError
-from .summary import _fmt
+from .summary import _fmt, end_state
 
 
 @dataclass
@@ -49,16 +50,24 @@ def default_open_run(run_dir: str | Path) -> Any:
     return open_run(run_dir)
 
 
+def resume_command(run_dir: str | Path) -> str:
+    """The cell line that continues the search journaled in ``run_dir``."""
+    return f"%nimm_search --resume {shlex.quote(str(run_dir))}"
+
+
 def status_line(run_id: str, status: dict[str, Any], done: bool, task_name: str = "") -> str:
     """One line describing a search's progress."""
-    state = "finished" if done else "running"
+    state = end_state(done, status.get("stop_reason"))
     best = status.get("best_node")
     best_txt = f"best val {_fmt(status.get('best_val'))} (node {best})" if best is not None else "no model yet"
+    tokens = int(status.get("tokens", 0) or 0)
+    spend = f" · {tokens} tokens, ${float(status.get('cost', 0) or 0):.3f}" if tokens else ""
+    budget = status.get("budget")
+    evaluated = f"{status.get('evaluated', 0)}{f'/{budget}' if budget else ''} evaluated"
     return (f"{run_id}{' ' + task_name if task_name else ''}: {state} · "
-            f"{status.get('evaluated', 0)} evaluated, {status.get('failed', 0)} failed, "
+            f"{evaluated}, {status.get('failed', 0)} failed, "
             f"{status.get('running', 0)} running, {status.get('pending', 0)} pending · {best_txt}"
-            f" · {int(status.get('tokens', 0) or 0)} tokens, ${float(status.get('cost', 0) or 0):.3f}"
-            f" · {float(status.get('elapsed', 0) or 0):.0f}s")
+            f"{spend} · {float(status.get('elapsed', 0) or 0):.0f}s")
 
 
 def task_name(s: Any) -> str:
@@ -105,6 +114,8 @@ def list_lines(runs: dict[str, SearchRecord], run_root: str | Path) -> str:
         s = rec.search
         seen.add(str(Path(s.run_dir).resolve()))
         lines.append(status_line(run_id, s.status(), bool(s.done), task_name(s)))
+        if s.done:
+            lines.append(f"  continue: {resume_command(s.run_dir)}")
     root = Path(run_root)
     found = []
     if root.is_dir():
@@ -112,7 +123,6 @@ def list_lines(runs: dict[str, SearchRecord], run_root: str | Path) -> str:
             if d.is_dir() and str(d.resolve()) not in seen and (d / JOURNAL_NAME).is_file():
                 found.append(str(d))
     if found:
-        lines.append(f"run dirs under {root}/ (open with `%nimm status DIR`, "
-                     "continue with `%%nimm_search --resume DIR`):")
-        lines += [f"  {d}" for d in found]
+        lines.append(f"run dirs under {root}/ (`%nimm status DIR` shows one):")
+        lines += [f"  {d}    continue: {resume_command(d)}" for d in found]
     return "\n".join(lines) if lines else f"no searches in this kernel and no run dirs under {root}/"

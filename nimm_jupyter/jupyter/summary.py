@@ -40,12 +40,33 @@ def _fmt(x: object) -> str:
     return _fmt_number(x, 4)
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
+
+
+def end_state(done: bool, stop_reason: str | None) -> str:
+    """``running``, ``stopped``, ``failed (<reason>)`` or ``finished (<reason>)``: one
+    wording for every front end."""
+    if not done:
+        return "running"
+    reason = str(stop_reason or "")
+    if reason == "stopped":
+        return "stopped"
+    if reason.startswith(("error", "cluster_lost")):  # the search itself failed
+        return f"failed ({reason})"
+    return f"finished ({reason})" if reason else "finished"
+
+
 def _counts(result: "SearchResult") -> str:
     done = [n for n in result.nodes if n.result is not None]
     failed = [n for n in done if not n.ok]
-    reason = result.stop_reason or ""
-    return (f"{len(done)} evaluated, {len(failed)} failed"
-            + (f", stopped: {reason}" if reason else ""))
+    state = end_state(True, result.stop_reason) if result.stop_reason else ""
+    return f"{len(done)} evaluated, {len(failed)} failed" + (f", {state}" if state else "")
 
 
 def fit_png(result: Result, task: "Task | None" = None, node: "Node | None" = None) -> bytes | None:
@@ -75,18 +96,25 @@ def summary_html(result: Result, task: "Task | None" = None, top: int = 10,
     result = snapshot(result)
     rows = []
     best = result.best
+    from .nodeview import rmse_unit
+
+    unit = rmse_unit(task)  # only a task at hand: rebuilding one for a unit is not worth it
+    left, right = ' style="text-align:left"', ' style="text-align:right"'
     for n in top_nodes(result, top):
         r = n.result
         assert r is not None  # top nodes evaluated ok
         mark = " &#9733;" if best is not None and n.id == best.id else ""
-        rows.append(
-            "<tr>" + "".join(f"<td>{c}</td>" for c in (
-                f"{n.id}{mark}", n.branch, html.escape(n.strategy or ""),
-                html.escape(n.operator), html.escape((n.change or "")[:120]),
-                _fmt(r.train.rmse), _fmt(r.val.rmse), _fmt(r.test.rmse),
-            )) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("node", "branch", "strategy", "operator", "change",
-                                                  "train RMSE", "val RMSE", "test RMSE"))
+        change = n.change or ""
+        texts = (html.escape(n.strategy or ""), html.escape(n.operator),
+                 f'<span title="{html.escape(change)}">{html.escape(shorten(change, 120))}</span>')
+        numbers = (_fmt(r.train.rmse), _fmt(r.val.rmse), _fmt(r.test.rmse))
+        rows.append(f"<tr><td>{n.id}{mark}</td><td>{n.branch}</td>"  # ids: numbers, right
+                    + "".join(f"<td{left}>{c}</td>" for c in texts)
+                    + "".join(f"<td{right}>{c}</td>" for c in numbers) + "</tr>")
+    units = f" ({html.escape(unit)})" if unit else ""
+    head = "<th>node</th><th>branch</th>" \
+        + "".join(f"<th{left}>{h}</th>" for h in ("strategy", "operator", "change")) \
+        + "".join(f"<th{right}>{h} RMSE{units}</th>" for h in ("train", "val", "test"))
     parts = [
         '<div class="nimm-summary">',
         f"<h4>nimm search {html.escape(str(result.run_id))} · {html.escape(result.task_name)}</h4>",
@@ -124,5 +152,5 @@ def summary_text(result: Result, top: int = 10) -> str:
         r = n.result
         assert r is not None
         lines.append(f"{n.id:>5} {n.branch:>6} {n.operator:<8} {_fmt(r.train.rmse):>10} "
-                     f"{_fmt(r.val.rmse):>10} {_fmt(r.test.rmse):>10}  {(n.change or '')[:60]}")
+                     f"{_fmt(r.val.rmse):>10} {_fmt(r.test.rmse):>10}  {shorten(n.change or '', 60)}")
     return "\n".join(lines)

@@ -3,7 +3,10 @@
 Search events arrive on the search's thread. They only update plain Python state under a
 lock; a throttled flush (at most :attr:`SearchWidget.max_rate` per second) copies that
 state into the synced traitlets inside ``hold_sync()``, so the frontend gets one batched
-message per flush. The widget never prints; everything it says goes through ``message``.
+message per flush (traits whose value did not change are not sent; the frontend redraws
+only what changed). The widget never prints; everything it says goes through ``message``.
+Its display bundle carries a static HTML snapshot beside the widget view (see
+:mod:`.snapshot`), so a notebook saved without widget state still shows the tree.
 """
 from __future__ import annotations
 
@@ -16,9 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import anywidget
 import traitlets
 
-from ..proposers.base import Strategy
 from ..export.cells import snapshot
 from ..search.events import Event
+from .nodeview import (
+    CANCELLED, branch_rows, curve_points, empty_row, finite, mark_cancelled, node_details,
+    node_summary, rmse_unit, strategy_title, thin,
+)
+from .summary import end_state
 
 if TYPE_CHECKING:
     from ..search.api import Search
@@ -26,97 +33,9 @@ if TYPE_CHECKING:
     from ..search.results import SearchResult
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-MAX_CURVE_POINTS = 200  # per node; older points are thinned, never the latest one
 MAX_CURVES = 8  # running nodes + selected + best
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def node_status(node: "Node") -> str:
-    """Evaluation status value of a Node, or its lifecycle state while it has no result."""
-    return node.status
-
-
-def node_summary(node: "Node") -> dict[str, Any]:
-    """The widget's view of one Node (all JSON values)."""
-    res = node.result
-    status = node.status
-    state = node.state
-    if res is not None:
-        state = "done" if status == "ok" else "failed"
-    return {
-        "id": int(node.id),
-        "parent": None if node.parent is None else int(node.parent),
-        "branch": int(node.branch or 0),
-        "operator": node.operator or "",
-        "strategy": node.strategy or "",
-        "change": node.change or "",
-        "state": state or "pending",
-        "status": status,
-        "val": _finite(res.val.rmse) if res is not None else None,
-        "train": _finite(res.train.rmse) if res is not None else None,
-        "message": node.message,
-    }
-
-
-def _strategy_title(strategy: Strategy | dict[str, Any] | str | None) -> str:
-    """A strategy's title, whichever form an event carries it in."""
-    if strategy is None:
-        return ""
-    if isinstance(strategy, str):
-        return strategy
-    if isinstance(strategy, dict):
-        return str(strategy.get("title", ""))
-    if isinstance(strategy, Strategy):
-        return strategy.title
-    return str(strategy)
-
-
-def node_details(node: "Node") -> dict[str, Any]:
-    """What the details panel shows for a selected node (no test scores: they are for the end)."""
-    res = node.result
-    d: dict[str, Any] = {
-        "id": int(node.id),
-        "branch": int(node.branch or 0),
-        "operator": node.operator or "",
-        "strategy": node.strategy or "",
-        "change": node.change or "",
-        "code": node.code or "",
-        "status": node.status,
-        "metrics": {},
-        "params": {},
-        "error": "",
-        "tokens": int((node.tokens_in or 0) + (node.tokens_out or 0)),
-        "cost": float(node.cost or 0.0),
-    }
-    if res is not None:
-        d["metrics"] = {k: v for k, v in {
-            "train_rmse": _finite(res.train.rmse),
-            "val_rmse": _finite(res.val.rmse),
-            "val_rmse_norm": _finite(res.val.rmse_norm),
-            "epochs": int(res.epochs),
-            "n_parameters": int(res.n_parameters),
-            "wall_time": round(float(res.wall_time), 2),
-        }.items() if v is not None}
-        d["params"] = {k: v for k, v in ((k, _finite(v)) for k, v in res.parameters.items())
-                       if v is not None}
-        d["error"] = "" if res.ok else (res.message or res.status.value)
-    elif d["status"] not in ("pending", "running"):
-        d["error"] = node.message
-    return d
-
-
-def _thin(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if len(points) <= MAX_CURVE_POINTS:
-        return points
-    last = points[-1]
-    return points[:-1:2] + [last]
+# the names tests and other modules reach through this module
+_finite, _strategy_title, node_summary, node_details = finite, strategy_title, node_summary, node_details
 
 
 class SearchWidget(anywidget.AnyWidget):
@@ -135,6 +54,9 @@ class SearchWidget(anywidget.AnyWidget):
 
     run_id = traitlets.Unicode("").tag(sync=True)
     task_name = traitlets.Unicode("").tag(sync=True)
+    run_dir = traitlets.Unicode("").tag(sync=True)
+    resume = traitlets.Unicode("").tag(sync=True)  # the cell line that continues the run
+    unit = traitlets.Unicode("").tag(sync=True)  # unit of the original-scale RMSE ("" unknown)
     nodes = traitlets.List([]).tag(sync=True)
     branches = traitlets.List([]).tag(sync=True)
     best_id = traitlets.Int(None, allow_none=True).tag(sync=True)
@@ -144,6 +66,7 @@ class SearchWidget(anywidget.AnyWidget):
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     details = traitlets.Dict({}).tag(sync=True)
     finished = traitlets.Bool(False).tag(sync=True)
+    end_state = traitlets.Unicode("running").tag(sync=True)  # running | stopped | finished (...)
     message = traitlets.Unicode("").tag(sync=True)
 
     max_rate = 5.0  # flushes per second
@@ -151,6 +74,7 @@ class SearchWidget(anywidget.AnyWidget):
     def __init__(self, search: "Search | SearchResult",
                  on_export: Callable[[list[int]], str] | None = None, **kwargs: Any):
         from ..search.results import SearchResult
+        from .runs import resume_command
 
         super().__init__(**kwargs)
         self.search = search
@@ -168,8 +92,13 @@ class SearchWidget(anywidget.AnyWidget):
         self._last_flush = 0.0
         self._timer: threading.Timer | None = None
         self._started = time.time()
+        self._display: Any = None  # the display handle whose snapshot is updated at the end
         self.run_id = str(search.run_id)
         self.task_name = snapshot(search).task_name
+        self.run_dir = str(search.run_dir)
+        self.resume = resume_command(search.run_dir)
+        # only a task already at hand (a live search's): a snapshot would rebuild it
+        self.unit = rmse_unit(getattr(search, "task", None) if self._live else None)
         self._replay(search)
         self._unsubscribe: Callable[[], None] | None = None
         if self._live and not self._finished:
@@ -183,6 +112,33 @@ class SearchWidget(anywidget.AnyWidget):
     def __repr__(self) -> str:  # the text/plain shown where widgets do not render
         return f"nimm search {self.run_id} ({self.task_name}): live widget"
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view plus a static snapshot (text/html) for where widgets cannot
+        render: nbconvert HTML, GitHub, a notebook reopened without widget state."""
+        from .snapshot import snapshot_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if data is None:
+            return bundle
+        with self._lock:
+            data["text/html"] = snapshot_html(self._snapshot_state())
+        return bundle
+
+    def _snapshot_state(self) -> dict[str, Any]:
+        from .snapshot import view_state
+
+        return view_state(self.search, self._nodes, self._best[0] if self._best else None,
+                          self._counters(), self._end_state(), self.unit)
+
+    def show(self) -> Any:
+        """Display the widget with a display id, so the end-of-search snapshot replaces the
+        one shown at the start; returns the display handle."""
+        from IPython.display import display
+
+        self._display = display(self, display_id=True)
+        return self._display
+
     # -- state from the search -------------------------------------------------------
     def _replay(self, search: "Search | SearchResult") -> None:
         """Start from whatever the search already knows (a finished run, a late widget)."""
@@ -194,17 +150,20 @@ class SearchWidget(anywidget.AnyWidget):
         done.sort(key=lambda n: (n.finished or 0.0, n.id))
         best_score = math.inf
         for i, node in enumerate(done, start=1):
-            val = _finite(node.result.val.rmse) if node.ok else None
+            val = finite(node.result.val.rmse) if node.ok else None
             score = node.score
             if val is not None and score < best_score:
                 best_score, self._best = score, (int(node.id), val)
             self._best_so_far.append([i, self._best[1] if self._best else None])
         best = search.best
         if best is not None and best.result is not None:
-            val = _finite(best.result.val.rmse)
+            val = finite(best.result.val.rmse)
             if val is not None:
                 self._best = (int(best.id), val)
         self._finished = not self._live or search.done
+        if self._finished:
+            self._reason = str(getattr(search, "stop_reason", None) or "")
+            mark_cancelled(self._nodes)
 
     def handle_event(self, event: Event) -> None:
         """Subscriber for search events (runs on the search's thread)."""
@@ -213,16 +172,11 @@ class SearchWidget(anywidget.AnyWidget):
             t = event.type
             if t == "node_created":
                 nid = int(d["node"])
-                self._nodes[nid] = {
-                    "id": nid,
-                    "parent": None if d.get("parent") is None else int(d["parent"]),
-                    "branch": int(d.get("branch") or 0),
-                    "operator": str(d.get("operator", "")),
-                    "strategy": _strategy_title(d.get("strategy", "")),
-                    "change": str(d.get("change", "") or ""),
-                    "state": "pending", "status": "pending",
-                    "val": None, "train": None, "message": "",
-                }
+                self._nodes[nid] = dict(
+                    empty_row(nid), parent=None if d.get("parent") is None else int(d["parent"]),
+                    branch=int(d.get("branch") or 0), operator=str(d.get("operator", "")),
+                    strategy=strategy_title(d.get("strategy", "")),
+                    change=str(d.get("change", "") or ""))
             elif t == "node_started":
                 node = self._node(int(d["node"]))
                 node["state"] = node["status"] = "running"
@@ -230,21 +184,21 @@ class SearchWidget(anywidget.AnyWidget):
             elif t == "node_progress":
                 nid = int(d["node"])
                 pts = self._curves.setdefault(nid, [])
-                pts.append({"epoch": d.get("epoch"), "train": _finite(d.get("train")),
-                            "val": _finite(d.get("val"))})
-                self._curves[nid] = _thin(pts)
+                pts.append({"epoch": d.get("epoch"), "train": finite(d.get("train")),
+                            "val": finite(d.get("val"))})
+                self._curves[nid] = thin(pts)
             elif t == "node_finished":
                 node = self._node(int(d["node"]))
                 status = str(d.get("status", ""))
                 node.update(status=status, state="done" if status == "ok" else "failed",
-                            val=_finite(d.get("val")), train=_finite(d.get("train")),
+                            val=finite(d.get("val")), train=finite(d.get("train")),
                             message=str(d.get("message", "") or ""))
                 n_done = sum(1 for n in self._nodes.values() if n["state"] in ("done", "failed"))
                 # The search ranks by normalised validation RMSE; a best_changed event that
                 # follows this one corrects the entry just appended.
                 self._best_so_far.append([n_done, self._best[1] if self._best else None])
             elif t == "best_changed":
-                val = _finite(d.get("val"))
+                val = finite(d.get("val"))
                 if d.get("node") is not None and val is not None:
                     self._best = (int(d["node"]), val)
                     if self._best_so_far:
@@ -254,17 +208,28 @@ class SearchWidget(anywidget.AnyWidget):
             elif t == "search_finished":
                 self._finished = True
                 self._reason = str(d.get("reason", "") or "")
+                mark_cancelled(self._nodes)  # stopped mid-evaluation: they re-run on resume
         if event.type == "search_finished":
             self.flush()
+            self._update_snapshot()
         else:
             self._schedule()
 
     def _node(self, nid: int) -> dict[str, Any]:
         if nid not in self._nodes:  # an event for a node we never saw created
-            self._nodes[nid] = {"id": nid, "parent": None, "branch": 0, "operator": "",
-                                "strategy": "", "change": "", "state": "pending",
-                                "status": "pending", "val": None, "train": None, "message": ""}
+            self._nodes[nid] = empty_row(nid)
         return self._nodes[nid]
+
+    def _end_state(self) -> str:
+        return end_state(self._finished, self._reason)
+
+    def _update_snapshot(self) -> None:
+        """Replace the snapshot shown beside the widget with the final one."""
+        if self._display is not None:
+            try:
+                self._display.update(self)
+            except Exception:  # the display is gone (cell cleared): nothing to update
+                pass
 
     # -- throttled sync --------------------------------------------------------------
     def _schedule(self) -> None:
@@ -272,9 +237,7 @@ class SearchWidget(anywidget.AnyWidget):
             if self._timer is not None:
                 return  # a flush is already due; it will carry this change too
             wait = self._last_flush + 1.0 / self.max_rate - time.monotonic()
-            if wait <= 0:
-                pass
-            else:
+            if wait > 0:
                 self._timer = threading.Timer(wait, self._timer_flush)
                 self._timer.daemon = True
                 self._timer.start()
@@ -307,46 +270,18 @@ class SearchWidget(anywidget.AnyWidget):
         res = node.result if node is not None else None
         if res is None or not res.loss_curve:
             return []
-        pts = [{"epoch": p.get("epoch"), "train": _finite(p.get("train")), "val": _finite(p.get("val"))}
-               for p in res.loss_curve]
-        while len(pts) > MAX_CURVE_POINTS:
-            pts = _thin(pts)
+        pts = curve_points(res.loss_curve)
         self._curves[nid] = pts
         self._final_curves.add(nid)
         return pts
 
     def _counters(self) -> dict[str, Any]:
-        status: dict[str, Any] = {}
-        # a snapshot carries its totals; a live search is asked for its status
-        tokens, cost, elapsed = 0, 0.0, 0.0
-        if self._live:
-            try:
-                status = dict(self.search.status())
-            except Exception:
-                status = {}
-        else:
-            tokens, cost, elapsed = self.search.tokens, self.search.cost, self.search.wall_time
-        states = [n["state"] for n in self._nodes.values()]
-        return {
-            "evaluated": int(status.get("evaluated", states.count("done") + states.count("failed"))),
-            "failed": int(status.get("failed", states.count("failed"))),
-            "running": int(status.get("running", states.count("running"))),
-            "tokens": int(status.get("tokens", tokens or 0)),
-            "cost": float(status.get("cost", cost or 0.0)),
-            "elapsed": float(status.get("elapsed", elapsed or time.time() - self._started)),
-        }
+        from .progress import counters
+
+        return counters(self.search, self._live, self._nodes, self._started)
 
     def _branches(self) -> list[dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
-        for n in sorted(self._nodes.values(), key=lambda n: n["id"]):
-            b = out.setdefault(n["branch"], {"id": n["branch"], "strategy": "", "n_nodes": 0,
-                                             "best_val": None})
-            b["n_nodes"] += 1
-            if not b["strategy"] and n["strategy"]:
-                b["strategy"] = n["strategy"]
-            if n["val"] is not None and (b["best_val"] is None or n["val"] < b["best_val"]):
-                b["best_val"] = n["val"]
-        return [out[k] for k in sorted(out)]
+        return branch_rows(self._nodes.values())
 
     def flush(self) -> None:
         """Send the accumulated state now, as one batched update."""
@@ -366,14 +301,23 @@ class SearchWidget(anywidget.AnyWidget):
                 self.best_so_far = [list(p) for p in self._best_so_far if p[1] is not None]
                 self.best_id = self._best[0] if self._best else None
                 self.counters = self._counters()
+                self.end_state = self._end_state()
                 if finished and not self.finished:
-                    self.message = (f"search finished ({self._reason})" if self._reason
-                                    else "search finished")
+                    self.message = self._final_message()
                 self.finished = finished
                 if self.selected is not None and self.selected in self._nodes:
                     self.details = self._details(self.selected)
         if finished:
             self.close_subscription()
+
+    def _final_message(self) -> str:
+        n_cancelled = sum(1 for n in self._nodes.values() if n["state"] == CANCELLED)
+        text = f"search {self._end_state()}"
+        if n_cancelled:
+            text += f"; {n_cancelled} unfinished node{'s' * (n_cancelled > 1)} cancelled"
+        if self._live:
+            text += f" · run dir {self.run_dir} · continue with `{self.resume}`"
+        return text
 
     def close_subscription(self) -> None:
         if self._unsubscribe is not None:
@@ -390,12 +334,14 @@ class SearchWidget(anywidget.AnyWidget):
     def _details(self, nid: int) -> dict[str, Any]:
         node = self._find_node(nid)
         if node is not None:
-            return node_details(node)
+            parent = self._find_node(int(node.parent)) if node.parent is not None else None
+            return node_details(node, parent)
         known = self._nodes.get(nid, {})
-        return {"id": nid, "change": known.get("change", ""), "code": "", "status":
-                known.get("status", ""), "metrics": {}, "params": {},
+        return {"id": nid, "change": known.get("change", ""), "code": "", "diff": "",
+                "status": known.get("status", ""), "metrics": {}, "params": {}, "notes": {},
                 "error": known.get("message", ""), "branch": known.get("branch", 0),
-                "operator": known.get("operator", ""), "strategy": known.get("strategy", "")}
+                "parent": known.get("parent"), "operator": known.get("operator", ""),
+                "strategy": known.get("strategy", "")}
 
     def _on_selected(self, change: dict[str, Any]) -> None:
         nid = change["new"]
@@ -412,12 +358,16 @@ class SearchWidget(anywidget.AnyWidget):
             self.stop()
         elif action == "export":
             self.export()
+        elif action == "ping":  # the frontend checks that this kernel still answers
+            self.send({"type": "pong", "seq": content.get("seq")})
 
     def stop(self) -> None:
         """Stop the search (the Stop button)."""
         if self._live and not self._finished:
-            self.search.stop()
+            # said before stopping: the final flush (which may come before stop() returns)
+            # replaces it with the end state, the run dir and the resume command
             self.message = "stopping: running evaluations are cancelled, the journal is kept"
+            self.search.stop()
 
     def export(self, node_ids: list[int] | None = None) -> str:
         """Export the best (or given) nodes (the Export button); returns the message shown."""

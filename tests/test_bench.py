@@ -16,7 +16,7 @@ from nimm_jupyter.bench import (
     run_dir_for, run_state,
 )
 from nimm_jupyter.cli import main
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
 from nimm_jupyter.search.api import open_run, search
 from nimm_jupyter.search.node import Node

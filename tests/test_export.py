@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from nimm_jupyter import export, tasks
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling.harness import evaluate
 from nimm_jupyter.search.node import Node
 from nimm_jupyter.search.results import SearchResult

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nimm_jupyter import export
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.export import ExportError, forecast, predict_table
 from nimm_jupyter.modeling.contract import load_candidate
 from nimm_jupyter.modeling.harness import evaluate, predict

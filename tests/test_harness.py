@@ -10,7 +10,7 @@ import pytest
 import torch
 from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, line_of, make_toy_tabular
 
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling import (
     EvalResult, Status, evaluate, load_candidate, load_trained, mechanistic_parameters, predict,
     score_predictions,

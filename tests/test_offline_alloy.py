@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nimm_jupyter.tasks as tasks
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling import check_candidate
 from nimm_jupyter.modeling.harness import evaluate
 from nimm_jupyter.proposers.context import context_for

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 import nimm_jupyter.tasks as tasks
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling.harness import evaluate
 from nimm_jupyter.proposers.context import context_for
 from nimm_jupyter.proposers.offline import OfflineProposer

@@ -6,7 +6,7 @@ import math
 import pytest
 from toy_tasks import make_toy_tabular, make_toy_trajectory
 
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling import REFERENCES, Status, check_candidate, evaluate, reference_code
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling.harness import evaluate
 from nimm_jupyter.search.errors import SearchError
 from nimm_jupyter.search.node import Node

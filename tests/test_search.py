@@ -397,7 +397,7 @@ def test_background_status_and_subscribe(tmp_path):
 # -- real executor, harness and offline proposer -----------------------------------------
 @pytest.mark.timeout(120)
 def test_real_local_executor_offline_proposer(tmp_path):
-    from nimm_jupyter.execution.base import TrainConfig
+    from nimm_jupyter.modeling.config import TrainConfig
 
     task = make_toy_trajectory(n_train=8, n_val=4, n_test=4, T=10)
     s = search(task, budget=3, branches=2, proposer="offline", workers=1, device="cpu",

@@ -6,7 +6,7 @@ import json
 import pytest
 
 import nimm_jupyter.tasks as tasks
-from nimm_jupyter.execution.base import TrainConfig
+from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.proposers.anthropic import AnthropicProposer
 from nimm_jupyter.search.api import search
 

@@ -109,10 +109,12 @@ def code_diff(parent_code: str, code: str, parent_id: int | None) -> str:
 
 
 def _note_value(value: Any) -> str | None:
-    if value in (None, "", [], {}):
+    # A flag is shown only when raised (``untrained``, ``still_improving``) and a figure only
+    # when it was measured (``grad_norm`` is NaN when training never ran).
+    if value in (None, "", [], {}) or value is False:
         return None
     if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
+        return f"{value:.4g}" if math.isfinite(value) else None
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)[:300]
     return str(value)[:300]

@@ -139,7 +139,7 @@ class RunDir:
         Raises :class:`SearchError` when the node has no code, no weights (``refit=False``)
         or its retraining fails.
         """
-        from ..execution.base import TrainConfig
+        from ..modeling.config import TrainConfig
         from ..modeling import harness
 
         if not node.code:

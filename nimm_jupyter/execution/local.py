@@ -7,8 +7,12 @@ Design
   timeout, cancel, memory overrun or shutdown SIGKILLs everything it started.
 * This module queues requests onto ``workers`` slots (device, threads), enforces the
   wall-clock and resident-memory limits and turns what a child reports into job events.
-* Children report JSON lines on their own pipe (never pickle: the driver must not unpickle
-  what candidate code could forge): ``progress`` frames for live loss curves, then ``done``.
+* Children report JSON lines on their own pipe, checked by :mod:`.protocol`: one ``started``,
+  ``progress`` frames for live loss curves, then exactly one ``done``, accepted only once the
+  pipe has closed; anything else makes the job ``crashed``. What the result reports is
+  type-checked and capped before anyone sees it.
+* Weights leave the jail through a descriptor into the job's work dir; the driver checks the
+  file and moves it to the ``save_weights`` path the request asked for.
 * A child that dies without reporting is classified from its exit status
   (:func:`.forkserver.classify_exit`): killed by us for time (``timeout``), memory
   (``out_of_memory``) or a cancel (``cancelled``); SIGXCPU (the CPU-time backstop) is a
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import stat
+import warnings
 import hashlib
 import json
 import os
@@ -42,13 +48,16 @@ from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
 from .devices import worker_devices
 from .forkserver import (DEFAULT_PRELOAD, SERVER_START_S, ForkServer, classify_exit,
                          cleanup_executor, proc_table)
-from .sandbox import SandboxPolicy, redact
+from .oslayer import JailLimits
+from .protocol import FrameReader
+from .sandbox import FILE_SIZE_LIMIT, WEIGHTS_FILE, SandboxPolicy, redact
 
 __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
 
 MAX_OUTPUT_BYTES = 32 << 20  # frames one child may send; more is treated as a crash
 _EXIT_GRACE_S = 5.0  # a child that reported "done" but lingers is killed after this
 _MEMORY_CHECK_S = 0.5
+_jail_warned: set[str] = set()  # say once per process that the kernel jail is missing, and why
 
 
 # -- the executor ---------------------------------------------------------------------------
@@ -59,8 +68,8 @@ class _Job:
     slot: int
     device: str
     workdir: str
+    reader: FrameReader
     fd: int | None = None
-    buf: bytearray = field(default_factory=bytearray)
     received: int = 0
     pid: int | None = None
     spawned_at: float | None = None
@@ -88,12 +97,15 @@ class LocalExecutor(Executor):
     limit on CPU and, everywhere, by killing a job whose processes' resident memory exceeds it.
     ``limit_address_space=False`` leaves only the resident-memory watchdog (what CUDA devices
     always get, since CUDA reserves far more address space than it uses). ``policy`` changes
-    the sandbox (tests and diagnosis only).
+    the sandbox (tests and diagnosis only); ``jail`` the per-job kernel limits (work-dir and
+    ``/dev/shm`` size, process count). :attr:`jail_problem` says, once the fork server is up,
+    why the kernel jail is not in use (``None`` when it is).
     """
 
     def __init__(self, workers: int = 1, device: str = "auto", memory_mb: int | None = None,
                  threads_per_worker: int = 1, *, policy: SandboxPolicy | None = None,
-                 preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True):
+                 preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True,
+                 jail: JailLimits | None = None):
         if not sys.platform.startswith("linux"):
             raise RuntimeError("LocalExecutor needs Linux (process groups, /proc, prctl, "
                                f"SOCK_SEQPACKET); this is {sys.platform}")
@@ -110,6 +122,8 @@ class LocalExecutor(Executor):
         self.policy = policy or SandboxPolicy()
         self.preload = tuple(preload)
         self.limit_address_space = bool(limit_address_space)
+        self.jail = jail or JailLimits()
+        self.jail_problem: str | None = None
         self._lock = threading.RLock()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
         self._server: ForkServer | None = None
@@ -257,6 +271,7 @@ class LocalExecutor(Executor):
         if config.save_weights:
             config.save_weights = os.path.abspath(config.save_weights)
             os.makedirs(os.path.dirname(config.save_weights), exist_ok=True)
+        child_config = dataclasses.replace(config, save_weights=None)  # the child picks its path
         memory = self.memory_mb if self.memory_mb is not None else request.memory_mb
         key = self._task_key(request.task)
         if key not in server.loaded_tasks:
@@ -266,8 +281,10 @@ class LocalExecutor(Executor):
         payload = {
             "job_id": request.job_id,
             "source": request.source,
-            "config": config.to_dict(),
+            "config": child_config.to_dict(),
+            "weights": bool(config.save_weights),
             "workdir": workdir,
+            "jail": self.jail.to_dict(),
             # CUDA reserves far more address space than it uses: rely on the RSS watchdog there.
             "memory_mb": memory if device == "cpu" and self.limit_address_space else None,
             "cpu_seconds": float(request.timeout) * self.threads_per_worker + 5.0,
@@ -279,7 +296,8 @@ class LocalExecutor(Executor):
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        job = _Job(request=request, config=config, slot=slot, device=device, workdir=workdir, fd=read_fd)
+        job = _Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
+                   reader=FrameReader(request.task.target_names), fd=read_fd)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
         os.close(write_fd)
@@ -321,8 +339,9 @@ class LocalExecutor(Executor):
             held = job.exit_known and not job.eof and job.exited_at is not None and now - job.exited_at > 2
             if finished or lost or held:
                 self._finish(job, now)
-            elif job.result is not None:
-                # Tearing down a process with torch mapped takes tens of ms: report now.
+            elif job.result is not None and job.eof:
+                # Every writer is gone, so nothing can follow the result; the exit status of a
+                # process with torch mapped takes tens of ms more: report now.
                 self._deliver_done(job, now)
 
     def _on_server_message(self, msg: dict[str, Any], now: float) -> None:
@@ -331,6 +350,7 @@ class LocalExecutor(Executor):
             assert self._server is not None
             self._server.ready = True
             self._server.info = msg
+            self._note_jail(msg.get("jail"))
             return
         job = self._active.get(msg.get("job", ""))
         if job is None:
@@ -359,31 +379,31 @@ class LocalExecutor(Executor):
                 chunk = b""
             if not chunk:
                 job.eof, job.eof_at = True, now
+                job.reader.close()
                 break
             job.received += len(chunk)
             if job.received > MAX_OUTPUT_BYTES:
                 self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results")
                 job.eof, job.eof_at = True, now
                 break
-            job.buf += chunk
-        while b"\n" in job.buf:
-            line, _, rest = bytes(job.buf).partition(b"\n")
-            job.buf = bytearray(rest)
-            self._on_frame(job, line, now)
-
-    def _on_frame(self, job: _Job, line: bytes, now: float) -> None:
-        try:
-            frame = json.loads(line)
-            kind = frame["kind"]
-            if kind == "progress" and job.result is None:
-                progress = {str(k): float(v) for k, v in dict(frame["progress"]).items()}
+            for progress in job.reader.feed(chunk):
                 self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
-            elif kind == "done" and job.result is None:
-                job.result, job.result_at = EvalResult.from_dict(frame["result"]), now
-            elif kind == "error":
-                job.error = str(frame["message"])
-        except Exception:  # noqa: BLE001 - garbage on the pipe: ignore the line
-            pass
+        self._on_frames(job, now)
+
+    def _on_frames(self, job: _Job, now: float) -> None:
+        """Take the reader's verdict: a protocol violation voids any result (``crashed``)."""
+        reader = job.reader
+        if reader.violation is not None:
+            if job.result is not None or job.kill_reason is None:
+                job.result = None
+                job.kill_reason, job.kill_message = Status.CRASHED, (
+                    f"the evaluation broke the result protocol ({reader.violation}); "
+                    "its report was discarded")
+                self._kill(job, None, "")
+        elif reader.result is not None and job.result is None:
+            job.result, job.result_at = reader.result, now
+        elif reader.error is not None and job.error is None:
+            job.error = reader.error
 
     def _enforce_limits(self, now: float) -> None:
         watch = []
@@ -415,7 +435,9 @@ class LocalExecutor(Executor):
         if job.delivered:
             return
         result = job.result  # a reported result wins over a kill that raced with it
-        if result is None:
+        if result is not None:
+            result.weights_path = self._collect_weights(job, result)
+        else:
             result = self._classify(job)
             result.device = job.device
             result.seed, result.restarts = job.config.seed, job.config.restarts
@@ -425,6 +447,30 @@ class LocalExecutor(Executor):
         self._free_slots.append(job.slot)
         self._free_slots.sort()
         self._events.append(JobEvent(job.request.job_id, "done", result=result))
+
+    def _collect_weights(self, job: _Job, result: EvalResult) -> str | None:
+        """Move the job's weights file to the path the request asked for, if it looks right."""
+        target = job.config.save_weights
+        if not (target and result.ok and result.weights_path):
+            return None
+        src = os.path.join(job.workdir, WEIGHTS_FILE)
+        try:
+            info = os.lstat(src)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > FILE_SIZE_LIMIT or info.st_nlink != 1:
+                return None
+            shutil.move(src, target)
+            return target
+        except OSError:
+            return None
+
+    def _note_jail(self, problem: Any) -> None:
+        self.jail_problem = None if problem is None else str(problem)
+        if self.jail_problem and self.policy.os_jail and self.jail_problem not in _jail_warned:
+            _jail_warned.add(self.jail_problem)
+            warnings.warn("nimm: candidate code runs WITHOUT the kernel-enforced jail "
+                          f"(namespaces, read-only file system, seccomp): {self.jail_problem}. "
+                          "Only the in-process guards apply; see docs/SECURITY.md.",
+                          RuntimeWarning, stacklevel=2)
 
     def _finish(self, job: _Job, now: float) -> None:
         """The process has exited: report (if not yet) and remove what the job left."""

@@ -1,0 +1,264 @@
+"""The kernel-enforced layer of the sandbox: namespaces, an unprivileged uid, no capabilities.
+
+A forked job child (``A``, still in the host's namespaces) enters the jail with
+:func:`enter_jail` before any candidate code runs. What the kernel then enforces:
+
+* **no root**: when the fork server runs as root, ``A`` switches to a fresh random uid/gid
+  (``JAIL_UID_BASE`` + 24 random bits), so a job owns nothing on the host and shares its uid
+  with no other job; as a normal user it keeps that user's uid (the read-only mounts below
+  still stop writes).
+* **own namespaces**: user, mount, PID, network (empty: no network at all, not even abstract
+  Unix sockets), IPC and UTS. Nothing of the driver, the fork server or another job is
+  visible: ``/proc`` is a fresh mount of the job's own PID namespace.
+* **read-only file system**: every mount is made read-only and ``nosuid``; the only writable
+  places are size-capped tmpfs mounts, ``/tmp`` (the job's work dir, ``HOME``, ``TMPDIR``) and
+  ``/dev/shm``, so disk *and* tmpfs use are bounded per job and vanish with it. What the
+  driver needs back leaves through descriptors opened before entry (result pipe, output log,
+  weights file), each capped by ``RLIMIT_FSIZE``.
+* **no way back**: every capability is dropped (bounding set included), ``no_new_privs`` is
+  set, the candidate's process is not dumpable, and a seccomp filter (:mod:`.seccomp`)
+  refuses the system calls a training job never needs (ptrace, mount, namespaces, keyrings,
+  bpf, ...).
+* **nothing survives**: the candidate runs as a child ``C`` of a tiny init ``B`` (PID 1 of the
+  job's PID namespace); when ``C`` ends, ``B`` exits with ``C``'s status and the kernel kills
+  every process left in the namespace (double fork + ``setsid`` included). ``RLIMIT_NPROC``
+  caps the processes of the job's uid.
+
+Process chain: fork server -> ``A`` (reaper outside the namespace, reports ``B``'s status as its
+own) -> ``B`` (init) -> ``C`` (candidate). Only ``C`` returns from :func:`enter_jail`.
+
+:func:`probe` tries the whole entry once in a throwaway child, so a kernel without user
+namespaces (or macOS) is detected once, up front, and reported as a clear line.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from . import seccomp
+
+__all__ = ["JailLimits", "enter_jail", "probe", "JAIL_WORKDIR", "JAIL_UID_BASE", "JailError"]
+
+JAIL_WORKDIR = "/tmp"  # the job's work dir inside the jail (a private, size-capped tmpfs)
+JAIL_UID_BASE = 0x50000000  # jail uids: this + 24 random bits (root fork servers only)
+
+_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+_CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID = 0x1, 0x2
+_SYS_MOUNT_SETATTR = 442  # same number on every architecture (a 5.12+ syscall)
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class JailError(OSError):
+    """Entering the jail failed: the job must not run (never silently unjailed)."""
+
+
+@dataclass(frozen=True)
+class JailLimits:
+    """Per-job kernel limits. ``workdir_mb`` caps the work dir (tmpfs), ``shm_mb`` ``/dev/shm``,
+    ``max_processes`` the processes and threads of the job's uid (``RLIMIT_NPROC``)."""
+
+    workdir_mb: int = 512
+    shm_mb: int = 64
+    max_processes: int = 256
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+_libc_handle: Any = None
+
+
+def _libc() -> Any:
+    global _libc_handle
+    if _libc_handle is None:
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+    return _libc_handle
+
+
+def _check(ret: int, what: str) -> int:
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise JailError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: None if s is None else s.encode())
+    _check(_libc().mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+def _all_read_only() -> None:
+    """Every mount of this (private) mount namespace read-only and nosuid, in one call."""
+
+    class MountAttr(ctypes.Structure):
+        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+    attr = MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
+    _check(_libc().syscall(_SYS_MOUNT_SETATTR, -100, b"/", _AT_RECURSIVE,
+                           ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr / read-only")
+
+
+def _drop_capabilities() -> None:
+    """Bounding set, then effective/permitted/inheritable; then no_new_privs."""
+    libc = _libc()
+    for cap in range(64):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) == -1 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    data = (Data * 2)()
+    _check(libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), data), "capset")
+    _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _die_with_parent() -> None:
+    _libc().prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _exit_like(status: int) -> None:
+    """End this process the way the child with wait status ``status`` ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
+
+
+def _reap_until(child: int, *, init: bool) -> None:
+    """Wait for ``child`` (reaping anything else as init must) and end like it did."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1 if init else child, 0)
+        except ChildProcessError:
+            os._exit(70)
+        except InterruptedError:
+            continue
+        if pid == child:
+            _exit_like(status)
+
+
+def _become_unprivileged(uid: int, gid: int, dirs: list[str]) -> None:
+    for d in dirs:
+        os.chown(d, uid, gid)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    # A uid change makes us non-dumpable, which would make /proc/self/uid_map root's.
+    _libc().prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
+    """Enter the job's jail (see the module docstring); returns the work dir inside it.
+
+    Called in a freshly forked job child that leads its own session. Only the candidate
+    process ``C`` returns; ``A`` and ``B`` end with ``C``'s exit status. Descriptors other than
+    0-2 and ``keep_fds`` are closed first. Raises :class:`JailError` (in ``A``, before any
+    candidate code) when a step fails.
+    """
+    keep = sorted({0, 1, 2, *keep_fds})
+    for lo, hi in zip(keep, keep[1:] + [1 << 20]):
+        os.closerange(lo + 1, hi)
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        uid = gid = JAIL_UID_BASE + int.from_bytes(os.urandom(3), "little")
+        _become_unprivileged(uid, gid, [])
+    _die_with_parent()  # a uid change resets the parent-death signal
+    _check(_libc().unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET
+                           | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare namespaces")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    init = os.fork()
+    if init:  # A: outside the PID namespace; nothing left to do but report B's end
+        for fd in keep:
+            os.close(fd)
+        _reap_until(init, init=False)
+    try:  # B: PID 1 of the job's namespace; builds the file system, then forks C
+        _die_with_parent()
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        _all_read_only()
+        _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        common = f"uid={uid},gid={gid}"
+        _mount("tmpfs", JAIL_WORKDIR, "tmpfs", _MS_NOSUID | _MS_NODEV,
+               f"size={int(limits.workdir_mb)}m,mode=0700,{common}")
+        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV,
+               f"size={int(limits.shm_mb)}m,mode=0700,{common}")
+        import resource
+
+        n = int(limits.max_processes)
+        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+        _drop_capabilities()
+        _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except BaseException as exc:  # noqa: BLE001 - report through the output log, then stop
+        os.write(2, f"sandbox: could not build the job's jail: {exc}\n".encode())
+        os._exit(71)
+    candidate = os.fork()
+    if candidate:
+        for fd in keep:
+            if fd > 2:
+                os.close(fd)
+        _reap_until(candidate, init=True)
+    _die_with_parent()  # C: the candidate's process
+    seccomp.install()
+    return JAIL_WORKDIR
+
+
+def probe() -> str | None:
+    """Try :func:`enter_jail` in a throwaway child: ``None`` when it works, else why not."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            enter_jail(JailLimits(workdir_mb=1, shm_mb=1, max_processes=64), [w])
+            # Inside, the candidate is PID 2 (its init is 1) and the root is read-only.
+            writable = os.access("/", os.W_OK)
+            os.write(w, b"ok" if os.getpid() == 2 and not writable else b"jail incomplete")
+            code = 0
+        except BaseException as exc:  # noqa: BLE001
+            os.write(w, f"{exc}".encode()[:500])
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        data = os.read(r, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace")
+    if text == "ok":
+        return None
+    return text or "the jail's test process died without a word"

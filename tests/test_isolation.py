@@ -269,7 +269,10 @@ with open(PIDFILE, 'w') as f:
 
 @pytest.fixture(scope="module")
 def lax():
-    policy = SandboxPolicy(static_check=False, block_processes=False, restrict_files=False)
+    # The fallback path (no kernel jail): the candidate writes its pids to the host, and the
+    # fork server's own sweep must find them. tests/hostile/ covers the jailed path.
+    policy = SandboxPolicy(static_check=False, block_processes=False, restrict_files=False,
+                           os_jail=False)
     with LocalExecutor(workers=2, device="cpu", policy=policy) as executor:
         yield warm(executor)
 

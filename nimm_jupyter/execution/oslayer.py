@@ -11,8 +11,8 @@ A forked job child (``A``, still in the host's namespaces) enters the jail with
   Unix sockets), IPC and UTS. Nothing of the driver, the fork server or another job is
   visible: ``/proc`` is a fresh mount of the job's own PID namespace.
 * **read-only file system**: every mount is made read-only and ``nosuid``; the only writable
-  places are size-capped tmpfs mounts, ``/tmp`` (the job's work dir, ``HOME``, ``TMPDIR``) and
-  ``/dev/shm``, so disk *and* tmpfs use are bounded per job and vanish with it. What the
+  places are size-capped tmpfs mounts, ``/tmp`` (holding the job's work dir ``/tmp/work``,
+  its ``HOME`` and ``TMPDIR``) and ``/dev/shm``, so disk *and* tmpfs use are bounded per job and vanish with it. What the
   driver needs back leaves through descriptors opened before entry (result pipe, output log,
   weights file), each capped by ``RLIMIT_FSIZE``.
 * **no way back**: every capability is dropped (bounding set included), ``no_new_privs`` is
@@ -42,16 +42,18 @@ from . import seccomp
 
 __all__ = ["JailLimits", "enter_jail", "probe", "JAIL_WORKDIR", "JAIL_UID_BASE", "JailError"]
 
-JAIL_WORKDIR = "/tmp"  # the job's work dir inside the jail (a private, size-capped tmpfs)
+JAIL_WORKDIR = "/tmp/work"  # the job's work dir inside the jail, on its private, capped /tmp
 JAIL_UID_BASE = 0x50000000  # jail uids: this + 24 random bits (root fork servers only)
 
 _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY, _MOUNT_ATTR_NOSUID = 0x1, 0x2
-_SYS_MOUNT_SETATTR = 442  # same number on every architecture (a 5.12+ syscall)
+# New mount API (5.2+ / 5.12+): the same numbers on every architecture.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
+_OPEN_TREE_CLONE, _MOVE_MOUNT_F_EMPTY_PATH = 1, 4
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -152,17 +154,71 @@ def _exit_like(status: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
 
 
-def _reap_until(child: int, *, init: bool) -> None:
-    """Wait for ``child`` (reaping anything else as init must) and end like it did."""
+def _wait_for(child: int, *, init: bool) -> int:
+    """Wait for ``child`` (reaping anything else, as init must); its wait status."""
     while True:
         try:
             pid, status = os.waitpid(-1 if init else child, 0)
         except ChildProcessError:
-            os._exit(70)
+            return 70 << 8
         except InterruptedError:
             continue
         if pid == child:
-            _exit_like(status)
+            return status
+
+
+def _report_end(status_r: int, init: int) -> None:
+    """A: end the way the candidate did. Init cannot kill itself with a signal, so B sends the
+    candidate's wait status on a pipe of its own; B's own status counts if it sent none."""
+    status = _wait_for(init, init=False)
+    data = os.read(status_r, 4)
+    _exit_like(int.from_bytes(data, "little") if len(data) == 4 else status)
+
+
+def _hidden_parent(path: str) -> str | None:
+    """The outermost directory on ``path`` that others may not enter (e.g. ``/root``), if any."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    for i in range(1, len(parts) + 1):
+        d = os.sep + os.sep.join(parts[:i])
+        try:
+            mode = os.stat(d).st_mode
+        except OSError:
+            return None
+        if not mode & 0o001:
+            return d
+    return None
+
+
+def _python_paths() -> dict[str, list[str]]:
+    """What the interpreter reads (stdlib, site-packages, sys.path) and lies inside a directory
+    a foreign uid cannot enter: {hidden dir: [paths to re-expose read-only inside it]}."""
+    import sys
+
+    out: dict[str, list[str]] = {}
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}:
+        if p and os.path.isdir(p):
+            hidden = _hidden_parent(p)
+            if hidden is not None and p != hidden:
+                out.setdefault(hidden, []).append(os.path.abspath(p))
+    return out
+
+
+def _clone_tree(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (``open_tree``), opened while still root."""
+    return _check(_libc().syscall(_SYS_OPEN_TREE, -100, path.encode(),
+                                  _OPEN_TREE_CLONE | _AT_RECURSIVE), f"open_tree {path}")
+
+
+def _expose(hidden: dict[str, list[tuple[str, int]]], uid: int, gid: int) -> None:
+    """B: cover each hidden dir with an empty tmpfs and attach only the interpreter's paths in
+    it, from detached trees cloned while still root (so the parents' modes are not checked)."""
+    for top, paths in hidden.items():
+        _mount("tmpfs", top, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size=1m,mode=0755,uid={uid},gid={gid}")
+        for path, fd in sorted(paths):
+            os.makedirs(path, exist_ok=True)
+            _check(_libc().syscall(_SYS_MOVE_MOUNT, fd, b"", -100, path.encode(),
+                                   _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+            os.close(fd)
 
 
 def _become_unprivileged(uid: int, gid: int, dirs: list[str]) -> None:
@@ -183,10 +239,16 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
     0-2 and ``keep_fds`` are closed first. Raises :class:`JailError` (in ``A``, before any
     candidate code) when a step fails.
     """
-    keep = sorted({0, 1, 2, *keep_fds})
+    uid, gid = os.getuid(), os.getgid()
+    hidden: dict[str, list[tuple[str, int]]] = {}
+    if uid == 0:  # open what the interpreter needs while we may still enter /root & co.
+        hidden = {top: [(p, _clone_tree(p)) for p in paths]
+                  for top, paths in _python_paths().items()}
+    path_fds = [fd for paths in hidden.values() for _, fd in paths]
+    keep = sorted({0, 1, 2, *keep_fds, *path_fds})
     for lo, hi in zip(keep, keep[1:] + [1 << 20]):
         os.closerange(lo + 1, hi)
-    uid, gid = os.getuid(), os.getgid()
+    keep = sorted({0, 1, 2, *keep_fds})
     if uid == 0:
         uid = gid = JAIL_UID_BASE + int.from_bytes(os.urandom(3), "little")
         _become_unprivileged(uid, gid, [])
@@ -196,19 +258,23 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    status_r, status_w = os.pipe()
     init = os.fork()
     if init:  # A: outside the PID namespace; nothing left to do but report B's end
-        for fd in keep:
+        for fd in keep + path_fds + [status_w]:
             os.close(fd)
-        _reap_until(init, init=False)
+        _report_end(status_r, init)
     try:  # B: PID 1 of the job's namespace; builds the file system, then forks C
+        os.close(status_r)
         _die_with_parent()
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        _expose(hidden, uid, gid)
         _all_read_only()
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         common = f"uid={uid},gid={gid}"
-        _mount("tmpfs", JAIL_WORKDIR, "tmpfs", _MS_NOSUID | _MS_NODEV,
+        _mount("tmpfs", os.path.dirname(JAIL_WORKDIR), "tmpfs", _MS_NOSUID | _MS_NODEV,
                f"size={int(limits.workdir_mb)}m,mode=0700,{common}")
+        os.mkdir(JAIL_WORKDIR, 0o700)
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV,
                f"size={int(limits.shm_mb)}m,mode=0700,{common}")
         import resource
@@ -225,7 +291,10 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
         for fd in keep:
             if fd > 2:
                 os.close(fd)
-        _reap_until(candidate, init=True)
+        status = _wait_for(candidate, init=True)
+        os.write(status_w, status.to_bytes(4, "little"))
+        os._exit(0)  # the kernel now kills whatever is left in the namespace
+    os.close(status_w)
     _die_with_parent()  # C: the candidate's process
     seccomp.install()
     return JAIL_WORKDIR

@@ -44,6 +44,7 @@ from . import oslayer
 from .sandbox import open_output_log, redirect_output, run_job, scrubbed_env, WEIGHTS_FILE
 
 __all__ = ["ForkServer", "server_main", "classify_exit", "cleanup_executor", "proc_table",
+           "sweep_stale_roots", "OWNER_FILE",
            "session_members", "kill_session", "Proc", "DEFAULT_PRELOAD", "SERVER_START_S"]
 
 DEFAULT_PRELOAD = (
@@ -227,6 +228,9 @@ def server_main(boot: dict[str, Any]) -> None:
     finally:
         for pid in list(jobs):
             kill_session(pid)
+        _kill_orphans(set())
+        if os.getppid() != boot.get("driver"):  # the driver died: nobody else will clean up
+            shutil.rmtree(boot.get("root") or os.devnull, ignore_errors=True)
         os._exit(0)
 
 
@@ -294,7 +298,8 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # '' (the driver's cwd) would mean the server's own cwd: pass the real directory.
         path = [p or os.getcwd() for p in sys.path]
-        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path}
+        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path,
+                "root": root, "driver": os.getpid()}
         home = os.path.join(root, "server")
         os.makedirs(home, exist_ok=True)
         self.log_path = os.path.join(root, "server.log")
@@ -410,6 +415,27 @@ def _output_tail(workdir: str, n: int = 800) -> str:
         text = text[fatal:].split("\nExtension modules:")[0]
         return text[:n].strip()
     return text[-n:].strip()
+
+
+OWNER_FILE = "driver.pid"  # in an executor's temp dir: the process that created it
+
+
+def sweep_stale_roots(prefix: str = "nimm-exec-") -> None:
+    """Remove executor temp dirs (they hold tasks with their targets) whose driver is dead."""
+    import tempfile
+
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        if not name.startswith(prefix):
+            continue
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as f:
+                owner = int(f.read().strip())
+        except (OSError, ValueError):
+            continue  # not ours to judge (or being created right now)
+        if not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def cleanup_executor(res: dict[str, Any]) -> None:

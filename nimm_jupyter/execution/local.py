@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import stat
 import warnings
 import hashlib
 import json
@@ -39,18 +38,18 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
 from .base import EvalRequest, Executor, JobEvent, TrainConfig, check_submission
 from .devices import worker_devices
-from .forkserver import (DEFAULT_PRELOAD, SERVER_START_S, ForkServer, classify_exit,
-                         cleanup_executor, proc_table)
+from .forkserver import (DEFAULT_PRELOAD, OWNER_FILE, SERVER_START_S, ForkServer, cleanup_executor,
+                         proc_table, sweep_stale_roots)
+from .job import Job
 from .oslayer import JailLimits
 from .protocol import FrameReader
-from .sandbox import FILE_SIZE_LIMIT, WEIGHTS_FILE, SandboxPolicy, redact
+from .sandbox import SandboxPolicy, redact
 
 __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
 
@@ -61,32 +60,6 @@ _jail_warned: set[str] = set()  # say once per process that the kernel jail is m
 
 
 # -- the executor ---------------------------------------------------------------------------
-@dataclass
-class _Job:
-    request: EvalRequest
-    config: TrainConfig
-    slot: int
-    device: str
-    workdir: str
-    reader: FrameReader
-    fd: int | None = None
-    received: int = 0
-    pid: int | None = None
-    spawned_at: float | None = None
-    deadline: float | None = None
-    kill_reason: Status | None = None
-    kill_message: str = ""
-    exit_code: int | None = None
-    exit_known: bool = False
-    exited_at: float | None = None
-    eof: bool = False
-    eof_at: float | None = None
-    result: EvalResult | None = None
-    result_at: float | None = None
-    error: str | None = None
-    delivered: bool = False  # the done event was produced (the process may still be exiting)
-
-
 class LocalExecutor(Executor):
     """Run each evaluation in its own sandboxed process on this machine.
 
@@ -125,10 +98,13 @@ class LocalExecutor(Executor):
         self.jail = jail or JailLimits()
         self.jail_problem: str | None = None
         self._lock = threading.RLock()
+        sweep_stale_roots()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
+        with open(os.path.join(self._root, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))
         self._server: ForkServer | None = None
         self._queue: collections.deque[EvalRequest] = collections.deque()
-        self._active: dict[str, _Job] = {}
+        self._active: dict[str, Job] = {}
         self._free_slots = list(range(self.workers))
         self._events: list[JobEvent] = []
         self._open: set[str] = set()
@@ -296,7 +272,7 @@ class LocalExecutor(Executor):
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        job = _Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
+        job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
                    reader=FrameReader(request.task.target_names), fd=read_fd)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
@@ -311,7 +287,7 @@ class LocalExecutor(Executor):
             fds.append(self._server.sock.fileno())
         return fds
 
-    def _kill(self, job: _Job, reason: Status | None, message: str) -> None:
+    def _kill(self, job: Job, reason: Status | None, message: str) -> None:
         if reason is not None and job.kill_reason is None and not job.exit_known:
             job.kill_reason, job.kill_message = reason, message
         if self._server is not None and not self._server.dead and not job.exit_known:
@@ -367,7 +343,7 @@ class LocalExecutor(Executor):
         elif op == "error":
             job.error, job.exit_known = str(msg["message"]), True
 
-    def _read(self, job: _Job, now: float) -> None:
+    def _read(self, job: Job, now: float) -> None:
         if job.fd is None or job.eof:
             return
         while True:
@@ -388,22 +364,8 @@ class LocalExecutor(Executor):
                 break
             for progress in job.reader.feed(chunk):
                 self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
-        self._on_frames(job, now)
-
-    def _on_frames(self, job: _Job, now: float) -> None:
-        """Take the reader's verdict: a protocol violation voids any result (``crashed``)."""
-        reader = job.reader
-        if reader.violation is not None:
-            if job.result is not None or job.kill_reason is None:
-                job.result = None
-                job.kill_reason, job.kill_message = Status.CRASHED, (
-                    f"the evaluation broke the result protocol ({reader.violation}); "
-                    "its report was discarded")
-                self._kill(job, None, "")
-        elif reader.result is not None and job.result is None:
-            job.result, job.result_at = reader.result, now
-        elif reader.error is not None and job.error is None:
-            job.error = reader.error
+        if job.take_verdict(now):
+            self._kill(job, None, "")
 
     def _enforce_limits(self, now: float) -> None:
         watch = []
@@ -430,15 +392,15 @@ class LocalExecutor(Executor):
                     self._kill(job, Status.OUT_OF_MEMORY,
                                f"used {used >> 20} MiB of resident memory, over the limit of {limit} MiB")
 
-    def _deliver_done(self, job: _Job, now: float) -> None:
+    def _deliver_done(self, job: Job, now: float) -> None:
         """Report the job's ``done`` event and free its slot (its process may still be exiting)."""
         if job.delivered:
             return
         result = job.result  # a reported result wins over a kill that raced with it
         if result is not None:
-            result.weights_path = self._collect_weights(job, result)
+            result.weights_path = job.collect_weights(result)
         else:
-            result = self._classify(job)
+            result = job.classify()
             result.device = job.device
             result.seed, result.restarts = job.config.seed, job.config.restarts
             result.wall_time = now - (job.spawned_at or now)
@@ -447,21 +409,6 @@ class LocalExecutor(Executor):
         self._free_slots.append(job.slot)
         self._free_slots.sort()
         self._events.append(JobEvent(job.request.job_id, "done", result=result))
-
-    def _collect_weights(self, job: _Job, result: EvalResult) -> str | None:
-        """Move the job's weights file to the path the request asked for, if it looks right."""
-        target = job.config.save_weights
-        if not (target and result.ok and result.weights_path):
-            return None
-        src = os.path.join(job.workdir, WEIGHTS_FILE)
-        try:
-            info = os.lstat(src)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > FILE_SIZE_LIMIT or info.st_nlink != 1:
-                return None
-            shutil.move(src, target)
-            return target
-        except OSError:
-            return None
 
     def _note_jail(self, problem: Any) -> None:
         self.jail_problem = None if problem is None else str(problem)
@@ -472,7 +419,7 @@ class LocalExecutor(Executor):
                           "Only the in-process guards apply; see docs/SECURITY.md.",
                           RuntimeWarning, stacklevel=2)
 
-    def _finish(self, job: _Job, now: float) -> None:
+    def _finish(self, job: Job, now: float) -> None:
         """The process has exited: report (if not yet) and remove what the job left."""
         self._deliver_done(job, now)
         if job.fd is not None:
@@ -480,10 +427,6 @@ class LocalExecutor(Executor):
             job.fd = None
         shutil.rmtree(job.workdir, ignore_errors=True)
         del self._active[job.request.job_id]
-
-    def _classify(self, job: _Job) -> EvalResult:
-        return classify_exit(job.exit_code, job.workdir, kill_reason=job.kill_reason,
-                             kill_message=job.kill_message, error=job.error)
 
     def _fail_generation(self, why: str = "the evaluation fork server exited") -> None:
         server, self._server = self._server, None

@@ -678,8 +678,15 @@ class NimmMagics(Magics):
         if found:
             lines.append(f"run dirs under {root}/ (open with `%nimm status DIR`, "
                          "continue with `%%nimm_search --resume DIR`):")
-            lines += [f"  {d}" for d in found]
+            lines += [f"  {d} ({self._run_state(d)})" for d in found]
         print("\n".join(lines) if lines else f"no searches in this kernel and no run dirs under {root}/")
+
+    def _run_state(self, d: str) -> str:
+        """A found run's state as its journal and lock tell it (``interrupted``: its process died)."""
+        try:
+            return str(self.open_run_factory(d).status)
+        except Exception as exc:  # noqa: BLE001 - a damaged run dir is listed, not fatal
+            return f"unreadable: {exc}"[:200]
 
     @staticmethod
     def _looks_like_run(d: Path) -> bool:

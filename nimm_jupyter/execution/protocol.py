@@ -42,7 +42,7 @@ class ReportLimits:
     max_name_chars: int = 64
     max_message_chars: int = 2000
     max_curve_points: int = 20000
-    max_frame_bytes: int = 1 << 20  # one line; a longer one is a violation
+    max_frame_bytes: int = 16 << 20  # one line; a longer one is a violation
 
 
 LIMITS = ReportLimits()
@@ -126,7 +126,7 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
     params, note = _parameters(d.get("parameters") or {})
     message = clean_text(d.get("message") or "")
     if note:
-        message = clean_text(f"{message}; {note}" if message else note)
+        message = clean_text(f"{note}; {message}" if message else note)
     weights = d.get("weights_path")
     return EvalResult(
         status=status, message=message,

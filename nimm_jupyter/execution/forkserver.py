@@ -153,8 +153,10 @@ def server_main(boot: dict[str, Any]) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
     jail = _probe_jail()
+    from .landlock import abi
+
     _send(ctrl, {"op": "ready", "pid": os.getpid(), "loaded": loaded, "failed": failed,
-                 "jail": jail})
+                 "jail": jail, "landlock": abi() if jail is None else 0})
     tasks: collections.OrderedDict[str, Task] = collections.OrderedDict()
     jobs: dict[int, str] = {}
     pids: dict[str, int] = {}

@@ -326,7 +326,7 @@ class LocalExecutor(Executor):
             assert self._server is not None
             self._server.ready = True
             self._server.info = msg
-            self._note_jail(msg.get("jail"))
+            self._note_jail(msg.get("jail"), int(msg.get("landlock") or 0))
             return
         job = self._active.get(msg.get("job", ""))
         if job is None:
@@ -410,9 +410,16 @@ class LocalExecutor(Executor):
         self._free_slots.sort()
         self._events.append(JobEvent(job.request.job_id, "done", result=result))
 
-    def _note_jail(self, problem: Any) -> None:
+    def _note_jail(self, problem: Any, landlock: int) -> None:
         self.jail_problem = None if problem is None else str(problem)
-        if self.jail_problem and self.policy.os_jail and self.jail_problem not in _jail_warned:
+        if not self.policy.os_jail:
+            return
+        if self.jail_problem is None and landlock < 1 and "landlock" not in _jail_warned:
+            _jail_warned.add("landlock")
+            warnings.warn("nimm: this kernel has no Landlock: jailed candidates can read every "
+                          "world-readable file (writes, network and processes stay contained).",
+                          RuntimeWarning, stacklevel=2)
+        if self.jail_problem and self.jail_problem not in _jail_warned:
             _jail_warned.add(self.jail_problem)
             warnings.warn("nimm: candidate code runs WITHOUT the kernel-enforced jail "
                           f"(namespaces, read-only file system, seccomp): {self.jail_problem}. "

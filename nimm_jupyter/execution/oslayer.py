@@ -15,6 +15,8 @@ A forked job child (``A``, still in the host's namespaces) enters the jail with
   its ``HOME`` and ``TMPDIR``) and ``/dev/shm``, so disk *and* tmpfs use are bounded per job and vanish with it. What the
   driver needs back leaves through descriptors opened before entry (result pipe, output log,
   weights file), each capped by ``RLIMIT_FSIZE``.
+* **reads limited** by Landlock where the kernel has it (:mod:`.landlock`): system libraries,
+  ``/etc``, ``/proc``, ``/sys``, ``/dev`` and the interpreter's own paths, nothing else.
 * **no way back**: every capability is dropped (bounding set included), ``no_new_privs`` is
   set, the candidate's process is not dumpable, and a seccomp filter (:mod:`.seccomp`)
   refuses the system calls a training job never needs (ptrace, mount, namespaces, keyrings,
@@ -38,7 +40,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from . import seccomp
+from . import landlock, seccomp
 
 __all__ = ["JailLimits", "enter_jail", "probe", "JAIL_WORKDIR", "JAIL_UID_BASE", "JailError"]
 
@@ -296,6 +298,7 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
         os._exit(0)  # the kernel now kills whatever is left in the namespace
     os.close(status_w)
     _die_with_parent()  # C: the candidate's process
+    landlock.restrict()
     seccomp.install()
     return JAIL_WORKDIR
 

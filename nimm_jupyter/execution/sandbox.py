@@ -3,7 +3,8 @@
 Layers, outermost first (the executor in :mod:`.local` adds the process boundary):
 
 0. the kernel-enforced jail of :mod:`.oslayer` (namespaces, an unprivileged uid, read-only
-   file system, size-capped tmpfs work dir and ``/dev/shm``, no capabilities, seccomp),
+   file system, size-capped tmpfs work dir and ``/dev/shm``, Landlock-limited reads, no
+   capabilities, seccomp),
    entered by the fork server's job child before this module's :func:`run_job` runs;
 1. the static contract check of the harness (allowed imports only);
 2. a scrubbed environment (an allow-list; nothing that looks like a key, token, secret or

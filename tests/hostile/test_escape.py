@@ -122,3 +122,34 @@ check("uid", os.getuid)
     assert found["interfaces"] in ("['lo']", "[]")
     assert found["ptrace"] == "(-1, 1)" and found["unshare"] == "(-1, 1)"  # EPERM (seccomp)
     assert found["uid"] != "0"
+
+
+SECRET_PROBE = '''
+check("secret", lambda: open(SECRET).read())
+check("listing", lambda: os.listdir(os.path.dirname(SECRET)))
+check("etc", lambda: len(open("/etc/hostname").read()) > 0)
+'''
+
+
+def test_host_files_outside_the_allowed_roots_cannot_be_read(jailed):
+    from nimm_jupyter.execution import landlock
+
+    if landlock.abi() < 1:
+        print("SKIP: this kernel has no Landlock", flush=True)
+        pytest.skip("this kernel has no Landlock (reads are not restricted)")
+    secret_dir = f"/var/tmp/nimm-hostile-{os.getpid()}"
+    os.makedirs(secret_dir, exist_ok=True)
+    secret = os.path.join(secret_dir, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("HOSTILEsecret")
+    os.chmod(secret_dir, 0o755)
+    os.chmod(secret, 0o644)  # world-readable: only Landlock stands in the way
+    try:
+        r = run(jailed, probe(f"SECRET = {secret!r}\n" + SECRET_PROBE))
+    finally:
+        os.unlink(secret)
+        os.rmdir(secret_dir)
+    found = report(r)
+    assert "HOSTILEsecret" not in r.message
+    assert found["secret"].startswith("refused") and found["listing"].startswith("refused")
+    assert found["etc"] == "True"

@@ -148,6 +148,9 @@ def _exit_like(status: int) -> None:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # re-raising SIGSEGV & co.: no core
             signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         except (OSError, ValueError):
@@ -223,9 +226,7 @@ def _expose(hidden: dict[str, list[tuple[str, int]]], uid: int, gid: int) -> Non
             os.close(fd)
 
 
-def _become_unprivileged(uid: int, gid: int, dirs: list[str]) -> None:
-    for d in dirs:
-        os.chown(d, uid, gid)
+def _become_unprivileged(uid: int, gid: int) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -253,7 +254,7 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
     keep = sorted({0, 1, 2, *keep_fds})
     if uid == 0:
         uid = gid = JAIL_UID_BASE + int.from_bytes(os.urandom(3), "little")
-        _become_unprivileged(uid, gid, [])
+        _become_unprivileged(uid, gid)
     _die_with_parent()  # a uid change resets the parent-death signal
     _check(_libc().unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET
                            | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare namespaces")
@@ -312,6 +313,7 @@ def probe() -> str | None:
         try:
             os.close(r)
             os.setsid()
+            os.dup2(w, 2)  # what a failing init writes to stderr is the answer too
             enter_jail(JailLimits(workdir_mb=1, shm_mb=1, max_processes=64), [w])
             # Inside, the candidate is PID 2 (its init is 1) and the root is read-only.
             writable = os.access("/", os.W_OK)
@@ -333,4 +335,4 @@ def probe() -> str | None:
     text = b"".join(chunks).decode(errors="replace")
     if text == "ok":
         return None
-    return text or "the jail's test process died without a word"
+    return text.strip() or "the jail's test process died without a word"

@@ -336,3 +336,61 @@ def test_a_hostile_candidate_cannot_kill_the_driver(raw):
     assert r.status is Status.RUNTIME_ERROR
     r, _ = run(raw, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert r.status is Status.CRASHED and "SIGKILL" in r.message
+
+
+def test_a_killed_drivers_temp_dir_is_removed(tmp_path):
+    """The executor's temp dir holds the task pickles (with their targets): the fork server
+    removes it when its driver dies, and a new executor sweeps any a dead driver left."""
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_executor import tiny_task, LOOP
+        from nimm_jupyter.execution import EvalRequest, LocalExecutor
+        ex = LocalExecutor(device="cpu")
+        ex.submit(EvalRequest("hang", LOOP, tiny_task(), timeout=600))
+        while not ex._active["hang"].pid:
+            ex.poll(0.1)
+        print(json.dumps(ex._root), flush=True)
+        time.sleep(600)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        root = json.loads(proc.stdout.readline())
+        assert os.path.isdir(os.path.join(root, "tasks"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    end = time.monotonic() + 10
+    while os.path.exists(root) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not os.path.exists(root)
+
+    import tempfile
+
+    from nimm_jupyter.execution.forkserver import OWNER_FILE
+
+    stale = tempfile.mkdtemp(prefix="nimm-exec-")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Path(stale, OWNER_FILE).write_text(str(dead.pid))
+    Path(stale, "tasks").mkdir()
+    LocalExecutor(device="cpu").shutdown()
+    assert not os.path.exists(stale)
+
+
+def test_a_missing_jail_is_said_once(recwarn):
+    a, b = LocalExecutor(device="cpu"), LocalExecutor(device="cpu")
+    try:
+        a._note_jail("no user namespaces on this test kernel", 0)
+        b._note_jail("no user namespaces on this test kernel", 0)
+        said = [w for w in recwarn.list if "WITHOUT the kernel-enforced jail" in str(w.message)]
+        assert len(said) == 1 and "no user namespaces" in str(said[0].message)
+        assert a.jail_problem == "no user namespaces on this test kernel"
+        quiet = LocalExecutor(device="cpu", policy=SandboxPolicy(os_jail=False))
+        quiet._note_jail("another reason", 0)
+        assert not any("another reason" in str(w.message) for w in recwarn.list)
+        quiet.shutdown()
+    finally:
+        a.shutdown()
+        b.shutdown()

@@ -307,7 +307,9 @@ def test_shutdown_leaves_no_processes():
     assert ex2.running() == 0
 
 
-def test_killed_driver_takes_its_workers_along(tmp_path):
+def hanging_driver(tmp_path, report: str) -> subprocess.Popen:
+    """A driver process with one hanging job that prints ``report`` (a JSON-able expression
+    of ``ex``) once the job runs, then sleeps until killed."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys, time
@@ -318,10 +320,14 @@ def test_killed_driver_takes_its_workers_along(tmp_path):
         ex.submit(EvalRequest("hang", LOOP, tiny_task(), timeout=600))
         while not ex._active["hang"].pid:
             ex.poll(0.1)
-        print(json.dumps([ex._server.proc.pid, ex._active["hang"].pid]), flush=True)
+        print(json.dumps({report}), flush=True)
         time.sleep(600)
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+
+
+def test_killed_driver_takes_its_workers_along(tmp_path):
+    proc = hanging_driver(tmp_path, '[ex._server.proc.pid, ex._active["hang"].pid]')
     try:
         pids = json.loads(proc.stdout.readline())
         assert all(alive(p) for p in pids)
@@ -341,20 +347,7 @@ def test_a_hostile_candidate_cannot_kill_the_driver(raw):
 def test_a_killed_drivers_temp_dir_is_removed(tmp_path):
     """The executor's temp dir holds the task pickles (with their targets): the fork server
     removes it when its driver dies, and a new executor sweeps any a dead driver left."""
-    script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, sys, time
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_executor import tiny_task, LOOP
-        from nimm_jupyter.execution import EvalRequest, LocalExecutor
-        ex = LocalExecutor(device="cpu")
-        ex.submit(EvalRequest("hang", LOOP, tiny_task(), timeout=600))
-        while not ex._active["hang"].pid:
-            ex.poll(0.1)
-        print(json.dumps(ex._root), flush=True)
-        time.sleep(600)
-    """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    proc = hanging_driver(tmp_path, "ex._root")
     try:
         root = json.loads(proc.stdout.readline())
         assert os.path.isdir(os.path.join(root, "tasks"))

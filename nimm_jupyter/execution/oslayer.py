@@ -242,6 +242,9 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
     0-2 and ``keep_fds`` are closed first. Raises :class:`JailError` (in ``A``, before any
     candidate code) when a step fails.
     """
+    # The fork server's SIGCHLD wake-up descriptor is about to be closed: drop both.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     uid, gid = os.getuid(), os.getgid()
     hidden: dict[str, list[tuple[str, int]]] = {}
     if uid == 0:  # open what the interpreter needs while we may still enter /root & co.

@@ -5,7 +5,9 @@ Measures, on a small synthetic trajectory task (8 trajectories x 10 steps):
 * cold start: creating an executor and getting the first result (fork server imports torch);
 * per-candidate overhead beyond training: wall time of one isolated evaluation with
   ``max_epochs=1`` on a warm executor minus the same evaluation run in-process
-  (``harness.evaluate``), median over ``--repeats`` runs (target: <= 0.5 s);
+  (``harness.evaluate``), median over ``--repeats`` runs (target: <= 0.5 s), side by side
+  for the executor with the kernel jail (the default) and without it (``os_jail=False``,
+  what the executor did before the jail); the jail's own cost is their difference;
 * throughput: evaluations per minute with 1 and 2 workers at ``--epochs`` epochs each.
 
 Prints a markdown table. Usage: ``python benchmarks/bench_executor.py [--repeats 10]``.
@@ -23,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from nimm_jupyter.execution import EvalRequest, LocalExecutor, TrainConfig  # noqa: E402
+from nimm_jupyter.execution import EvalRequest, LocalExecutor, SandboxPolicy, TrainConfig  # noqa: E402
 from nimm_jupyter.modeling.harness import evaluate  # noqa: E402
 from nimm_jupyter.tasks.base import Split, Task, Variable  # noqa: E402
 
@@ -90,18 +92,26 @@ def main() -> None:
         assert evaluate(task, PRIOR, one).ok
         inproc.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
-    with LocalExecutor(workers=1, device="cpu") as ex:
-        run_all(ex, task, 1, one, "cold")
-        cold = time.perf_counter() - t0
-        iso = [run_all(ex, task, 1, one, f"w{i}_") for i in range(args.repeats)]
-    overhead = statistics.median(iso) - statistics.median(inproc)
-    rows += [
-        ("cold start (new executor -> first result)", f"{cold:.2f} s"),
-        ("one evaluation, max_epochs=1, in-process (median)", f"{statistics.median(inproc) * 1e3:.0f} ms"),
-        ("one evaluation, max_epochs=1, isolated, warm (median)", f"{statistics.median(iso) * 1e3:.0f} ms"),
-        ("per-candidate isolation overhead (target <= 500 ms)", f"{overhead * 1e3:.0f} ms"),
-    ]
+    rows.append(("one evaluation, max_epochs=1, in-process (median)",
+                 f"{statistics.median(inproc) * 1e3:.0f} ms"))
+    medians = {}
+    for label, policy in (("kernel jail", SandboxPolicy()), ("no jail", SandboxPolicy(os_jail=False))):
+        t0 = time.perf_counter()
+        with LocalExecutor(workers=1, device="cpu", policy=policy) as ex:
+            run_all(ex, task, 1, one, "cold")
+            cold = time.perf_counter() - t0
+            iso = [run_all(ex, task, 1, one, f"w{i}_") for i in range(args.repeats)]
+            problem = ex.jail_problem if policy.os_jail else None
+        medians[label] = statistics.median(iso)
+        overhead = medians[label] - statistics.median(inproc)
+        note = f" (jail unavailable: {problem})" if problem else ""
+        rows += [
+            (f"{label}: cold start (new executor -> first result){note}", f"{cold:.2f} s"),
+            (f"{label}: one evaluation, max_epochs=1, isolated, warm (median)", f"{medians[label] * 1e3:.0f} ms"),
+            (f"{label}: per-candidate isolation overhead (target <= 500 ms)", f"{overhead * 1e3:.0f} ms"),
+        ]
+    rows.append(("the jail's own cost per candidate (median difference)",
+                 f"{(medians['kernel jail'] - medians['no jail']) * 1e3:.0f} ms"))
 
     cfg = TrainConfig(max_epochs=args.epochs, patience=args.epochs, threads=1)
     for workers in (1, 2):

@@ -269,7 +269,10 @@ with open(PIDFILE, 'w') as f:
 
 @pytest.fixture(scope="module")
 def lax():
-    policy = SandboxPolicy(static_check=False, block_processes=False, restrict_files=False)
+    # The fallback path (no kernel jail): the candidate writes its pids to the host, and the
+    # fork server's own sweep must find them. tests/hostile/ covers the jailed path.
+    policy = SandboxPolicy(static_check=False, block_processes=False, restrict_files=False,
+                           os_jail=False)
     with LocalExecutor(workers=2, device="cpu", policy=policy) as executor:
         yield warm(executor)
 
@@ -304,7 +307,9 @@ def test_shutdown_leaves_no_processes():
     assert ex2.running() == 0
 
 
-def test_killed_driver_takes_its_workers_along(tmp_path):
+def hanging_driver(tmp_path, report: str) -> subprocess.Popen:
+    """A driver process with one hanging job that prints ``report`` (a JSON-able expression
+    of ``ex``) once the job runs, then sleeps until killed."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys, time
@@ -315,10 +320,14 @@ def test_killed_driver_takes_its_workers_along(tmp_path):
         ex.submit(EvalRequest("hang", LOOP, tiny_task(), timeout=600))
         while not ex._active["hang"].pid:
             ex.poll(0.1)
-        print(json.dumps([ex._server.proc.pid, ex._active["hang"].pid]), flush=True)
+        print(json.dumps({report}), flush=True)
         time.sleep(600)
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+
+
+def test_killed_driver_takes_its_workers_along(tmp_path):
+    proc = hanging_driver(tmp_path, '[ex._server.proc.pid, ex._active["hang"].pid]')
     try:
         pids = json.loads(proc.stdout.readline())
         assert all(alive(p) for p in pids)
@@ -333,3 +342,48 @@ def test_a_hostile_candidate_cannot_kill_the_driver(raw):
     assert r.status is Status.RUNTIME_ERROR
     r, _ = run(raw, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert r.status is Status.CRASHED and "SIGKILL" in r.message
+
+
+def test_a_killed_drivers_temp_dir_is_removed(tmp_path):
+    """The executor's temp dir holds the task pickles (with their targets): the fork server
+    removes it when its driver dies, and a new executor sweeps any a dead driver left."""
+    proc = hanging_driver(tmp_path, "ex._root")
+    try:
+        root = json.loads(proc.stdout.readline())
+        assert os.path.isdir(os.path.join(root, "tasks"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    end = time.monotonic() + 10
+    while os.path.exists(root) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not os.path.exists(root)
+
+    import tempfile
+
+    from nimm_jupyter.execution.forkserver import OWNER_FILE
+
+    stale = tempfile.mkdtemp(prefix="nimm-exec-")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Path(stale, OWNER_FILE).write_text(str(dead.pid))
+    Path(stale, "tasks").mkdir()
+    LocalExecutor(device="cpu").shutdown()
+    assert not os.path.exists(stale)
+
+
+def test_a_missing_jail_is_said_once(recwarn):
+    a, b = LocalExecutor(device="cpu"), LocalExecutor(device="cpu")
+    try:
+        a._note_jail("no user namespaces on this test kernel", 0)
+        b._note_jail("no user namespaces on this test kernel", 0)
+        said = [w for w in recwarn.list if "WITHOUT the kernel-enforced jail" in str(w.message)]
+        assert len(said) == 1 and "no user namespaces" in str(said[0].message)
+        assert a.jail_problem == "no user namespaces on this test kernel"
+        quiet = LocalExecutor(device="cpu", policy=SandboxPolicy(os_jail=False))
+        quiet._note_jail("another reason", 0)
+        assert not any("another reason" in str(w.message) for w in recwarn.list)
+        quiet.shutdown()
+    finally:
+        a.shutdown()
+        b.shutdown()

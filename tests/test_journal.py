@@ -212,7 +212,7 @@ def test_kill_9_then_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE)
     kill_9_after(run_dir, 2, proc)
     before = open_run(run_dir)
-    assert before.status == "running"  # it never got to say otherwise
+    assert before.status == "interrupted"  # journaled as running, but its process is gone
     done_before = completed(before)
     assert len(done_before) >= 2
 

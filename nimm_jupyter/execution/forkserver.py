@@ -12,6 +12,10 @@
   timeout, cancel, memory overrun or shutdown SIGKILLs the whole group plus anything still in
   its session. Children die with the server (``PR_SET_PDEATHSIG``); the server exits and kills
   its jobs when the driver's end of the socket closes (the driver exited or was killed).
+* Then the child enters the kernel-enforced jail (:mod:`.oslayer`) when the server's
+  start-up probe found the kernel able to build one (the ``ready`` message says which:
+  ``jail`` is ``None`` or why not). The candidate then runs as PID 2 of its own PID
+  namespace, so nothing it starts outlives it.
 
 This module holds both sides of that socket: :func:`server_main` (the server process) and
 :class:`ForkServer` (the driver's handle), plus the /proc helpers both use and
@@ -36,9 +40,11 @@ from typing import Any, NamedTuple, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..tasks.base import Task
-from .sandbox import run_job, scrubbed_env
+from . import oslayer
+from .sandbox import open_output_log, redirect_output, run_job, scrubbed_env, WEIGHTS_FILE
 
 __all__ = ["ForkServer", "server_main", "classify_exit", "cleanup_executor", "proc_table",
+           "sweep_stale_roots", "OWNER_FILE",
            "session_members", "kill_session", "Proc", "DEFAULT_PRELOAD", "SERVER_START_S"]
 
 DEFAULT_PRELOAD = (
@@ -146,7 +152,11 @@ def server_main(boot: dict[str, Any]) -> None:
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
-    _send(ctrl, {"op": "ready", "pid": os.getpid(), "loaded": loaded, "failed": failed})
+    jail = _probe_jail()
+    from .landlock import abi
+
+    _send(ctrl, {"op": "ready", "pid": os.getpid(), "loaded": loaded, "failed": failed,
+                 "jail": jail, "landlock": abi() if jail is None else 0})
     tasks: collections.OrderedDict[str, Task] = collections.OrderedDict()
     jobs: dict[int, str] = {}
     pids: dict[str, int] = {}
@@ -206,7 +216,7 @@ def server_main(boot: dict[str, Any]) -> None:
                     _send(ctrl, {"op": "error", "job": msg["job"], "message": f"fork failed: {exc}"})
                     continue
                 if pid == 0:
-                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"])
+                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"], jail is None)
                 os.close(out_fd)
                 jobs[pid] = msg["job"]
                 pids[msg["job"]] = pid
@@ -220,6 +230,9 @@ def server_main(boot: dict[str, Any]) -> None:
     finally:
         for pid in list(jobs):
             kill_session(pid)
+        _kill_orphans(set())
+        if os.getppid() != boot.get("driver"):  # the driver died: nobody else will clean up
+            shutil.rmtree(boot.get("root") or os.devnull, ignore_errors=True)
         os._exit(0)
 
 
@@ -232,9 +245,22 @@ def _kill_orphans(live_sessions: set[int]) -> None:
             kill_session(proc.pid)
 
 
+def _probe_jail() -> str | None:
+    """``None`` when this kernel can build the job jail, else why not (said once, by the driver)."""
+    if not sys.platform.startswith("linux"):
+        return f"no kernel-enforced jail on {sys.platform}"
+    try:
+        return oslayer.probe()
+    except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd: int,
-               payload_path: str) -> None:
-    """First instructions of a forked job child; never returns."""
+               payload_path: str, jail_ok: bool) -> None:
+    """First instructions of a forked job child; never returns.
+
+    Everything read from the driver's side (the order, the output log, the weights file) is
+    opened here, before the jail hides the host's file system."""
     try:
         os.setsid()  # own group + session before anything else can start
         server = os.getppid()
@@ -248,7 +274,21 @@ def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd
         die_with_parent(server)
         with open(payload_path) as f:
             payload = json.load(f)
-        run_job(task, out_fd, payload)
+        host_workdir = payload["workdir"]
+        redirect_output(open_output_log(host_workdir))
+        workdir, weights_fd = host_workdir, None
+        if payload["policy"].get("os_jail", True) and jail_ok:
+            if payload.get("weights"):
+                weights_fd = os.open(os.path.join(host_workdir, WEIGHTS_FILE),
+                                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            keep = [out_fd] + ([weights_fd] if weights_fd is not None else [])
+            workdir = oslayer.enter_jail(oslayer.JailLimits(**payload["jail"]), keep)
+        run_job(task, out_fd, payload, workdir, weights_fd)
+    except BaseException as exc:  # noqa: BLE001 - before any candidate code: say why
+        try:
+            os.write(2, f"sandbox: the job could not start: {type(exc).__name__}: {exc}\n".encode())
+        except OSError:
+            pass
     finally:
         os._exit(70)
 
@@ -260,7 +300,8 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # '' (the driver's cwd) would mean the server's own cwd: pass the real directory.
         path = [p or os.getcwd() for p in sys.path]
-        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path}
+        boot = {"fd": theirs.fileno(), "preload": list(preload), "sys_path": path,
+                "root": root, "driver": os.getpid()}
         home = os.path.join(root, "server")
         os.makedirs(home, exist_ok=True)
         self.log_path = os.path.join(root, "server.log")
@@ -376,6 +417,27 @@ def _output_tail(workdir: str, n: int = 800) -> str:
         text = text[fatal:].split("\nExtension modules:")[0]
         return text[:n].strip()
     return text[-n:].strip()
+
+
+OWNER_FILE = "driver.pid"  # in an executor's temp dir: the process that created it
+
+
+def sweep_stale_roots(prefix: str = "nimm-exec-") -> None:
+    """Remove executor temp dirs (they hold tasks with their targets) whose driver is dead."""
+    import tempfile
+
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        path = os.path.join(base, name)
+        if not name.startswith(prefix):
+            continue
+        try:
+            with open(os.path.join(path, OWNER_FILE)) as f:
+                owner = int(f.read().strip())
+        except (OSError, ValueError):
+            continue  # not ours to judge (or being created right now)
+        if not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def cleanup_executor(res: dict[str, Any]) -> None:

@@ -7,8 +7,12 @@ Design
   timeout, cancel, memory overrun or shutdown SIGKILLs everything it started.
 * This module queues requests onto ``workers`` slots (device, threads), enforces the
   wall-clock and resident-memory limits and turns what a child reports into job events.
-* Children report JSON lines on their own pipe (never pickle: the driver must not unpickle
-  what candidate code could forge): ``progress`` frames for live loss curves, then ``done``.
+* Children report JSON lines on their own pipe, checked by :mod:`.protocol`: one ``started``,
+  ``progress`` frames for live loss curves, then exactly one ``done``, accepted only once the
+  pipe has closed; anything else makes the job ``crashed``. What the result reports is
+  type-checked and capped before anyone sees it.
+* Weights leave the jail through a descriptor into the job's work dir; the driver checks the
+  file and moves it to the ``save_weights`` path the request asked for.
 * A child that dies without reporting is classified from its exit status
   (:func:`.forkserver.classify_exit`): killed by us for time (``timeout``), memory
   (``out_of_memory``) or a cancel (``cancelled``); SIGXCPU (the CPU-time backstop) is a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import warnings
 import hashlib
 import json
 import os
@@ -33,7 +38,6 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
@@ -41,8 +45,11 @@ from ..tasks.base import Task
 from .base import (EVAL_TIMEOUT_S, EvalRequest, Executor, JobEvent, TrainConfig,
                    check_submission)
 from .devices import worker_devices
-from .forkserver import (DEFAULT_PRELOAD, SERVER_START_S, ForkServer, classify_exit,
-                         cleanup_executor, proc_table)
+from .forkserver import (DEFAULT_PRELOAD, OWNER_FILE, SERVER_START_S, ForkServer, cleanup_executor,
+                         proc_table, sweep_stale_roots)
+from .job import Job
+from .oslayer import JailLimits
+from .protocol import FrameReader
 from .sandbox import SandboxPolicy, redact
 
 __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
@@ -50,35 +57,10 @@ __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
 MAX_OUTPUT_BYTES = 32 << 20  # frames one child may send; more is treated as a crash
 _EXIT_GRACE_S = 5.0  # a child that reported "done" but lingers is killed after this
 _MEMORY_CHECK_S = 0.5
+_jail_warned: set[str] = set()  # say once per process that the kernel jail is missing, and why
 
 
 # -- the executor ---------------------------------------------------------------------------
-@dataclass
-class _Job:
-    request: EvalRequest
-    config: TrainConfig
-    slot: int
-    device: str
-    workdir: str
-    fd: int | None = None
-    buf: bytearray = field(default_factory=bytearray)
-    received: int = 0
-    pid: int | None = None
-    spawned_at: float | None = None
-    deadline: float | None = None
-    kill_reason: Status | None = None
-    kill_message: str = ""
-    exit_code: int | None = None
-    exit_known: bool = False
-    exited_at: float | None = None
-    eof: bool = False
-    eof_at: float | None = None
-    result: EvalResult | None = None
-    result_at: float | None = None
-    error: str | None = None
-    delivered: bool = False  # the done event was produced (the process may still be exiting)
-
-
 class LocalExecutor(Executor):
     """Run each evaluation in its own sandboxed process on this machine.
 
@@ -89,12 +71,15 @@ class LocalExecutor(Executor):
     limit on CPU and, everywhere, by killing a job whose processes' resident memory exceeds it.
     ``limit_address_space=False`` leaves only the resident-memory watchdog (what CUDA devices
     always get, since CUDA reserves far more address space than it uses). ``policy`` changes
-    the sandbox (tests and diagnosis only).
+    the sandbox (tests and diagnosis only); ``jail`` the per-job kernel limits (work-dir and
+    ``/dev/shm`` size, process count). :attr:`jail_problem` says, once the fork server is up,
+    why the kernel jail is not in use (``None`` when it is).
     """
 
     def __init__(self, workers: int = 1, device: str = "auto", memory_mb: int | None = None,
                  threads_per_worker: int = 1, *, policy: SandboxPolicy | None = None,
-                 preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True):
+                 preload: Sequence[str] = DEFAULT_PRELOAD, limit_address_space: bool = True,
+                 jail: JailLimits | None = None):
         if not sys.platform.startswith("linux"):
             raise RuntimeError("LocalExecutor needs Linux (process groups, /proc, prctl, "
                                f"SOCK_SEQPACKET); this is {sys.platform}")
@@ -111,11 +96,16 @@ class LocalExecutor(Executor):
         self.policy = policy or SandboxPolicy()
         self.preload = tuple(preload)
         self.limit_address_space = bool(limit_address_space)
+        self.jail = jail or JailLimits()
+        self.jail_problem: str | None = None
         self._lock = threading.RLock()
+        sweep_stale_roots()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
+        with open(os.path.join(self._root, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))
         self._server: ForkServer | None = None
         self._queue: collections.deque[EvalRequest] = collections.deque()
-        self._active: dict[str, _Job] = {}
+        self._active: dict[str, Job] = {}
         self._free_slots = list(range(self.workers))
         self._events: list[JobEvent] = []
         self._open: set[str] = set()
@@ -258,6 +248,7 @@ class LocalExecutor(Executor):
         if config.save_weights:
             config = dataclasses.replace(config, save_weights=os.path.abspath(config.save_weights))
             os.makedirs(os.path.dirname(config.save_weights), exist_ok=True)
+        child_config = dataclasses.replace(config, save_weights=None)  # the child picks its path
         memory = self.memory_mb if self.memory_mb is not None else request.memory_mb
         key = self._task_key(request.task)
         if key not in server.loaded_tasks:
@@ -267,8 +258,10 @@ class LocalExecutor(Executor):
         payload = {
             "job_id": request.job_id,
             "source": request.source,
-            "config": config.to_dict(),
+            "config": child_config.to_dict(),
+            "weights": bool(config.save_weights),
             "workdir": workdir,
+            "jail": self.jail.to_dict(),
             # CUDA reserves far more address space than it uses: rely on the RSS watchdog there.
             "memory_mb": memory if device == "cpu" and self.limit_address_space else None,
             "cpu_seconds": float(request.timeout) * self.threads_per_worker + 5.0,
@@ -280,7 +273,8 @@ class LocalExecutor(Executor):
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
-        job = _Job(request=request, config=config, slot=slot, device=device, workdir=workdir, fd=read_fd)
+        job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
+                   reader=FrameReader(request.task.target_names), fd=read_fd)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
         os.close(write_fd)
@@ -294,7 +288,7 @@ class LocalExecutor(Executor):
             fds.append(self._server.sock.fileno())
         return fds
 
-    def _kill(self, job: _Job, reason: Status | None, message: str) -> None:
+    def _kill(self, job: Job, reason: Status | None, message: str) -> None:
         if reason is not None and job.kill_reason is None and not job.exit_known:
             job.kill_reason, job.kill_message = reason, message
         if self._server is not None and not self._server.dead and not job.exit_known:
@@ -322,8 +316,9 @@ class LocalExecutor(Executor):
             held = job.exit_known and not job.eof and job.exited_at is not None and now - job.exited_at > 2
             if finished or lost or held:
                 self._finish(job, now)
-            elif job.result is not None:
-                # Tearing down a process with torch mapped takes tens of ms: report now.
+            elif job.result is not None and job.eof:
+                # Every writer is gone, so nothing can follow the result; the exit status of a
+                # process with torch mapped takes tens of ms more: report now.
                 self._deliver_done(job, now)
 
     def _on_server_message(self, msg: dict[str, Any], now: float) -> None:
@@ -332,6 +327,7 @@ class LocalExecutor(Executor):
             assert self._server is not None
             self._server.ready = True
             self._server.info = msg
+            self._note_jail(msg.get("jail"), int(msg.get("landlock") or 0))
             return
         job = self._active.get(msg.get("job", ""))
         if job is None:
@@ -348,7 +344,7 @@ class LocalExecutor(Executor):
         elif op == "error":
             job.error, job.exit_known = str(msg["message"]), True
 
-    def _read(self, job: _Job, now: float) -> None:
+    def _read(self, job: Job, now: float) -> None:
         if job.fd is None or job.eof:
             return
         while True:
@@ -360,31 +356,17 @@ class LocalExecutor(Executor):
                 chunk = b""
             if not chunk:
                 job.eof, job.eof_at = True, now
+                job.reader.close()
                 break
             job.received += len(chunk)
             if job.received > MAX_OUTPUT_BYTES:
                 self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results")
                 job.eof, job.eof_at = True, now
                 break
-            job.buf += chunk
-        while b"\n" in job.buf:
-            line, _, rest = bytes(job.buf).partition(b"\n")
-            job.buf = bytearray(rest)
-            self._on_frame(job, line, now)
-
-    def _on_frame(self, job: _Job, line: bytes, now: float) -> None:
-        try:
-            frame = json.loads(line)
-            kind = frame["kind"]
-            if kind == "progress" and job.result is None:
-                progress = {str(k): float(v) for k, v in dict(frame["progress"]).items()}
+            for progress in job.reader.feed(chunk):
                 self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
-            elif kind == "done" and job.result is None:
-                job.result, job.result_at = EvalResult.from_dict(frame["result"]), now
-            elif kind == "error":
-                job.error = str(frame["message"])
-        except Exception:  # noqa: BLE001 - garbage on the pipe: ignore the line
-            pass
+        if job.take_verdict(now):
+            self._kill(job, None, "")
 
     def _enforce_limits(self, now: float) -> None:
         watch = []
@@ -411,13 +393,15 @@ class LocalExecutor(Executor):
                     self._kill(job, Status.OUT_OF_MEMORY,
                                f"used {used >> 20} MiB of resident memory, over the limit of {limit} MiB")
 
-    def _deliver_done(self, job: _Job, now: float) -> None:
+    def _deliver_done(self, job: Job, now: float) -> None:
         """Report the job's ``done`` event and free its slot (its process may still be exiting)."""
         if job.delivered:
             return
         result = job.result  # a reported result wins over a kill that raced with it
-        if result is None:
-            result = self._classify(job)
+        if result is not None:
+            result.weights_path = job.collect_weights(result)
+        else:
+            result = job.classify()
             result.device = job.device
             result.seed, result.restarts = job.config.seed, job.config.restarts
             result.wall_time = now - (job.spawned_at or now)
@@ -428,7 +412,23 @@ class LocalExecutor(Executor):
         self._free_slots.sort()
         self._events.append(JobEvent(job.request.job_id, "done", result=result))
 
-    def _finish(self, job: _Job, now: float) -> None:
+    def _note_jail(self, problem: Any, landlock: int) -> None:
+        self.jail_problem = None if problem is None else str(problem)
+        if not self.policy.os_jail:
+            return
+        if self.jail_problem is None and landlock < 1 and "landlock" not in _jail_warned:
+            _jail_warned.add("landlock")
+            warnings.warn("nimm: this kernel has no Landlock: jailed candidates can read every "
+                          "world-readable file (writes, network and processes stay contained).",
+                          RuntimeWarning, stacklevel=2)
+        if self.jail_problem and self.jail_problem not in _jail_warned:
+            _jail_warned.add(self.jail_problem)
+            warnings.warn("nimm: candidate code runs WITHOUT the kernel-enforced jail "
+                          f"(namespaces, read-only file system, seccomp): {self.jail_problem}. "
+                          "Only the in-process guards apply; see docs/SECURITY.md.",
+                          RuntimeWarning, stacklevel=2)
+
+    def _finish(self, job: Job, now: float) -> None:
         """The process has exited: report (if not yet) and remove what the job left."""
         self._deliver_done(job, now)
         if job.fd is not None:
@@ -436,10 +436,6 @@ class LocalExecutor(Executor):
             job.fd = None
         shutil.rmtree(job.workdir, ignore_errors=True)
         del self._active[job.request.job_id]
-
-    def _classify(self, job: _Job) -> EvalResult:
-        return classify_exit(job.exit_code, job.workdir, kill_reason=job.kill_reason,
-                             kill_message=job.kill_message, error=job.error)
 
     def _fail_generation(self, why: str = "the evaluation fork server exited") -> None:
         server, self._server = self._server, None

@@ -2,6 +2,10 @@
 
 Layers, outermost first (the executor in :mod:`.local` adds the process boundary):
 
+0. the kernel-enforced jail of :mod:`.oslayer` (namespaces, an unprivileged uid, read-only
+   file system, size-capped tmpfs work dir and ``/dev/shm``, Landlock-limited reads, no
+   capabilities, seccomp),
+   entered by the fork server's job child before this module's :func:`run_job` runs;
 1. the static contract check of the harness (allowed imports only);
 2. a scrubbed environment (an allow-list; nothing that looks like a key, token, secret or
    password), a fresh working directory that is ``HOME`` and ``TMPDIR``;
@@ -13,12 +17,13 @@ Layers, outermost first (the executor in :mod:`.local` adds the process boundary
    loading of native libraries, no file writes or deletions outside the working directory
    and the harness's weights file, no reading of ``/proc/*/environ``.
 
-This raises the bar for LLM-written code that misbehaves by accident or on purpose; it is not
-a kernel-enforced jail (no seccomp, no mount namespace). Run untrusted code from unknown
-sources in a container as well.
+Layers 1-4 live in the candidate's own interpreter and can be undone by native code: they
+are a diagnostic layer (clear messages for an LLM that wrote something it should not),
+while layer 0 is what contains hostile code. See docs/SECURITY.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,7 +37,8 @@ from typing import Any, Callable, Iterable
 
 __all__ = [
     "SandboxPolicy", "SandboxViolation", "scrubbed_env", "is_secret_name", "redact",
-    "apply_limits", "install_guards", "isolate_network", "run_job",
+    "apply_limits", "install_guards", "isolate_network", "run_job", "open_output_log",
+    "redirect_output", "WEIGHTS_FILE",
 ]
 
 # Variables a child may inherit; everything else is dropped.
@@ -67,6 +73,7 @@ class SandboxPolicy:
     block_processes: bool = True
     block_native: bool = True  # ctypes.dlopen / dlsym of anything after the guards go up
     restrict_files: bool = True  # writes/deletes only in the work dir (+ weights file)
+    os_jail: bool = True  # the kernel-enforced jail (:mod:`.oslayer`) where the kernel has it
 
     def to_dict(self) -> dict[str, bool]:
         return dict(self.__dict__)
@@ -358,8 +365,16 @@ def probe(task: Any, source: str, device: str) -> Any:
         return _failure_from_exception(exc, Status.RUNTIME_ERROR)
 
 
-def _redirect_output(workdir: str) -> None:
-    log = os.open(os.path.join(workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+WEIGHTS_FILE = "weights.pt"  # in the job's work dir; the driver moves it where it belongs
+
+
+def open_output_log(host_workdir: str) -> int:
+    """The child's output log (``output.log`` in the driver-visible work dir), opened for writing."""
+    return os.open(os.path.join(host_workdir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+
+def redirect_output(log: int) -> None:
+    """stdin from /dev/null, stdout and stderr to ``log`` (which is then closed)."""
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
@@ -368,14 +383,27 @@ def _redirect_output(workdir: str) -> None:
     os.close(null)
 
 
-def run_job(task: Any, out_fd: int, payload: dict[str, Any]) -> None:
-    """Body of one evaluation child (called right after ``fork``); never returns."""
+def _export_weights(path: str, weights_fd: int | None) -> None:
+    """Copy the harness's weights file out through ``weights_fd`` (opened before the jail)."""
+    if weights_fd is None:
+        return
+    with open(path, "rb") as src, os.fdopen(weights_fd, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+
+
+def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
+            weights_fd: int | None = None) -> None:
+    """Body of one evaluation child (after ``fork`` and, when on, the jail); never returns.
+
+    ``workdir`` is the job's work dir as this process sees it; stdout/stderr already go to
+    the output log. When weights are asked for, the harness writes them to
+    ``workdir/weights.pt``; inside the jail they leave through ``weights_fd``.
+    """
     frames = _Frames(out_fd)
     status = 0
     try:
         started = time.perf_counter()
-        workdir = payload["workdir"]
-        _redirect_output(workdir)
         import faulthandler
 
         faulthandler.enable()  # a segfault leaves its Python traceback in output.log
@@ -394,9 +422,11 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any]) -> None:
         torch.set_num_threads(threads)
         if policy.block_network:
             isolate_network()
-        from .base import TrainConfig
+        from ..modeling.config import TrainConfig
 
         config = TrainConfig(**payload["config"])
+        if payload.get("weights"):
+            config = dataclasses.replace(config, save_weights=os.path.join(workdir, WEIGHTS_FILE))
         evaluate = None
         if policy.static_check:
             try:
@@ -422,6 +452,8 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any]) -> None:
             result = _failure_from_exception(exc, Status.RUNTIME_ERROR)
         if result.status is Status.RUNTIME_ERROR and _OOM_TEXT.search(result.message or ""):
             result.status = Status.OUT_OF_MEMORY
+        if result.weights_path:
+            _export_weights(result.weights_path, weights_fd)
         frames.send({"kind": "done", "result": result.to_dict()})
     except BaseException as exc:  # noqa: BLE001
         try:

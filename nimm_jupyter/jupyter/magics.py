@@ -328,7 +328,7 @@ class NimmMagics(Magics):
         present.show_tasks()
 
     def _cmd_list(self, rest: list[str]) -> None:
-        print(runs.list_lines(self.runs, self.run_root))
+        print(runs.list_lines(self.runs, self.run_root, self.open_run_factory))
 
     def _cmd_status(self, rest: list[str]) -> None:
         obj, rec = self._result_for(rest[0] if rest else None)

@@ -6,7 +6,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..search.layout import JOURNAL_NAME
 from .options import NimmError
@@ -106,8 +106,18 @@ def run_dir_of(ref: str, run_root: str | Path) -> Path:
     return path
 
 
-def list_lines(runs: dict[str, SearchRecord], run_root: str | Path) -> str:
-    """``%nimm list``: this kernel's searches, then the other run dirs under the run root."""
+def run_state(run_dir: str | Path, open_run: Callable[[str], Any] = default_open_run) -> str:
+    """A found run's state as its journal and lock tell it (``interrupted``: its process died)."""
+    try:
+        return str(open_run(str(run_dir)).status)
+    except Exception as exc:  # noqa: BLE001 - a damaged run dir is listed, not fatal
+        return f"unreadable: {exc}"[:200]
+
+
+def list_lines(runs: dict[str, SearchRecord], run_root: str | Path,
+               open_run: Callable[[str], Any] = default_open_run) -> str:
+    """``%nimm list``: this kernel's searches, then the other run dirs under the run root
+    with their state (``completed``, ``stopped``, ``interrupted`` …)."""
     lines = []
     seen: set[str] = set()
     for run_id, rec in runs.items():
@@ -124,5 +134,6 @@ def list_lines(runs: dict[str, SearchRecord], run_root: str | Path) -> str:
                 found.append(str(d))
     if found:
         lines.append(f"run dirs under {root}/ (`%nimm status DIR` shows one):")
-        lines += [f"  {d}    continue: {resume_command(d)}" for d in found]
+        lines += [f"  {d} ({run_state(d, open_run)})    continue: {resume_command(d)}"
+                  for d in found]
     return "\n".join(lines) if lines else f"no searches in this kernel and no run dirs under {root}/"

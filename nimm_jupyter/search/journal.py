@@ -5,6 +5,11 @@ its own transaction, so a crash (even ``kill -9``) loses nothing that was comple
 :func:`nimm_jupyter.search.api.resume` can continue from it. Readers (``nimm show``, the
 widget) open their own connection.
 
+A damaged journal (truncated, not SQLite at all, a row whose JSON does not parse) raises
+:class:`JournalError` naming the file and what is wrong, and is never modified: readers use
+a read-only connection, and a writer first checks an existing file read-only
+(:meth:`Journal.verify`).
+
 Secrets never reach the file: settings are sanitised and every text written passes through
 :func:`scrub`, which removes the value of ``ANTHROPIC_API_KEY`` and anything shaped like an
 API key.
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import SearchError
 from .events import Event
 from .layout import JOURNAL_NAME
 from .node import Node
@@ -62,8 +68,33 @@ _KEY_SHAPES = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9]{20,}")
 _SECRET_NAMES = re.compile(r"(api[_-]?key|secret|password|passwd|auth|credential|bearer)", re.I)
 
 
-class JournalError(RuntimeError):
-    pass
+class JournalError(SearchError):
+    """The journal is missing, damaged or not what a run writes (the message names the file)."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse, before SQLite sees it, a file that cannot be a journal."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise JournalError(f"journal {path} cannot be read: {exc.strerror}") from None
+    if not head:
+        raise JournalError(f"journal {path} is damaged: the file is empty")
+    if not head.startswith(_SQLITE_MAGIC):
+        raise JournalError(f"journal {path} is damaged: not an SQLite database")
+    if len(head) < 100:
+        raise JournalError(f"journal {path} is damaged: truncated to {len(head)} bytes")
+
+
+def _json(path: Path, text: str | None, where: str) -> Any:
+    try:
+        return json.loads(text) if text is not None else None
+    except (TypeError, ValueError) as exc:
+        raise JournalError(f"journal {path} is damaged: {where} is not valid JSON ({exc})") from None
 
 
 def scrub(text: str) -> str:
@@ -118,11 +149,11 @@ class Journal:
         if readonly:
             if not self.path.exists():
                 raise JournalError(f"no journal at {self.path}")
-            # A plain connection (never written to): a mode=ro one cannot read a WAL
-            # journal whose writer was killed before it created the shared-memory file.
-            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10,
-                                       isolation_level=None)
+            _check_header(self.path)
+            self._db = self._connect_readonly()
         else:
+            if self.path.exists():
+                self.verify(self.path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
                                        isolation_level=None)
@@ -132,6 +163,43 @@ class Journal:
             self._db.executescript(_SCHEMA)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """``mode=ro`` where it works; else (a WAL journal whose writer was killed before it
+        created the shared-memory file) a plain connection that only reads. The file itself is
+        checked first through an ``immutable`` connection, which creates no side files."""
+        uri = self.path.resolve().as_uri()
+        try:
+            probe = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path} is damaged: {exc}") from None
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True,
+                                 check_same_thread=False, timeout=10, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise JournalError(f"journal {self.path} is damaged: {exc}") from None
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        db.execute("PRAGMA query_only=1")
+        return db
+
+    @classmethod
+    def verify(cls, path: str | Path) -> None:
+        """Read all of an existing journal read-only; :class:`JournalError` if it is damaged."""
+        journal = cls(path, readonly=True)
+        try:
+            journal._rows("PRAGMA quick_check")
+            journal.search_row()
+            journal.load_tree()
+            journal.events()
+        finally:
+            journal.close()
 
     # -- lifecycle -----------------------------------------------------------------------
     @classmethod
@@ -244,41 +312,61 @@ class Journal:
     # -- reads ---------------------------------------------------------------------------
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return list(self._db.execute(sql, params))
+            try:
+                rows = list(self._db.execute(sql, params))
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"journal {self.path} is damaged: {exc}") from None
+        if sql.startswith("PRAGMA quick_check") and rows and rows[0][0] != "ok":
+            raise JournalError(f"journal {self.path} is damaged: {rows[0][0]}")
+        return rows
 
     def search_row(self) -> dict[str, Any]:
         rows = self._rows("SELECT * FROM search")
         if not rows:
             raise JournalError(f"journal {self.path} has no search record")
         d = dict(rows[0])
-        d["status"] = RunState(d["status"])
-        d["task_options"] = json.loads(d["task_options"])
-        d["settings"] = json.loads(d["settings"])
+        try:
+            d["status"] = RunState(d["status"])
+        except ValueError:
+            raise JournalError(f"journal {self.path} is damaged: unknown run status "
+                               f"{str(d['status'])[:40]!r}") from None
+        d["task_options"] = _json(self.path, d["task_options"], "the search's task options")
+        d["settings"] = _json(self.path, d["settings"], "the search's settings")
         return d
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else default
+        return _json(self.path, rows[0]["value"], f"meta {key!r}") if rows else default
 
     def load_nodes(self) -> list[Node]:
         nodes = []
         for row in self._rows("SELECT * FROM nodes ORDER BY id"):
             d = dict(row)
-            d["result"] = json.loads(d["result"]) if d["result"] else None
-            d["proposer_meta"] = json.loads(d["proposer_meta"] or "{}")
+            where = f"node {d['id']}"
+            d["result"] = _json(self.path, d["result"], f"{where}'s result") if d["result"] else None
+            d["proposer_meta"] = _json(self.path, d["proposer_meta"] or "{}", f"{where}'s proposer_meta")
             d["error"] = d["error"] or ""
             d["change"] = d["change"] or ""
             d["diff"] = d["diff"] or ""
             d["code"] = d["code"] or ""
-            nodes.append(Node.from_dict(d))
+            try:
+                nodes.append(Node.from_dict(d))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalError(f"journal {self.path} is damaged: {where} cannot be read "
+                                   f"({type(exc).__name__}: {str(exc)[:200]})") from None
         return nodes
 
     def load_branches(self) -> list[Branch]:
         out = []
         for row in self._rows("SELECT * FROM branches ORDER BY id"):
             d = dict(row)
-            d["strategy"] = json.loads(d["strategy"]) if d["strategy"] else None
-            out.append(Branch.from_dict(d))
+            where = f"branch {d['id']}'s strategy"
+            d["strategy"] = _json(self.path, d["strategy"], where) if d["strategy"] else None
+            try:
+                out.append(Branch.from_dict(d))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JournalError(f"journal {self.path} is damaged: branch {d['id']} cannot be "
+                                   f"read ({type(exc).__name__}: {str(exc)[:200]})") from None
         return out
 
     def load_tree(self) -> Tree:
@@ -295,7 +383,8 @@ class Journal:
         if type is not None:
             sql, params = sql + " WHERE type = ?", (type,)
         return [{"seq": r["seq"], "type": r["type"], "time": r["time"],
-                 "data": json.loads(r["data"])} for r in self._rows(sql + " ORDER BY seq", params)]
+                 "data": _json(self.path, r["data"], f"event {r['seq']}")}
+                for r in self._rows(sql + " ORDER BY seq", params)]
 
     def costs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._rows("SELECT * FROM costs ORDER BY seq")]

@@ -16,6 +16,7 @@ from .errors import SearchError
 from .journal import JournalError
 from .node import Node
 from .rundir import RunDir
+from .states import RunState
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +38,7 @@ class SearchResult:
     cost: float
     wall_time: float
     stop_reason: str | None
-    status: str  # running | completed | stopped | error
+    status: str  # running | completed | stopped | error | interrupted (its process died)
     branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     _task: Task | None = dataclasses.field(default=None, repr=False)
@@ -140,9 +141,12 @@ def open_run(run_dir: str | Path) -> SearchResult:
     finally:
         journal.close()
     nodes = tree.snapshot()
+    status = row["status"]
+    if status == RunState.RUNNING and not rd.lock_held():
+        status = RunState.INTERRUPTED  # the journal says running, but its process is gone
     return SearchResult(
         run_id=row["run_id"], run_dir=rd.path, task_name=row["task_name"], best=tree.best(nodes),
         nodes=nodes, counts=tree.counts(), tokens=totals["tokens_in"] + totals["tokens_out"],
         cost=totals["cost"], wall_time=elapsed, stop_reason=row["stop_reason"],
-        status=row["status"], branches=tree.branch_stats(), settings=row["settings"],
+        status=status, branches=tree.branch_stats(), settings=row["settings"],
     )

@@ -72,6 +72,25 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.path / LOCK_NAME
 
+    def lock_held(self) -> bool:
+        """Whether a live process holds the run's lock (the OS drops it when that process
+        dies, however it dies). Only tests the lock: never creates or changes the file."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no advisory locks: assume it may be alive
+            return True
+        try:
+            fh = open(self.lock_path, "r")
+        except OSError:
+            return False  # no lock file: nobody ever held it
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            fh.close()  # closing also drops the shared lock we may have taken
+        return False
+
     def weights_path(self, node_id: int) -> Path:
         """Where the search saves node ``node_id``'s trained weights."""
         return self.path / WEIGHTS_DIR / f"node_{node_id}.pt"
@@ -98,7 +117,7 @@ class RunDir:
         try:
             return Journal.for_run(self.path, readonly=readonly)
         except JournalError:
-            if readonly:
+            if readonly and not self.journal_path.exists():  # damaged: its own message
                 raise SearchError(f"no search journal in {self.path} "
                                   f"(expected {self.journal_path})") from None
             raise

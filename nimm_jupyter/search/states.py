@@ -24,6 +24,7 @@ class RunState(TextEnum):
     COMPLETED = "completed"  # a budget or limit ended it
     STOPPED = "stopped"  # asked to stop, interrupted, or its executor was lost
     ERROR = "error"  # the search itself failed
+    INTERRUPTED = "interrupted"  # journaled as running, but no process holds the run (read-time only)
 
 
 class StopReason(TextEnum):

@@ -1,0 +1,218 @@
+"""The job protocol, driver side: what the driver accepts from a job child, and nothing else.
+
+A child writes newline-delimited JSON frames on its own pipe (never pickle: the driver must
+not unpickle what candidate code could forge), in exactly this order::
+
+    {"kind": "started", ...}            once, when the sandbox is up
+    {"kind": "progress", "progress": {name: number}}   any number of times
+    {"kind": "done", "result": {...}}   exactly once, last
+
+or a single ``{"kind": "error", "message": ...}`` instead of ``done``. Anything else — a line
+that is not JSON, an unknown kind, a frame before ``started``, a second ``done``, any byte after
+``done`` or ``error`` — is a protocol violation and the job ends ``crashed``. The result is
+accepted only when the pipe has closed (every process of the job is gone), so no frame can
+follow it unseen.
+
+:func:`clean_result` turns the ``done`` frame into an :class:`EvalResult` with every field
+type-checked and capped: what a candidate reports (parameter names and values, messages) is
+untrusted text that goes on into the journal and into the next LLM prompt.
+
+Hook for the "driver owns every score" step (issue 15 item 1): the ``done`` frame would carry
+predictions for the inputs the driver sent instead of scores; :func:`clean_result` is where
+they would be shape-checked and the driver's own metric applied.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..modeling.result import EvalResult, SplitScores, Status
+
+__all__ = ["FrameReader", "clean_result", "clean_text", "ReportLimits", "ProtocolViolation"]
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """Caps on what a job may report."""
+
+    max_parameters: int = 64
+    max_name_chars: int = 64
+    max_message_chars: int = 2000
+    max_curve_points: int = 20000
+    max_frame_bytes: int = 16 << 20  # one line; a longer one is a violation
+
+
+LIMITS = ReportLimits()
+_NAME = re.compile(r"^[A-Za-z0-9_.\[\]()\-+*/^ :,]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_CHILD_STATUSES = frozenset(Status) - {Status.CANCELLED}
+
+
+class ProtocolViolation(ValueError):
+    """A frame the protocol does not allow; the job is ``crashed``."""
+
+
+def clean_text(text: Any, limit: int = LIMITS.max_message_chars) -> str:
+    """``text`` as a string without control or direction-override characters, cut to ``limit``."""
+    s = _CONTROL.sub("", str(text))
+    return s if len(s) <= limit else s[: limit - 14] + " [truncated]"
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is None:
+            return float("nan")
+        raise ProtocolViolation(f"{what} is not a number")
+    return float(value)
+
+
+def _scores(d: Any, targets: frozenset[str] | None, what: str) -> SplitScores:
+    if not isinstance(d, dict):
+        raise ProtocolViolation(f"{what} scores are not an object")
+    per = d.get("per_target") or {}
+    if not isinstance(per, dict):
+        raise ProtocolViolation(f"{what}.per_target is not an object")
+    per_target = {str(k): _number(v, f"{what}.per_target") for k, v in per.items()
+                  if targets is None or k in targets}
+    return SplitScores(rmse=_number(d.get("rmse"), f"{what}.rmse"),
+                       rmse_norm=_number(d.get("rmse_norm"), f"{what}.rmse_norm"),
+                       per_target=dict(list(per_target.items())[:LIMITS.max_parameters]))
+
+
+def _parameters(d: Any) -> tuple[dict[str, float], str]:
+    """At most ``max_parameters`` named numbers with short printable names; a note if cut."""
+    if not isinstance(d, dict):
+        raise ProtocolViolation("parameters are not an object")
+    out: dict[str, float] = {}
+    dropped = 0
+    for name, value in d.items():
+        ok_name = isinstance(name, str) and 0 < len(name) <= LIMITS.max_name_chars and _NAME.match(name)
+        ok_value = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok_name and ok_value and len(out) < LIMITS.max_parameters:
+            out[name] = float(value)
+        else:
+            dropped += 1
+    note = (f"{dropped} reported parameter(s) dropped (at most {LIMITS.max_parameters}, names "
+            f"of at most {LIMITS.max_name_chars} plain characters, numeric values)") if dropped else ""
+    return out, note
+
+
+def _curve(points: Any) -> list[dict[str, float]]:
+    if not isinstance(points, list):
+        raise ProtocolViolation("loss_curve is not a list")
+    out = []
+    for p in points[: LIMITS.max_curve_points]:
+        if not isinstance(p, dict):
+            raise ProtocolViolation("a loss-curve point is not an object")
+        out.append({k: _number(p.get(k), "loss_curve") for k in ("epoch", "train", "val") if k in p})
+    return out
+
+
+def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResult:
+    """The ``done`` frame's result, type-checked and capped; :class:`ProtocolViolation` if
+    its shape is wrong. Per-target scores are kept only for the task's own target names."""
+    if not isinstance(d, dict):
+        raise ProtocolViolation("the result is not an object")
+    try:
+        status = Status(d.get("status"))
+    except ValueError:
+        raise ProtocolViolation("the result has no valid status") from None
+    if status not in _CHILD_STATUSES:
+        raise ProtocolViolation(f"a job may not report status {status.value!r}")
+    targets = frozenset(target_names) if target_names is not None else None
+    params, note = _parameters(d.get("parameters") or {})
+    message = clean_text(d.get("message") or "")
+    if note:
+        message = clean_text(f"{note}; {message}" if message else note)
+    weights = d.get("weights_path")
+    return EvalResult(
+        status=status, message=message,
+        train=_scores(d.get("train", {}), targets, "train"),
+        val=_scores(d.get("val", {}), targets, "val"),
+        test=_scores(d.get("test", {}), targets, "test"),
+        loss_curve=_curve(d.get("loss_curve") or []), parameters=params,
+        n_parameters=max(0, int(_number(d.get("n_parameters", 0), "n_parameters"))),
+        epochs=max(0, int(_number(d.get("epochs", 0), "epochs"))),
+        wall_time=_number(d.get("wall_time", 0.0), "wall_time"),
+        device=clean_text(d.get("device") or "cpu", 32),
+        seed=int(_number(d.get("seed", 0), "seed")),
+        restarts=int(_number(d.get("restarts", 1), "restarts")),
+        weights_path=str(weights) if isinstance(weights, str) else None,
+    )
+
+
+class FrameReader:
+    """Parses one job's pipe; see the module docstring for the rules it enforces."""
+
+    def __init__(self, target_names: Iterable[str] | None = None):
+        self.target_names = list(target_names) if target_names is not None else None
+        self.buf = bytearray()
+        self.started = False
+        self.result: EvalResult | None = None
+        self.error: str | None = None
+        self.violation: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or self.error is not None or self.violation is not None
+
+    def feed(self, chunk: bytes) -> list[dict[str, float]]:
+        """Consume bytes; returns the progress updates they contained (in order)."""
+        out: list[dict[str, float]] = []
+        self.buf += chunk
+        while self.violation is None:
+            end = self.buf.find(b"\n")
+            if end < 0:
+                if len(self.buf) > LIMITS.max_frame_bytes:
+                    self.violation = f"a frame longer than {LIMITS.max_frame_bytes} bytes"
+                break
+            line = bytes(self.buf[:end])
+            del self.buf[: end + 1]
+            try:
+                progress = self._frame(line)
+            except ProtocolViolation as exc:
+                self.violation = str(exc)
+                break
+            if progress is not None:
+                out.append(progress)
+        return out
+
+    def close(self) -> None:
+        """The pipe reached EOF: a partial last line is a violation too."""
+        if self.buf.strip() and self.violation is None:
+            self.violation = "an unterminated frame at the end of the output"
+
+    def _frame(self, line: bytes) -> dict[str, float] | None:
+        if self.result is not None or self.error is not None:
+            raise ProtocolViolation("a frame after the final result")
+        if len(line) > LIMITS.max_frame_bytes:
+            raise ProtocolViolation(f"a frame longer than {LIMITS.max_frame_bytes} bytes")
+        try:
+            frame = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolViolation("a line that is not a JSON frame") from None
+        kind = frame.get("kind") if isinstance(frame, dict) else None
+        if kind == "started" and not self.started:
+            self.started = True
+            return None
+        if kind == "error":  # a setup failure may come before "started"; always crashed
+            self.error = clean_text(frame.get("message") or "unknown error")
+            return None
+        if not self.started:
+            raise ProtocolViolation(f"a {kind!r} frame before the job was set up")
+        if kind == "progress":
+            values = frame.get("progress")
+            if not isinstance(values, dict) or len(values) > 16:
+                raise ProtocolViolation("a malformed progress frame")
+            return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
+        if kind == "done":
+            self.result = clean_result(frame.get("result"), self.target_names)
+            return None
+        raise ProtocolViolation(f"an unexpected {kind!r} frame")
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else float("nan")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..search.results import json_safe
 from .aggregate import aggregate
 from .config import (
     REFERENCES_CSV, RESULTS_CSV, RESULTS_MD, BenchConfig, BenchError, Log, log_stderr,
@@ -32,7 +32,7 @@ class BenchReport:
     summary: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite({
+        return json_safe({
             "out": str(self.out), "results_csv": str(self.results_csv),
             "results_md": str(self.results_md), "references_csv": str(self.references_csv),
             "plots": [str(p) for p in self.plots],
@@ -40,16 +40,6 @@ class BenchReport:
                      "errors": self.errors},
             "references_trained": self.references_trained, "summary": self.summary,
         })
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def run_benchmark(config: BenchConfig, log: Log = log_stderr, *, run: bool = True) -> BenchReport:

@@ -21,7 +21,7 @@ from .states import RunState
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SearchResult", "open_run"]
+__all__ = ["SearchResult", "json_safe", "open_run"]
 
 
 @dataclasses.dataclass
@@ -97,19 +97,19 @@ class SearchResult:
             "status": self.status, "stop_reason": self.stop_reason,
             "best": _best_dict(self.best), "counts": dict(self.counts),
             "tokens": self.tokens, "cost": self.cost, "wall_time": self.wall_time,
-            "branches": _clean(self.branches),
-            "nodes": [_clean(n.summary()) for n in self.nodes],
+            "branches": json_safe(self.branches),
+            "nodes": [json_safe(n.summary()) for n in self.nodes],
         }
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """``obj`` with non-finite floats as None (JSON has no NaN)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -117,7 +117,7 @@ def _best_dict(n: Node | None) -> dict[str, Any] | None:
     if n is None:
         return None
     r = n.result
-    return _clean({
+    return json_safe({
         "id": n.id, "branch": n.branch, "operator": n.operator, "strategy": n.strategy,
         "change": n.change, "val_rmse": n.rmse("val"), "test_rmse": n.rmse("test"),
         "train_rmse": n.rmse("train"), "val_score": n.score,

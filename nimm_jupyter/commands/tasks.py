@@ -11,15 +11,12 @@ anything a factory prints or warns goes to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import shutil
 import sys
-import time
-import warnings
-from typing import Any, Iterator
+from typing import Any
 
 from ..cli import CLIError
+from ..tasks.catalog import describe_tasks, factory_output_to_stderr, task_table
 from . import parse_options
 
 
@@ -34,20 +31,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON document on stdout (a list, or the task NAME)")
     return p
-
-
-@contextlib.contextmanager
-def _factory_output_to_stderr(name: str) -> Iterator[None]:
-    """Send what a task factory prints or warns to stderr, so stdout stays one document."""
-    with warnings.catch_warnings(record=True) as caught, \
-            contextlib.redirect_stdout(sys.stderr):
-        warnings.simplefilter("always")
-        try:
-            yield
-        finally:
-            for w in caught:
-                print(f"nimm tasks: {name}: {w.category.__name__}: {w.message}",
-                      file=sys.stderr)
 
 
 def _variables(variables: list[Any]) -> list[dict[str, str]]:
@@ -65,7 +48,7 @@ def describe_task(name: str, options: dict[str, Any] | None = None) -> dict[str,
     from nimm_jupyter.proposers import prompts
     from nimm_jupyter.proposers.context import context_for
 
-    with _factory_output_to_stderr(name):
+    with factory_output_to_stderr(name):
         task = tasks.get(name, **(options or {}))
     ctx = context_for(task)
     out: dict[str, Any] = {
@@ -81,48 +64,6 @@ def describe_task(name: str, options: dict[str, Any] | None = None) -> dict[str,
         out["context"] = int(task.context)
         out["time_points"] = int(task.train.targets.shape[1])
     return out
-
-
-def describe_tasks() -> list[dict[str, Any]]:
-    """One dict per registered task: :meth:`Task.summary` plus ``build_s``, or ``error``."""
-    from nimm_jupyter import tasks
-
-    rows: list[dict[str, Any]] = []
-    for name in tasks.list_tasks():
-        t0 = time.perf_counter()
-        with _factory_output_to_stderr(name):
-            try:
-                row: dict[str, Any] = tasks.get(name).summary()
-                row["name"] = name
-            except Exception as exc:  # noqa: BLE001 - reported per task, never fatal
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                row = {"name": name, "error": f"{type(exc).__name__}: {msg}".rstrip(": ")}
-        row["build_s"] = round(time.perf_counter() - t0, 3)
-        rows.append(row)
-    return rows
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    width = shutil.get_terminal_size((120, 20)).columns
-    head = ("name", "kind", "source", "train/val/test", "description")
-    body = []
-    for r in rows:
-        if "error" in r:
-            body.append((r["name"], "-", "-", "-", f"ERROR {r['error']}"))
-        else:
-            s = r["splits"]
-            body.append((r["name"], r["kind"], r["source"],
-                         f"{s['train']}/{s['val']}/{s['test']}", r["description"]))
-    widths = [max(len(str(x[k])) for x in [head, *body]) for k in range(4)]
-    lines = []
-    for cells in [head, *body]:
-        left = "  ".join(str(c).ljust(w) for c, w in zip(cells[:4], widths))
-        room = max(width - len(left) - 2, 20)
-        desc = str(cells[4])
-        if len(desc) > room:
-            desc = desc[: room - 1] + "…"
-        lines.append(f"{left}  {desc}".rstrip())
-    return "\n".join(lines)
 
 
 def _json_value(obj: Any) -> Any:
@@ -171,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(rows) + "\n")
     else:
-        print(_table(rows))
+        print(task_table(rows))
     return 0

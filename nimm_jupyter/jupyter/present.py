@@ -197,7 +197,7 @@ def show_tasks() -> None:
     line); HTML in a notebook, the same text table as ``nimm tasks`` elsewhere."""
     import html
 
-    from ..commands.tasks import _table, describe_tasks
+    from ..tasks.catalog import describe_tasks, task_table
 
     rows = describe_tasks()
     cells = []
@@ -213,7 +213,7 @@ def show_tasks() -> None:
     head = "".join(f'<th style="text-align:left">{h}</th>' for h in
                    ("name", "kind", "source", "train/val/test", "description"))
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(cells)}</tbody></table>"
-    display({"text/plain": _table(rows), "text/html": table}, raw=True)
+    display({"text/plain": task_table(rows), "text/html": table}, raw=True)
 
 
 def _tick(bar: Any, search: Any) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..execution.base import Executor
-from ..modeling.config import TrainConfig
 from ..proposers.base import Proposer
 from ..tasks.base import Task
 from .events import Event, EventBus

@@ -108,16 +108,17 @@ def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: s
            f"mount {target}")
 
 
-def _all_read_only() -> None:
-    """Every mount of this (private) mount namespace read-only and nosuid, in one call."""
+def _all_read_only(path: str = "/") -> None:
+    """Every mount at and below ``path`` (default: the whole private mount namespace)
+    read-only and nosuid, in one call."""
 
     class MountAttr(ctypes.Structure):
         _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                     ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
     attr = MountAttr(_MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID, 0, 0, 0)
-    _check(_libc().syscall(_SYS_MOUNT_SETATTR, -100, b"/", _AT_RECURSIVE,
-                           ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr / read-only")
+    _check(_libc().syscall(_SYS_MOUNT_SETATTR, -100, path.encode(), _AT_RECURSIVE,
+                           ctypes.byref(attr), ctypes.sizeof(attr)), f"mount_setattr {path} read-only")
 
 
 def _drop_capabilities() -> None:
@@ -194,18 +195,50 @@ def _hidden_parent(path: str) -> str | None:
     return None
 
 
-def _python_paths() -> dict[str, list[str]]:
-    """What the interpreter reads (stdlib, site-packages, sys.path) and lies inside a directory
-    a foreign uid cannot enter: {hidden dir: [paths to re-expose read-only inside it]}."""
+# The jail mounts its own tmpfs over these, so whatever the interpreter reads below them (a
+# checkout or virtual environment under /tmp, as CI clones often are) must be put back.
+_COVERED_ROOTS = (os.path.dirname(JAIL_WORKDIR), "/dev/shm")
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _outermost(paths: set[str]) -> list[str]:
+    """``paths`` without those inside another one (the outer mount carries them)."""
+    kept: list[str] = []
+    for p in sorted(paths, key=len):
+        if not any(_under(p, q) for q in kept):
+            kept.append(p)
+    return kept
+
+
+def _python_paths() -> tuple[dict[str, list[str]], list[str]]:
+    """What the interpreter reads (stdlib, site-packages, sys.path), as two lists to re-expose
+    read-only: ``{hidden dir: [paths inside it]}`` for paths inside a directory a foreign uid
+    cannot enter, and the paths below the roots the jail covers with its own tmpfs."""
     import sys
 
     out: dict[str, list[str]] = {}
+    covered: set[str] = set()
     for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}:
         if p and os.path.isdir(p):
+            p = os.path.abspath(p)
+            if any(_under(p, root) for root in _COVERED_ROOTS):
+                covered.add(p)
+                continue
             hidden = _hidden_parent(p)
             if hidden is not None and p != hidden:
-                out.setdefault(hidden, []).append(os.path.abspath(p))
-    return out
+                out.setdefault(hidden, []).append(p)
+    return out, _outermost(covered)
+
+
+def _attach(path: str, fd: int) -> None:
+    """Attach the detached mount tree ``fd`` at ``path`` (created if missing)."""
+    os.makedirs(path, exist_ok=True)
+    _check(_libc().syscall(_SYS_MOVE_MOUNT, fd, b"", -100, path.encode(),
+                           _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+    os.close(fd)
 
 
 def _clone_tree(path: str) -> int:
@@ -220,10 +253,7 @@ def _expose(hidden: dict[str, list[tuple[str, int]]], uid: int, gid: int) -> Non
     for top, paths in hidden.items():
         _mount("tmpfs", top, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size=1m,mode=0755,uid={uid},gid={gid}")
         for path, fd in sorted(paths):
-            os.makedirs(path, exist_ok=True)
-            _check(_libc().syscall(_SYS_MOVE_MOUNT, fd, b"", -100, path.encode(),
-                                   _MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
-            os.close(fd)
+            _attach(path, fd)
 
 
 def _become_unprivileged(uid: int, gid: int) -> None:
@@ -247,10 +277,13 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     uid, gid = os.getuid(), os.getgid()
     hidden: dict[str, list[tuple[str, int]]] = {}
+    covered: list[tuple[str, int]] = []
+    hidden_paths, covered_paths = _python_paths()
     if uid == 0:  # open what the interpreter needs while we may still enter /root & co.
         hidden = {top: [(p, _clone_tree(p)) for p in paths]
-                  for top, paths in _python_paths().items()}
-    path_fds = [fd for paths in hidden.values() for _, fd in paths]
+                  for top, paths in hidden_paths.items()}
+        covered = [(p, _clone_tree(p)) for p in covered_paths]
+    path_fds = [fd for paths in hidden.values() for _, fd in paths] + [fd for _, fd in covered]
     keep = sorted({0, 1, 2, *keep_fds, *path_fds})
     for lo, hi in zip(keep, keep[1:] + [1 << 20]):
         os.closerange(lo + 1, hi)
@@ -276,6 +309,8 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
         _expose(hidden, uid, gid)
         _all_read_only()
+        if not covered:  # not root: this namespace's owner may clone what it can reach
+            covered = [(p, _clone_tree(p)) for p in covered_paths]
         _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
         common = f"uid={uid},gid={gid}"
         _mount("tmpfs", os.path.dirname(JAIL_WORKDIR), "tmpfs", _MS_NOSUID | _MS_NODEV,
@@ -283,6 +318,9 @@ def enter_jail(limits: JailLimits, keep_fds: list[int]) -> str:
         os.mkdir(JAIL_WORKDIR, 0o700)
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV,
                f"size={int(limits.shm_mb)}m,mode=0700,{common}")
+        for path, fd in covered:  # the interpreter's paths under the new tmpfs, read-only
+            _attach(path, fd)
+            _all_read_only(path)
         import resource
 
         n = int(limits.max_processes)

@@ -176,10 +176,10 @@ class AnthropicProposer(Proposer):
         return self._code_call("draft", ctx, prompts.draft_prompt(ctx, strategy), fallback)
 
     def refine(self, ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> Proposal:
-        return self._code_call("refine", ctx, prompts.refine_prompt(parent, history), "(no CHANGE line given)")
+        return self._code_call("refine", ctx, prompts.refine_prompt(ctx, parent, history), "(no CHANGE line given)")
 
     def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
-        return self._code_call("debug", ctx, prompts.debug_prompt(failed), f"fix {failed.status}")
+        return self._code_call("debug", ctx, prompts.debug_prompt(ctx, failed), f"fix {failed.status}")
 
     def close(self) -> None:
         self._client.close()

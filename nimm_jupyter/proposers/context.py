@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..tasks.base import Task
 from .base import ProposalContext
+from .dataview import data_view
 
 _DOC = Path(__file__).resolve().parents[1] / "candidate_interface.md"
 
@@ -36,4 +37,5 @@ def context_for(task: Task, user_notes: str = "", seed_code: str | None = None) 
         family=task.family,
         seed_code=seed_code,
         extras={"constants": sorted(task.constants), "context": task.context},
+        data_view=data_view(task),
     )

@@ -61,11 +61,10 @@ class Runner:
         self.run_id, self.run_dir, self.task = run_id, Path(run_dir), task
         self.settings, self.proposer, self.executor = settings, proposer, executor
         self.policy, self.journal, self.tree, self.bus = policy, journal, tree, bus
-        # how candidates are trained is part of what a proposer must know (issue 18)
-        self.context = context if context.training else replace(
-            context, training=(train if train is not None else settings.config.train_config()).describe())
         self.own_executor = own_executor
         self.train = train if train is not None else settings.config.train_config()
+        # a proposer is told how its candidates will be trained: this search's settings
+        self.context = replace(context, training=self.train.describe())
         self.elapsed_before = float(elapsed_before)
         totals = journal.totals()
         self.tokens = totals["tokens_in"] + totals["tokens_out"]

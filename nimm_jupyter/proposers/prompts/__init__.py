@@ -108,7 +108,7 @@ IN_PROGRESS = ("pending", "running")  # node lifecycle states before a result ex
 def _effect(meta: dict[str, Any]) -> str:
     effect, before = meta.get("effect"), meta.get("parent_score")
     if not isinstance(effect, (int, float)) or not isinstance(before, (int, float)):
-        return ""
+        return " (its parent has no score to compare with)" if meta.get("parent") is not None else ""
     verdict = "better" if effect < 0 else "worse" if effect > 0 else "no change"
     return f" ({effect:+.3g} vs its parent's {_num(before)}: {verdict})"
 

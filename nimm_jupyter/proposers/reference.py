@@ -10,6 +10,10 @@ MAX_DOC_LINES = 8  # per helper: the summary and the argument conventions, not t
 
 def _doc(obj: object) -> str:
     lines = [ln.rstrip() for ln in (inspect.getdoc(obj) or "(undocumented)").splitlines()]
+    # "``formula``: why" summaries keep the formula only: the why may name one task's law
+    # (safe_log's names a growth law a task asks the proposer to discover)
+    if lines[0].startswith("``") and "``: " in lines[0]:
+        lines[0] = lines[0].split("``: ", 1)[0] + "``."
     return "\n".join("    " + ln if ln else "" for ln in lines[:MAX_DOC_LINES]).rstrip()
 
 

@@ -4,6 +4,8 @@
 thread. Each request takes the next scripted behaviour from a queue (when it is empty, a
 default answer); plain JSON and SSE streaming (``"stream": true``) follow the real API's
 shapes so the SDK parses them unchanged. Every request is recorded (headers + JSON body).
+A ``responder`` (request body -> Reply) answers in place of the default when the queue is
+empty, so a whole search can be scripted by what each prompt asks for.
 
     with FakeAnthropic() as fake:
         fake.push(Reply.error(529), Reply.answer("CHANGE: ...\\n```python ...```"))
@@ -18,7 +20,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_TEXT = "CHANGE: default fake answer\n```python\nclass Model:\n    pass\n```\n"
 
@@ -98,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.path.split("?")[0] != "/v1/messages":
             return self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such path"}})
-        reply = fake._next()
+        reply = fake._next(body)
         try:
             if reply.kind == "hang":
                 fake._stopping.wait(reply.seconds)  # returns at once when the server shuts down
@@ -214,8 +216,10 @@ class _Server(ThreadingHTTPServer):
 class FakeAnthropic:
     """The fake server; use as a context manager (or call ``start``/``stop``)."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None,
+                 responder: Callable[[dict[str, Any]], Reply] | None = None) -> None:
         self.default = default or Reply.answer(DEFAULT_TEXT)
+        self.responder = responder
         self.requests: list[Recorded] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -234,9 +238,12 @@ class FakeAnthropic:
             self._queue.extend(replies)
         return self
 
-    def _next(self) -> Reply:
+    def _next(self, body: dict[str, Any] | None = None) -> Reply:
         with self._lock:
-            return self._queue.popleft() if self._queue else self.default
+            if self._queue:
+                return self._queue.popleft()
+            responder = self.responder
+        return responder(body or {}) if responder is not None else self.default
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:

@@ -356,9 +356,19 @@ def test_refine_prompt_has_parent_code_val_metrics_history_and_no_test(fake, mak
         node(2, "add dose as a net input", 0.30),
         node(5, "remove the carrying capacity", 0.90, status="runtime_error",
              message="shape mismatch (B, 2) vs (B, 1)"),
+        node(7, "clamp V at zero", float("nan"), status="running"),
+        node(8, "swap the activation and widen", 0.35),
     ]
+    # the search's history entries: parent and effect vs that parent (node 8 refines node 2)
+    history[1].meta.update(parent=1, parent_score=0.40, effect=-0.1)
+    history[2].meta.update(parent=2)
+    history[3].meta.update(parent=2, in_progress=True)
+    history[4].meta.update(parent=2, parent_score=0.30, effect=0.05, n_changes=3)
     parent = node(6, "widen the MLP to 32 units", 0.2345)
-    prop = make().refine(ctx(), parent, history)
+    c = ctx()
+    c.memory = ["\"add dose as a net input\": better in 1, worse in 0 of 1 tries (1 branch)"]
+    c.in_progress = ["node 7 (branch 1, refine of node 2): clamp V at zero"]
+    prop = make().refine(c, parent, history)
     assert prop.error is None
     (rec,) = fake.requests
     prompt = user_text(rec)
@@ -367,8 +377,13 @@ def test_refine_prompt_has_parent_code_val_metrics_history_and_no_test(fake, mak
     assert "val RMSE: 2.345 (normalised 0.2345)" in prompt and "V 0.777" in prompt
     assert "train RMSE: 0.5" in prompt
     assert "rho=0.0123" in prompt and "K=9876" in prompt
-    assert "add dose as a net input -> val 0.3 (-0.1 vs the entry before)" in prompt
-    assert "remove the carrying capacity -> failed: runtime_error" in prompt
+    assert "node 2 (refine of node 1): add dose as a net input -> val 0.3 (-0.1 vs its parent's 0.4: better)" in prompt
+    assert "node 5 (refine of node 2): remove the carrying capacity -> failed: runtime_error" in prompt
+    assert "node 7 (refine of node 2): clamp V at zero -> in progress" in prompt
+    assert "failed: running" not in prompt
+    assert "[NOT atomic: changed 3 separate places] -> val 0.35 (+0.05 vs its parent's 0.3: worse)" in prompt
+    assert "better in 1, worse in 0 of 1 tries" in prompt and "Still being evaluated" in prompt
+    assert "10 validation trajectories" in prompt and "no standard error" in prompt
     assert "exactly ONE thing" in prompt
     whole = json.dumps(rec.body)
     assert "987.6" not in whole and "98.76" not in whole and "test_rmse" not in whole

@@ -22,7 +22,7 @@ def test_parse_spec_reads_replay_files_and_resolves_auto(monkeypatch):
 
 def test_make_proposer_builds_each_name_or_says_what_is_wrong(tmp_path, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    assert set(PROPOSER_NAMES) == {"auto", "offline", "anthropic", "replay"}
+    assert set(PROPOSER_NAMES) == {"auto", "offline", "anthropic", "openai", "replay"}
     assert make_proposer("auto", seed=1).name == "offline"
     records = [{"operator": "draft", "strategy": "s", "change": "c", "code": "x = 1\n"}]
     path = tmp_path / "r.jsonl"

@@ -11,6 +11,7 @@ from nimm_jupyter.proposers.anthropic import AnthropicProposer
 from nimm_jupyter.search.api import search
 
 from fake_anthropic import FakeAnthropic, Reply
+from scripted_search import ScriptedModeller, check_prompts
 
 FAKE_KEY = "sk-ant-test-search-0123456789"
 pytestmark = pytest.mark.timeout(240)
@@ -53,3 +54,43 @@ def test_claude_search_end_to_end(tmp_path, monkeypatch):
         if path.is_file():
             assert FAKE_KEY.encode() not in path.read_bytes(), path
     assert FAKE_KEY.encode() not in journal
+
+
+def _show_json(run_dir, capsys) -> dict:
+    import argparse
+
+    from nimm_jupyter.commands import show
+
+    capsys.readouterr()
+    assert show.run(argparse.Namespace(run_dir=str(run_dir), json=True)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_claude_search_prompts_tell_the_truth(tmp_path, monkeypatch, capsys):
+    """Strategies, drafts, refinements (one not atomic, one broken), a debug: every recorded
+    request is checked against the finished tree."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
+    task = tasks.get("lung_cancer_chemo", n_patients=16)
+    modeller = ScriptedModeller(task.prior_code, task.hybrid_code)
+
+    def respond(body: dict) -> Reply:
+        system = "\n".join(b["text"] for b in body["system"])
+        return Reply.answer(modeller.answer(system, body["messages"][-1]["content"]),
+                            cache_read_input_tokens=1500)
+
+    with FakeAnthropic(responder=respond) as fake:
+        proposer = AnthropicProposer(base_url=fake.url, backoff_base=0.01, timeout=20.0)
+        res = search(task, budget=9, branches=2, workers=1, proposer=proposer,
+                     run_dir=tmp_path / "run", train=TrainConfig(max_epochs=5), device="cpu").wait()
+        bodies = [r.body for r in fake.requests]
+
+    systems = ["\n".join(b["text"] for b in body["system"]) for body in bodies]
+    users = [body["messages"][-1]["content"] for body in bodies]
+    assert any(u.startswith("The model below failed") for u in users)  # a debug happened
+    seen = check_prompts(systems, users, res.nodes)
+    assert seen["effects"] >= 2 and seen["in_progress"] >= 1 and seen["failed"] >= 1
+    assert seen["not_atomic"] >= 1 and seen["findings"] >= 1
+    rows = {row["id"]: row for row in _show_json(tmp_path / "run", capsys)["nodes"]}
+    assert all(row["cache_read_tokens"] == 1500 and row["cache_write_tokens"] == 2000
+               and row["uncached_input_tokens"] == 1200 and row["tokens_in"] == 4700
+               and row["cost"] > 0 for row in rows.values())

@@ -16,6 +16,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
+def node_usage(node: Any) -> dict[str, Any]:
+    """What proposing ``node`` cost: tokens, USD and the prompt-cache split.
+
+    ``tokens_in`` counts every prompt token (uncached + cache writes + cache reads); the
+    split comes from the proposer's usage record and is None when it kept none (the offline
+    grammar, runs journaled before it was recorded).
+    """
+    usage = (node.proposer_meta or {}).get("usage") or {}
+
+    def known(key: str) -> int | None:
+        return int(usage[key]) if isinstance(usage.get(key), (int, float)) else None
+
+    return {
+        "tokens_in": int(node.tokens_in), "tokens_out": int(node.tokens_out),
+        "cost": float(node.cost),
+        "uncached_input_tokens": known("input_tokens"),
+        "cache_write_tokens": known("cache_creation_input_tokens"),
+        "cache_read_tokens": known("cache_read_input_tokens"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from ..search.api import SearchError, open_run
 
@@ -24,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
     except SearchError as exc:
         raise CLIError(str(exc)) from None
     if args.json:
-        print(json.dumps(result.to_dict()))
+        d = result.to_dict()
+        usage = {n.id: node_usage(n) for n in result.nodes}
+        for row in d["nodes"]:
+            row.update(usage[row["id"]])
+        print(json.dumps(d))
     else:
         print(summary_text(result))
     return 0

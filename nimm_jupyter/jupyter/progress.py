@@ -7,7 +7,7 @@ import statistics
 import time
 from typing import Any, Mapping
 
-LLM_PROPOSERS = frozenset({"anthropic"})  # proposers whose tokens and cost are worth showing
+LLM_PROPOSERS = frozenset({"anthropic", "openai"})  # proposers whose tokens and cost are worth showing
 
 
 def _settings(search: Any) -> Mapping[str, Any]:

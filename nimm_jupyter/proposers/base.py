@@ -33,6 +33,11 @@ class ProposalContext:
     family: str = "generic"
     seed_code: str | None = None  # model code the user gave in a fenced block
     extras: dict[str, Any] = field(default_factory=dict)
+    training: str = ""  # how candidates are trained (TrainConfig.describe()), set by the search
+    data_view: str = ""  # bounded summary of the training data (dataview.data_view)
+    # Per call (the search sets these on a copy; they are not part of the cached task block):
+    memory: list[str] = field(default_factory=list)  # search-wide findings: edit -> effect
+    in_progress: list[str] = field(default_factory=list)  # nodes proposed but not yet scored
 
 
 @dataclass

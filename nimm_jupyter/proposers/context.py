@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..modeling.config import TrainConfig
 from ..tasks.base import Task
 from .base import ProposalContext
+from .dataview import data_view
 
 _DOC = Path(__file__).resolve().parents[1] / "candidate_interface.md"
 
@@ -19,8 +21,10 @@ def interface_text(kind: str) -> str:
     return (common + body + "## Fitted parameters" + tail).strip()
 
 
-def context_for(task: Task, user_notes: str = "", seed_code: str | None = None) -> ProposalContext:
-    """Everything a proposer may know about ``task`` (never its test split)."""
+def context_for(task: Task, user_notes: str = "", seed_code: str | None = None,
+                train: TrainConfig | None = None) -> ProposalContext:
+    """Everything a proposer may know about ``task`` (never its test split); ``train`` is
+    how candidates will be trained (default settings when not given; a search sets its own)."""
     return ProposalContext(
         task_name=task.name,
         kind=task.kind.value,
@@ -36,4 +40,6 @@ def context_for(task: Task, user_notes: str = "", seed_code: str | None = None) 
         family=task.family,
         seed_code=seed_code,
         extras={"constants": sorted(task.constants), "context": task.context},
+        training=(train or TrainConfig()).describe(),
+        data_view=data_view(task),
     )

@@ -1,4 +1,4 @@
-"""Build a proposer from a spec: ``offline``, ``anthropic``, ``replay``, ``replay:FILE`` or ``auto``.
+"""Build a proposer from a spec: ``offline``, ``anthropic``, ``openai``, ``replay``, ``replay:FILE`` or ``auto``.
 
 The one place that knows the proposer names and the ``replay:FILE`` shorthand; the search
 API, the CLI, the magics and the benchmark all go through :func:`parse_spec` /
@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import Proposer
 
-PROPOSER_NAMES = ("auto", "offline", "anthropic", "replay")
+PROPOSER_NAMES = ("auto", "offline", "anthropic", "openai", "replay")
 REPLAY_PREFIX = "replay:"
 
 
@@ -40,7 +40,7 @@ def make_proposer(spec: str, *, model: str | None = None, seed: int = 0,
                   **options: Any) -> Proposer:
     """The proposer ``spec`` names (see :func:`parse_spec`), built with ``options``.
 
-    ``model`` is the Claude model (``anthropic`` only); ``seed`` fixes the offline grammar's
+    ``model`` is the chat model (``anthropic``, ``openai``); ``seed`` fixes the offline grammar's
     choices. ``replay`` needs ``path=`` unless the spec is ``replay:FILE``. Raises
     ``ValueError`` for an unknown name or a replay without a file; a proposer's constructor
     may raise its own errors (e.g. a missing API key).
@@ -55,6 +55,10 @@ def make_proposer(spec: str, *, model: str | None = None, seed: int = 0,
         from .anthropic import AnthropicProposer
 
         return AnthropicProposer(model=model, seed=seed, **options)
+    if name == "openai":
+        from .openai_compat import OpenAICompatProposer
+
+        return OpenAICompatProposer(model=model, seed=seed, **options)
     if name == "replay":
         from .replay import ReplayProposer
 

@@ -394,7 +394,7 @@ def search(task: str | Task, config: SearchConfig | None = None, *,
     return s._start(background)
 
 
-_REBUILDABLE_PROPOSERS = ("offline", "anthropic", "replay", "auto")
+_REBUILDABLE_PROPOSERS = ("offline", "anthropic", "openai", "replay", "auto")
 
 
 def resume(run_dir: str | Path, *, background: bool = False,

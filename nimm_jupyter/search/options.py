@@ -87,11 +87,12 @@ SEARCH_OPTIONS: tuple[Option, ...] = (
     Option("--seed", "seed", "random seed of the proposer, the policy and training", int, "N",
            default=_SEARCH.seed),
     Option("--proposer", "proposer", "who writes candidates: auto | offline | anthropic | "
-           "replay (auto: anthropic when ANTHROPIC_API_KEY is set)", default=_SEARCH.proposer,
+           "openai | replay (auto: anthropic when ANTHROPIC_API_KEY is set; openai: any "
+           "OpenAI-compatible server, OPENAI_API_KEY and OPENAI_BASE_URL)", default=_SEARCH.proposer,
            resumable=True),
     Option("--replay", "proposer_options.path", "recorded proposals for --proposer replay",
            metavar="FILE", resumable=True),
-    Option("--model", "model", "LLM model name for the anthropic proposer", resumable=True),
+    Option("--model", "model", "LLM model name for the anthropic or openai proposer", resumable=True),
     Option("--workers", "workers", "parallel evaluations", int, "N", default=_SEARCH.workers,
            resumable=True, positive=True),
     Option("--device", "device", "auto | cpu | cuda | cuda:N", default=_SEARCH.device,

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from .events import Event, EventBus
 from .config import Settings
+from .history import branch_history, findings, history_view, in_progress
 from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
@@ -60,9 +61,10 @@ class Runner:
         self.run_id, self.run_dir, self.task = run_id, Path(run_dir), task
         self.settings, self.proposer, self.executor = settings, proposer, executor
         self.policy, self.journal, self.tree, self.bus = policy, journal, tree, bus
-        self.context = context
         self.own_executor = own_executor
         self.train = train if train is not None else settings.config.train_config()
+        # a proposer is told how its candidates will be trained: this search's settings
+        self.context = replace(context, training=self.train.describe())
         self.elapsed_before = float(elapsed_before)
         totals = journal.totals()
         self.tokens = totals["tokens_in"] + totals["tokens_out"]
@@ -222,7 +224,9 @@ class Runner:
 
     def _call_for(self, action: Action):
         """Bind the proposer call now (in the driver thread) from a consistent tree view."""
-        ctx, p = self.context, self.proposer
+        p = self.proposer
+        # what the search has learnt and what is still running, as of this decision
+        ctx = replace(self.context, memory=findings(self.tree), in_progress=in_progress(self.tree))
         if action.kind == "strategies":
             # near-duplicates rejected earlier are excluded too, so they are not offered again
             exclude = list(action.exclude) + [s for s in self._rejected_strategies
@@ -233,22 +237,13 @@ class Runner:
         parent = self.tree.nodes[action.parent]
         strategy = self.tree.branches[parent.branch].strategy
         if action.kind == "refine":
-            view = parent.view(strategy)
-            history = [self._history_view(n) for n in self.tree.history(parent.branch)]
+            view = history_view(self.tree, parent)
+            history = branch_history(self.tree, parent.branch)
             return lambda: p.refine(ctx, view, history)
         if action.kind == "debug":
             view = parent.view(strategy)
             return lambda: p.debug(ctx, view)
         raise ValueError(f"unknown action {action.kind!r}")
-
-    def _history_view(self, n: Node):
-        parent = self.tree.nodes.get(n.parent) if n.parent is not None else None
-        before = parent.score if parent is not None else float("inf")
-        effect = n.score - before if math.isfinite(n.score) and math.isfinite(before) else None
-        return n.view(self.tree.branches[n.branch].strategy, meta={
-            "parent": n.parent, "parent_score": before if math.isfinite(before) else None,
-            "effect": effect, "improved": effect is not None and effect < 0,
-        })
 
     def _handle_proposal(self, job: _Job) -> None:
         if job.action.kind == "strategies":

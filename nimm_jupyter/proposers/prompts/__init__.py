@@ -17,6 +17,7 @@ from string import Template
 from typing import Any
 
 from ..base import NodeView, ProposalContext, Strategy
+from ..reference import blocks_reference
 
 TEMPLATE_NAMES = ("system", "task", "strategies", "draft", "refine", "debug")
 
@@ -101,24 +102,77 @@ def val_score(metrics: dict[str, Any]) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+IN_PROGRESS = ("pending", "running")  # node lifecycle states before a result exists
+
+
+def _effect(meta: dict[str, Any]) -> str:
+    effect, before = meta.get("effect"), meta.get("parent_score")
+    if not isinstance(effect, (int, float)) or not isinstance(before, (int, float)):
+        return " (its parent has no score to compare with)" if meta.get("parent") is not None else ""
+    verdict = "better" if effect < 0 else "worse" if effect > 0 else "no change"
+    return f" ({effect:+.3g} vs its parent's {_num(before)}: {verdict})"
+
+
 def format_history(history: list[NodeView]) -> str:
-    """Earlier edits (oldest first) with their val score and the change from the entry before."""
+    """Earlier edits (oldest first): node, parent, the change and its effect vs that parent.
+
+    Nodes still being evaluated are "in progress", never failures; an edit that changed more
+    than one thing (``meta["n_changes"]``, from the search's diff check) is labelled.
+    """
     if not history:
         return "(none yet: this is the first refinement of the branch)"
     lines = []
-    previous: float | None = None
     for node in history:
+        meta = node.meta or {}
+        parent = meta.get("parent")
+        origin = f"{node.operator} of node {parent}" if parent is not None else node.operator
+        head = f"- node {node.id} ({origin}): {node.change.strip() or '(no description)'}"
+        n_changes = meta.get("n_changes")
+        if isinstance(n_changes, int) and n_changes > 1:
+            head += f" [NOT atomic: changed {n_changes} separate places]"
         score = val_score(node.metrics)
-        change = node.change.strip() or "(no description)"
-        if score is None:
+        if meta.get("in_progress") or (score is None and node.status in IN_PROGRESS):
+            lines.append(head + " -> in progress (not scored yet)")
+        elif score is None:
             msg = str((node.metrics or {}).get("message", ""))[:160]
-            lines.append(f"- node {node.id} ({node.operator}): {change} -> failed: {node.status}"
-                         + (f" ({msg})" if msg else ""))
-            continue
-        effect = "" if previous is None else f" ({score - previous:+.4g} vs the entry before)"
-        lines.append(f"- node {node.id} ({node.operator}): {change} -> val {_num(score)}{effect}")
-        previous = score
+            lines.append(head + f" -> failed: {node.status}" + (f" ({msg})" if msg else ""))
+        else:
+            lines.append(head + f" -> val {_num(score)}{_effect(meta)}")
     return "\n".join(lines)
+
+
+def _listing(title: str, items: list[str], empty: str) -> str:
+    return f"## {title}\n" + ("\n".join(f"- {x}" for x in items) if items else empty) + "\n"
+
+
+def search_state(ctx: ProposalContext) -> str:
+    """The search-wide memory and what is still being evaluated (shown to every proposal)."""
+    memory = _listing("What the search has learnt so far (edit: effect vs its own parent, all branches)",
+                      ctx.memory, "(nothing scored yet)")
+    running = _listing("Still being evaluated (do not propose these again)", ctx.in_progress,
+                       "(nothing)")
+    return memory + "\n" + running
+
+
+def noise_note(ctx: ProposalContext, metrics: dict[str, Any]) -> str:
+    """How far a validation score can be trusted: its standard error when the result carries
+    one, else the validation set size (no uncertainty is made up)."""
+    val = (metrics or {}).get("val") or {}
+    se = val.get("rmse_norm_se") if isinstance(val, dict) else None
+    n_val = (ctx.sizes or {}).get("val")
+    unit = "trajectories" if ctx.kind == "trajectory" else "rows"
+    size = f"{n_val} validation {unit}" if n_val is not None else "a validation set of unknown size"
+    if isinstance(se, (int, float)) and math.isfinite(se):
+        return f"Normalised validation RMSE has a standard error of about {_num(se)} ({size})."
+    return (f"Scores come from one fit scored on {size}; no standard error is computed, so a "
+            "small difference between two scores may be noise.")
+
+
+def _extras(extras: dict[str, Any]) -> str:
+    names = {"constants": "Constants in spec.constants", "context": "Context steps the model sees"}
+    lines = [f"- {names.get(k, k)}: {', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+             for k, v in (extras or {}).items() if v not in (None, "", [], {})]
+    return "\n".join(lines) or "(none)"
 
 
 def system_blocks(ctx: ProposalContext) -> list[dict[str, Any]]:
@@ -136,6 +190,8 @@ def system_blocks(ctx: ProposalContext) -> list[dict[str, Any]]:
         sizes=", ".join(f"{k}={v}" for k, v in (ctx.sizes or {}).items()) or "(unknown)",
         family=ctx.family, prior_code=ctx.prior_code.strip(),
         prior_omits=ctx.prior_omits.strip() or "(not stated)", interface=ctx.interface.strip(),
+        reference=blocks_reference(), training=ctx.training.strip() or "(not stated)",
+        data_view=ctx.data_view.strip() or "(not available)", extras=_extras(ctx.extras),
     )
     return [
         {"type": "text", "text": _render("system")},
@@ -161,22 +217,23 @@ def draft_prompt(ctx: ProposalContext, strategy: Strategy | None) -> str:
     if ctx.seed_code:
         seed = ("\nThe user supplied this model as a starting point; keep its structure and "
                 f"apply the strategy to it:\n```python\n{ctx.seed_code.strip()}\n```\n")
-    return _render("draft", strategy_block=sblock, seed_block=seed)
+    return _render("draft", strategy_block=sblock, seed_block=seed, search_state=search_state(ctx))
 
 
-def refine_prompt(parent: NodeView, history: list[NodeView]) -> str:
+def refine_prompt(ctx: ProposalContext, parent: NodeView, history: list[NodeView]) -> str:
     strategy = f"{parent.strategy.title}: {parent.strategy.description}" if parent.strategy else "(independent draft)"
     return _render(
         "refine", strategy=strategy, parent_id=parent.id, parent_operator=parent.operator,
         parent_change=parent.change.strip() or "(no description)", parent_code=parent.code.strip(),
-        parent_metrics=format_metrics(parent.metrics), history=format_history(history),
+        parent_metrics=format_metrics(parent.metrics), noise=noise_note(ctx, parent.metrics),
+        history=format_history(history), search_state=search_state(ctx),
     )
 
 
-def debug_prompt(failed: NodeView) -> str:
+def debug_prompt(ctx: ProposalContext, failed: NodeView) -> str:
     message = str((failed.metrics or {}).get("message", "")).strip() or "(no message)"
     return _render(
         "debug", node_id=failed.id, node_operator=failed.operator,
         node_change=failed.change.strip() or "(no description)", code=failed.code.strip(),
-        status=failed.status, message=message[:4000],
+        status=failed.status, message=message[:4000], search_state=search_state(ctx),
     )

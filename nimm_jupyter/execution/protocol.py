@@ -17,9 +17,10 @@ follow it unseen.
 type-checked and capped: what a candidate reports (parameter names and values, messages) is
 untrusted text that goes on into the journal and into the next LLM prompt.
 
-Hook for the "driver owns every score" step (issue 15 item 1): the ``done`` frame would carry
-predictions for the inputs the driver sent instead of scores; :func:`clean_result` is where
-they would be shape-checked and the driver's own metric applied.
+The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: nested
+list}``, the kept model's outputs for the inputs of each split. The scores a child claims are
+parsed here but never trusted: the driver replaces them with its own, computed from these
+predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
+
 from ..modeling.result import EvalResult, SplitScores, Status
 
-__all__ = ["FrameReader", "clean_result", "clean_text", "ReportLimits", "ProtocolViolation"]
+__all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_text", "ReportLimits",
+           "ProtocolViolation"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,25 @@ def _curve(points: Any) -> list[dict[str, float]]:
     return out
 
 
+def clean_predictions(d: Any) -> dict[str, np.ndarray]:
+    """The ``done`` frame's predictions as float64 arrays per known split (numbers and NaN
+    only); :class:`ProtocolViolation` if they are not that. Shapes are the driver's check."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict) or not set(d) <= {"train", "val", "test"}:
+        raise ProtocolViolation("predictions are not an object of splits")
+    out = {}
+    for split, values in d.items():
+        if not isinstance(values, list):
+            raise ProtocolViolation(f"{split} predictions are not a list")
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ProtocolViolation(f"{split} predictions are not an array of numbers") from None
+        out[split] = arr
+    return out
+
+
 def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResult:
     """The ``done`` frame's result, type-checked and capped; :class:`ProtocolViolation` if
     its shape is wrong. Per-target scores are kept only for the task's own target names."""
@@ -152,6 +175,7 @@ class FrameReader:
         self.buf = bytearray()
         self.started = False
         self.result: EvalResult | None = None
+        self.predictions: dict[str, np.ndarray] = {}  # with ``result``: what the driver scores
         self.error: str | None = None
         self.violation: str | None = None
 
@@ -209,7 +233,9 @@ class FrameReader:
                 raise ProtocolViolation("a malformed progress frame")
             return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
         if kind == "done":
-            self.result = clean_result(frame.get("result"), self.target_names)
+            result = clean_result(frame.get("result"), self.target_names)
+            self.predictions = clean_predictions(frame.get("predictions"))
+            self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")
 

@@ -430,7 +430,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         evaluate = None
         if policy.static_check:
             try:
-                from ..modeling.harness import evaluate
+                from ..modeling.harness import fit_and_predict as evaluate
             except Exception as exc:  # an installation fault, not the candidate's
                 frames.send({"kind": "error", "message": f"evaluation harness unavailable: {exc!r}"})
                 os._exit(3)
@@ -443,9 +443,10 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
 
         from ..modeling.result import Status
 
+        predictions: dict[str, Any] = {}
         try:
             if evaluate is not None:
-                result = evaluate(task, payload["source"], config, progress)
+                result, predictions = evaluate(task, payload["source"], config, progress)
             else:
                 result = probe(task, payload["source"], config.device)
         except BaseException as exc:  # noqa: BLE001 - the harness promised not to, but still
@@ -454,7 +455,10 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
             result.status = Status.OUT_OF_MEMORY
         if result.weights_path:
             _export_weights(result.weights_path, weights_fd)
-        frames.send({"kind": "done", "result": result.to_dict()})
+        # the driver scores these (the task here has no test targets); its scores are ignored
+        frames.send({"kind": "done", "result": result.to_dict(),
+                     "predictions": {s: p.tolist() for s, p in predictions.items()}
+                     if result.ok else {}})
     except BaseException as exc:  # noqa: BLE001
         try:
             frames.send({"kind": "error", "message": f"{type(exc).__name__}: {exc}"})

@@ -10,7 +10,7 @@ Measures, on a small synthetic trajectory task (8 trajectories x 10 steps):
   what the executor did before the jail); the jail's own cost is their difference;
 * the driver's share of that overhead since it owns every score: sending a job's
   predictions as a ``done`` frame, parsing it and scoring them (:func:`driver_scores`), on the
-  small task and on ``lung_cancer_chemo`` with 50 patients (median over ``--repeats``);
+  small task and on ``lung_cancer_chemo`` with 50 and 1000 patients (median over ``--repeats``);
 * throughput: evaluations per minute with 1 and 2 workers at ``--epochs`` epochs each.
 
 Prints a markdown table. Usage: ``python benchmarks/bench_executor.py [--repeats 10]``.
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from nimm_jupyter.execution import EvalRequest, LocalExecutor, SandboxPolicy, TrainConfig  # noqa: E402
 from nimm_jupyter.execution.job import driver_scores  # noqa: E402
-from nimm_jupyter.execution.protocol import FrameReader  # noqa: E402
+from nimm_jupyter.execution.protocol import FrameReader, encode_array  # noqa: E402
 from nimm_jupyter.modeling.harness import evaluate, fit_and_predict  # noqa: E402
 from nimm_jupyter.tasks.base import Split, Task, Variable  # noqa: E402
 
@@ -89,7 +89,7 @@ def scoring_cost(task: Task, source: str, repeats: int) -> tuple[float, int]:
     for _ in range(repeats):
         t0 = time.perf_counter()
         frame = json.dumps({"kind": "done", "result": result.to_dict(),
-                            "predictions": {s: p.tolist() for s, p in preds.items()}})
+                            "predictions": {s: encode_array(p) for s, p in preds.items()}})
         data = b'{"kind": "started"}\n' + frame.encode() + b"\n"
         reader = FrameReader(task.target_names)
         reader.feed(data)
@@ -139,8 +139,11 @@ def main() -> None:
                  f"{(medians['kernel jail'] - medians['no jail']) * 1e3:.0f} ms"))
     from nimm_jupyter import tasks
 
-    lung = tasks.get("lung_cancer_chemo", n_patients=50)
-    for label, t, source in (("small task", task, PRIOR), ("lung_cancer_chemo, 50 patients", lung, lung.prior_code)):
+    cases = [("small task", task, PRIOR)]
+    for n in (50, 1000):  # 1000: the task's default size
+        lung = tasks.get("lung_cancer_chemo", n_patients=n)
+        cases.append((f"lung_cancer_chemo, {n} patients per split", lung, lung.prior_code))
+    for label, t, source in cases:
         cost, size = scoring_cost(t, source, args.repeats)
         rows.append((f"driver scores a job's predictions, {label} (median; frame {size >> 10} KiB)",
                      f"{cost * 1e3:.1f} ms"))

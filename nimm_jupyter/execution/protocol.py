@@ -17,13 +17,14 @@ follow it unseen.
 type-checked and capped: what a candidate reports (parameter names and values, messages) is
 untrusted text that goes on into the journal and into the next LLM prompt.
 
-The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: nested
-list}``, the kept model's outputs for the inputs of each split. The scores a child claims are
+The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
+(:func:`encode_array`), the kept model's outputs for the inputs of each split. The scores a child claims are
 parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -35,7 +36,7 @@ import numpy as np
 from ..modeling.result import EvalResult, SplitScores, Status
 
 __all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_text", "ReportLimits",
-           "ProtocolViolation"]
+           "ProtocolViolation", "encode_array", "decode_array"]
 
 
 @dataclass(frozen=True)
@@ -115,23 +116,49 @@ def _curve(points: Any) -> list[dict[str, float]]:
     return out
 
 
+_ARRAY_DTYPES = {"float32": np.float32, "float64": np.float64}
+_MAX_DIMS = 4
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    """``a`` as a frame value: dtype, shape and the raw little-endian bytes in base64 (exact,
+    and far smaller and faster than a nested JSON list)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.name not in _ARRAY_DTYPES:
+        a = a.astype(np.float64)
+    return {"dtype": a.dtype.name, "shape": list(a.shape),
+            "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+
+
+def decode_array(d: Any, what: str) -> np.ndarray:
+    """The float64 array :func:`encode_array` wrote; :class:`ProtocolViolation` if ``d`` is
+    not exactly that (no pickle, no object dtype: only a known float type and a byte count
+    that matches the shape)."""
+    if not isinstance(d, dict) or d.get("dtype") not in _ARRAY_DTYPES:
+        raise ProtocolViolation(f"{what} is not an encoded float array")
+    shape = d.get("shape")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ProtocolViolation(f"{what} has no valid shape")
+    dtype = np.dtype(_ARRAY_DTYPES[d["dtype"]]).newbyteorder("<")
+    try:
+        raw = base64.b64decode(d.get("data") or "", validate=True)
+    except (TypeError, ValueError):
+        raise ProtocolViolation(f"{what} is not base64") from None
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise ProtocolViolation(f"{what} holds {len(raw)} bytes for shape {tuple(shape)}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64)
+
+
 def clean_predictions(d: Any) -> dict[str, np.ndarray]:
-    """The ``done`` frame's predictions as float64 arrays per known split (numbers and NaN
-    only); :class:`ProtocolViolation` if they are not that. Shapes are the driver's check."""
+    """The ``done`` frame's predictions as float64 arrays per known split
+    (:func:`decode_array`); :class:`ProtocolViolation` if they are not that. Shapes against
+    the task are the driver's check."""
     if d is None:
         return {}
     if not isinstance(d, dict) or not set(d) <= {"train", "val", "test"}:
         raise ProtocolViolation("predictions are not an object of splits")
-    out = {}
-    for split, values in d.items():
-        if not isinstance(values, list):
-            raise ProtocolViolation(f"{split} predictions are not a list")
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ProtocolViolation(f"{split} predictions are not an array of numbers") from None
-        out[split] = arr
-    return out
+    return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
 
 
 def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResult:

@@ -442,6 +442,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
             frames.send({"kind": "progress", "progress": {k: float(v) for k, v in p.items()}})
 
         from ..modeling.result import Status
+        from .protocol import encode_array
 
         predictions: dict[str, Any] = {}
         try:
@@ -457,7 +458,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
             _export_weights(result.weights_path, weights_fd)
         # the driver scores these (the task here has no test targets); its scores are ignored
         frames.send({"kind": "done", "result": result.to_dict(),
-                     "predictions": {s: p.tolist() for s, p in predictions.items()}
+                     "predictions": {s: encode_array(p) for s, p in predictions.items()}
                      if result.ok else {}})
     except BaseException as exc:  # noqa: BLE001
         try:

@@ -34,7 +34,7 @@ from .training import (
 )
 
 __all__ = [
-    "evaluate", "fit_and_predict", "Predictions", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
+    "evaluate", "fit_and_predict", "Predictions", "not_finite_on_val", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
     "MAX_RECOVERIES", "MAX_VECTOR_PARAMS",
 ]
 
@@ -279,7 +279,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         for s in SPLITS:
             pred = forward_chunks(model, data[s])
             setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
-            preds[s] = pred.double().cpu().numpy()
+            preds[s] = pred.cpu().numpy()  # the model's dtype: exact, half the bytes
     if not math.isfinite(result.val.rmse):
         return not_finite_on_val(fit.curves[k], fit.epochs), {}
     result.loss_curve = curve

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import PRIOR, TASK, probe, report, run
 from nimm_jupyter.execution.job import driver_scores
-from nimm_jupyter.execution.protocol import FrameReader, ProtocolViolation
+from nimm_jupyter.execution.protocol import FrameReader, ProtocolViolation, encode_array
 from nimm_jupyter.modeling.result import Status
 from nimm_jupyter.modeling.scoring import prediction_shape, score_predictions
 
@@ -68,7 +68,7 @@ def test_forged_done_frame_with_perfect_scores_is_rescored(jailed):
     """The candidate writes its own ``done`` frame (val and test RMSE 0, plus predictions of
     the right shape) and exits before the real one: the driver ignores the claimed scores
     and scores the predictions it was given."""
-    zeros = {s: np.zeros(prediction_shape(TASK, s)).tolist() for s in ("train", "val", "test")}
+    zeros = {s: encode_array(np.zeros(prediction_shape(TASK, s))) for s in ("train", "val", "test")}
     src = probe(f'''
 import json, stat
 def forge():
@@ -114,22 +114,27 @@ def _done(result: dict, predictions=None) -> bytes:
 def test_driver_replaces_claimed_scores_and_checks_shapes():
     perfect = {"rmse": 0.0, "rmse_norm": 0.0, "per_target": {"y": 0.0}}
     claim = {"status": "ok", "train": perfect, "val": perfect, "test": perfect}
-    ones = {s: np.ones(prediction_shape(TASK, s)).tolist() for s in ("train", "val", "test")}
+    ones = {s: encode_array(np.ones(prediction_shape(TASK, s))) for s in ("train", "val", "test")}
     reader = FrameReader(TASK.target_names)
     reader.feed(_done(claim, ones))
     r = driver_scores(TASK, reader.result, reader.predictions)
     for s in ("train", "val", "test"):
         want = score_predictions(TASK, s, np.ones(prediction_shape(TASK, s)))
         assert getattr(r, s) == want and getattr(r, s).rmse > 0
-    for bad in (None, {**ones, "test": [[1.0]]}, {k: v for k, v in ones.items() if k != "val"}):
+    for bad in (None, {**ones, "test": encode_array(np.ones((1, 1)))},
+                {k: v for k, v in ones.items() if k != "val"}):
         reader = FrameReader(TASK.target_names)
         reader.feed(_done(claim, bad))
         with pytest.raises(ProtocolViolation):
             driver_scores(TASK, reader.result, reader.predictions)
-    nan = {**ones, "val": np.full(prediction_shape(TASK, "val"), np.nan).tolist()}
+    nan = {**ones, "val": encode_array(np.full(prediction_shape(TASK, "val"), np.nan))}
     reader = FrameReader(TASK.target_names)
     reader.feed(_done(claim, nan))
     assert driver_scores(TASK, reader.result, reader.predictions).status is Status.DIVERGED
-    reader = FrameReader(TASK.target_names)
-    reader.feed(_done({"status": "ok"}, {"val": "not numbers"}))
-    assert reader.violation is not None and "predictions" in reader.violation
+    shape = list(prediction_shape(TASK, "val"))
+    for garbage in ("not numbers", [[1.0]], {"dtype": "object", "shape": shape, "data": ""},
+                    {"dtype": "float64", "shape": shape, "data": "AAAA"},
+                    {"dtype": "float64", "shape": [-1], "data": ""}):
+        reader = FrameReader(TASK.target_names)
+        reader.feed(_done({"status": "ok"}, {"val": garbage}))
+        assert reader.violation is not None and "predictions" in reader.violation, garbage

@@ -8,6 +8,9 @@ Measures, on a small synthetic trajectory task (8 trajectories x 10 steps):
   (``harness.evaluate``), median over ``--repeats`` runs (target: <= 0.5 s), side by side
   for the executor with the kernel jail (the default) and without it (``os_jail=False``,
   what the executor did before the jail); the jail's own cost is their difference;
+* the driver's share of that overhead since it owns every score: sending a job's
+  predictions as a ``done`` frame, parsing it and scoring them (:func:`driver_scores`), on the
+  small task and on ``lung_cancer_chemo`` with 50 and 1000 patients (median over ``--repeats``);
 * throughput: evaluations per minute with 1 and 2 workers at ``--epochs`` epochs each.
 
 Prints a markdown table. Usage: ``python benchmarks/bench_executor.py [--repeats 10]``.
@@ -15,6 +18,7 @@ Prints a markdown table. Usage: ``python benchmarks/bench_executor.py [--repeats
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -26,7 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from nimm_jupyter.execution import EvalRequest, LocalExecutor, SandboxPolicy, TrainConfig  # noqa: E402
-from nimm_jupyter.modeling.harness import evaluate  # noqa: E402
+from nimm_jupyter.execution.job import driver_scores  # noqa: E402
+from nimm_jupyter.execution.protocol import FrameReader, encode_array  # noqa: E402
+from nimm_jupyter.modeling.harness import evaluate, fit_and_predict  # noqa: E402
 from nimm_jupyter.tasks.base import Split, Task, Variable  # noqa: E402
 
 PRIOR = '''import torch
@@ -74,6 +80,25 @@ def run_all(ex: LocalExecutor, task: Task, n: int, config: TrainConfig, tag: str
     return time.perf_counter() - t0
 
 
+def scoring_cost(task: Task, source: str, repeats: int) -> tuple[float, int]:
+    """Median seconds the driver spends on one job's predictions (encode the frame as the
+    job does, parse it, score every split), and the frame's size in bytes."""
+    result, preds = fit_and_predict(task, source, TrainConfig(max_epochs=1, threads=1))
+    assert result.ok, result.message
+    times, size = [], 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        frame = json.dumps({"kind": "done", "result": result.to_dict(),
+                            "predictions": {s: encode_array(p) for s, p in preds.items()}})
+        data = b'{"kind": "started"}\n' + frame.encode() + b"\n"
+        reader = FrameReader(task.target_names)
+        reader.feed(data)
+        driver_scores(task, reader.result, reader.predictions)
+        times.append(time.perf_counter() - t0)
+        size = len(data)
+    return statistics.median(times), size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10)
@@ -112,6 +137,16 @@ def main() -> None:
         ]
     rows.append(("the jail's own cost per candidate (median difference)",
                  f"{(medians['kernel jail'] - medians['no jail']) * 1e3:.0f} ms"))
+    from nimm_jupyter import tasks
+
+    cases = [("small task", task, PRIOR)]
+    for n in (50, 1000):  # 1000: the task's default size
+        lung = tasks.get("lung_cancer_chemo", n_patients=n)
+        cases.append((f"lung_cancer_chemo, {n} patients per split", lung, lung.prior_code))
+    for label, t, source in cases:
+        cost, size = scoring_cost(t, source, args.repeats)
+        rows.append((f"driver scores a job's predictions, {label} (median; frame {size >> 10} KiB)",
+                     f"{cost * 1e3:.1f} ms"))
 
     cfg = TrainConfig(max_epochs=args.epochs, patience=args.epochs, threads=1)
     for workers in (1, 2):

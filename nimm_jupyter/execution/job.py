@@ -2,22 +2,56 @@
 its pipe's :class:`~.protocol.FrameReader`, its process, what killed it, and what it left.
 
 The executor owns scheduling and limits; this record owns the per-job verdicts: what a
-protocol violation means, where the weights go, how an unreported end is classified.
+protocol violation means, the scores (computed here, in the driver, from the job's
+predictions: see :func:`driver_scores`), where the weights and predictions go, how an
+unreported end is classified.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..modeling.result import EvalResult, Status
+import numpy as np
+
+from ..modeling.harness import not_finite_on_val
+from ..modeling.result import EvalResult, SplitScores, Status
+from ..modeling.scoring import SPLITS, prediction_shape, predictions_file, score_predictions
+from ..tasks.base import Task
 from .base import EvalRequest, TrainConfig
 from .forkserver import classify_exit
-from .protocol import FrameReader
+from .protocol import FrameReader, ProtocolViolation
 from .sandbox import FILE_SIZE_LIMIT, WEIGHTS_FILE
 
-__all__ = ["Job"]
+__all__ = ["Job", "driver_scores"]
+
+
+def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndarray],
+                  required: bool = True) -> EvalResult:
+    """``result`` with every score the job claimed replaced by the driver's own: RMSE of its
+    ``predictions`` against ``task``'s targets (which the job never held), by the harness's
+    formulas. An ``ok`` result needs predictions of the right shape for every split
+    (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
+    which trains nothing); a non-finite validation error makes it ``diverged``."""
+    for s in SPLITS:
+        setattr(result, s, SplitScores())
+    if result.status is not Status.OK or (not required and not predictions):
+        return result
+    for s in SPLITS:
+        pred = predictions.get(s)
+        want = prediction_shape(task, s)
+        if pred is None or tuple(pred.shape) != want:
+            got = "none" if pred is None else tuple(pred.shape)
+            raise ProtocolViolation(f"{s} predictions of shape {got}; expected {want}")
+        setattr(result, s, score_predictions(task, s, pred))
+    if not math.isfinite(result.val.rmse):
+        bad = not_finite_on_val(result.loss_curve, result.epochs)
+        bad.wall_time, bad.device, bad.seed, bad.restarts = (
+            result.wall_time, result.device, result.seed, result.restarts)
+        return bad
+    return result
 
 
 @dataclass
@@ -44,11 +78,20 @@ class Job:
     result_at: float | None = None
     error: str | None = None
     delivered: bool = False  # the done event was produced (the process may still be exiting)
+    predictions_required: bool = True  # False only for the unchecked probe (no training)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # the driver scored these
 
     def take_verdict(self, now: float) -> bool:
         """Adopt what the reader decided; True when the job must be killed (a protocol
         violation, which voids any result: the job is ``crashed``)."""
         reader = self.reader
+        if reader.result is not None and self.result is None and reader.violation is None:
+            try:
+                self.result = driver_scores(self.request.task, reader.result, reader.predictions,
+                                            self.predictions_required)
+                self.predictions, self.result_at = reader.predictions, now
+            except ProtocolViolation as exc:
+                reader.violation = str(exc)
         if reader.violation is not None:
             if self.result is None and self.kill_reason is not None:
                 return False  # already being killed for time, memory or a cancel
@@ -57,9 +100,7 @@ class Job:
                 f"the evaluation broke the result protocol ({reader.violation}); "
                 "its report was discarded")
             return True
-        if reader.result is not None and self.result is None:
-            self.result, self.result_at = reader.result, now
-        elif reader.error is not None and self.error is None:
+        if reader.error is not None and self.error is None:
             self.error = reader.error
         return False
 
@@ -75,11 +116,26 @@ class Job:
             if not stat.S_ISREG(info.st_mode) or info.st_size > FILE_SIZE_LIMIT or info.st_nlink != 1:
                 return None
             shutil.move(src, target)
-            return target
         except OSError:
             return None
+        save_predictions(target, self.predictions)
+        return target
 
     def classify(self) -> EvalResult:
         """The result of a job that ended without an accepted report."""
         return classify_exit(self.exit_code, self.workdir, kill_reason=self.kill_reason,
                              kill_message=self.kill_message, error=self.error)
+
+
+def save_predictions(weights: str, predictions: dict[str, np.ndarray]) -> None:
+    """Keep the val/test predictions the driver scored next to the weights
+    (:func:`~nimm_jupyter.modeling.scoring.predictions_file`), so the end-of-search plot
+    needs no candidate code; best effort, a plot is not worth failing a node for."""
+    kept = {s: predictions[s] for s in ("val", "test") if s in predictions}
+    if not kept:
+        return
+    try:
+        with open(predictions_file(weights), "wb") as f:
+            np.savez(f, **kept)
+    except OSError:
+        pass

@@ -41,6 +41,7 @@ import weakref
 from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
+from ..modeling.scoring import without_targets
 from ..tasks.base import Task
 from .base import (EVAL_TIMEOUT_S, EvalRequest, Executor, JobEvent, TrainConfig,
                    check_submission)
@@ -218,7 +219,8 @@ class LocalExecutor(Executor):
         entry = self._task_keys.get(id(task))
         if entry is not None and entry[0]() is task:
             return entry[1]
-        data = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        # the job gets the task without its test targets; the driver scores (job.py)
+        data = pickle.dumps(without_targets(task), protocol=pickle.HIGHEST_PROTOCOL)
         key = hashlib.sha256(data).hexdigest()[:20]
         path = os.path.join(self._root, "tasks", f"{key}.pkl")
         if not os.path.exists(path):
@@ -274,7 +276,8 @@ class LocalExecutor(Executor):
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
-                   reader=FrameReader(request.task.target_names), fd=read_fd)
+                   reader=FrameReader(request.task.target_names), fd=read_fd,
+                   predictions_required=self.policy.static_check)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
         os.close(write_fd)

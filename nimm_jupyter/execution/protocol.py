@@ -17,21 +17,26 @@ follow it unseen.
 type-checked and capped: what a candidate reports (parameter names and values, messages) is
 untrusted text that goes on into the journal and into the next LLM prompt.
 
-Hook for the "driver owns every score" step (issue 15 item 1): the ``done`` frame would carry
-predictions for the inputs the driver sent instead of scores; :func:`clean_result` is where
-they would be shape-checked and the driver's own metric applied.
+The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
+(:func:`encode_array`), the kept model's outputs for the inputs of each split. The scores a child claims are
+parsed here but never trusted: the driver replaces them with its own, computed from these
+predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
+
 from ..modeling.result import EvalResult, SplitScores, Status
 
-__all__ = ["FrameReader", "clean_result", "clean_text", "ReportLimits", "ProtocolViolation"]
+__all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_text", "ReportLimits",
+           "ProtocolViolation", "encode_array", "decode_array"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,51 @@ def _curve(points: Any) -> list[dict[str, float]]:
     return out
 
 
+_ARRAY_DTYPES = {"float32": np.float32, "float64": np.float64}
+_MAX_DIMS = 4
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    """``a`` as a frame value: dtype, shape and the raw little-endian bytes in base64 (exact,
+    and far smaller and faster than a nested JSON list)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.name not in _ARRAY_DTYPES:
+        a = a.astype(np.float64)
+    return {"dtype": a.dtype.name, "shape": list(a.shape),
+            "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+
+
+def decode_array(d: Any, what: str) -> np.ndarray:
+    """The float64 array :func:`encode_array` wrote; :class:`ProtocolViolation` if ``d`` is
+    not exactly that (no pickle, no object dtype: only a known float type and a byte count
+    that matches the shape)."""
+    if not isinstance(d, dict) or d.get("dtype") not in _ARRAY_DTYPES:
+        raise ProtocolViolation(f"{what} is not an encoded float array")
+    shape = d.get("shape")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_DIMS
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ProtocolViolation(f"{what} has no valid shape")
+    dtype = np.dtype(_ARRAY_DTYPES[d["dtype"]]).newbyteorder("<")
+    try:
+        raw = base64.b64decode(d.get("data") or "", validate=True)
+    except (TypeError, ValueError):
+        raise ProtocolViolation(f"{what} is not base64") from None
+    if len(raw) != math.prod(shape) * dtype.itemsize:
+        raise ProtocolViolation(f"{what} holds {len(raw)} bytes for shape {tuple(shape)}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64)
+
+
+def clean_predictions(d: Any) -> dict[str, np.ndarray]:
+    """The ``done`` frame's predictions as float64 arrays per known split
+    (:func:`decode_array`); :class:`ProtocolViolation` if they are not that. Shapes against
+    the task are the driver's check."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict) or not set(d) <= {"train", "val", "test"}:
+        raise ProtocolViolation("predictions are not an object of splits")
+    return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
+
+
 def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResult:
     """The ``done`` frame's result, type-checked and capped; :class:`ProtocolViolation` if
     its shape is wrong. Per-target scores are kept only for the task's own target names."""
@@ -152,6 +202,7 @@ class FrameReader:
         self.buf = bytearray()
         self.started = False
         self.result: EvalResult | None = None
+        self.predictions: dict[str, np.ndarray] = {}  # with ``result``: what the driver scores
         self.error: str | None = None
         self.violation: str | None = None
 
@@ -209,7 +260,9 @@ class FrameReader:
                 raise ProtocolViolation("a malformed progress frame")
             return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
         if kind == "done":
-            self.result = clean_result(frame.get("result"), self.target_names)
+            result = clean_result(frame.get("result"), self.target_names)
+            self.predictions = clean_predictions(frame.get("predictions"))
+            self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")
 

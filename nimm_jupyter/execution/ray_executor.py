@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..modeling.result import EvalResult, Status
+from ..modeling.scoring import predictions_file
 from ..tasks.base import Task
 from .base import EvalRequest, Executor, ExecutorLost, JobEvent, TrainConfig, check_submission
 
@@ -147,7 +148,8 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
     ``task_box`` is ``[ObjectRef]`` (a nested reference, so Ray does not resolve it for us and
     the worker can reuse the task it already holds). ``mailbox`` is a ``ray.util.queue.Queue``
     of ``(kind, job_id, payload)`` messages; pushes do not wait, except the last. Returns
-    ``{"result": dict, "weights": bytes | None}``: plain data, never objects built by
+    ``{"result": dict, "weights": bytes | None, "predictions": bytes | None}`` (the scored
+    val/test predictions as ``.npz``, written by the worker's driver side): plain data, never objects built by
     candidate code.
     """
     import ray
@@ -199,18 +201,22 @@ def _evaluate_in_worker(job_id: str, task_box: list, source: str, config: dict[s
         ray.get(last_push, timeout=_MAILBOX_TIMEOUT_S)
     except Exception:  # noqa: BLE001
         pass
-    weights = None
+    weights = predictions = None
     if wanted_weights and result.weights_path:
         try:
             weights = Path(result.weights_path).read_bytes()
         except OSError as exc:
             result.notes.append(f"the weights file could not be read on the worker: {exc}")
+        try:  # written by the worker's driver side (job.py), not by the candidate
+            predictions = predictions_file(result.weights_path).read_bytes()
+        except OSError:
+            pass
         result.weights_path = None
     if weights_dir is not None:
         import shutil
 
         shutil.rmtree(weights_dir, ignore_errors=True)
-    return {"result": result.to_dict(), "weights": weights}
+    return {"result": result.to_dict(), "weights": weights, "predictions": predictions}
 
 
 # -- driver side ----------------------------------------------------------------------------
@@ -517,6 +523,8 @@ class RayExecutor(Executor):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             Path(path).write_bytes(weights)
             result.weights_path = path
+            if value.get("predictions") is not None:
+                predictions_file(path).write_bytes(value["predictions"])
         self._done(req, result)
 
     def _classify(self, exc: BaseException) -> tuple[Status, str, bool]:

@@ -430,7 +430,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         evaluate = None
         if policy.static_check:
             try:
-                from ..modeling.harness import evaluate
+                from ..modeling.harness import fit_and_predict as evaluate
             except Exception as exc:  # an installation fault, not the candidate's
                 frames.send({"kind": "error", "message": f"evaluation harness unavailable: {exc!r}"})
                 os._exit(3)
@@ -442,10 +442,12 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
             frames.send({"kind": "progress", "progress": {k: float(v) for k, v in p.items()}})
 
         from ..modeling.result import Status
+        from .protocol import encode_array
 
+        predictions: dict[str, Any] = {}
         try:
             if evaluate is not None:
-                result = evaluate(task, payload["source"], config, progress)
+                result, predictions = evaluate(task, payload["source"], config, progress)
             else:
                 result = probe(task, payload["source"], config.device)
         except BaseException as exc:  # noqa: BLE001 - the harness promised not to, but still
@@ -454,7 +456,10 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
             result.status = Status.OUT_OF_MEMORY
         if result.weights_path:
             _export_weights(result.weights_path, weights_fd)
-        frames.send({"kind": "done", "result": result.to_dict()})
+        # the driver scores these (the task here has no test targets); its scores are ignored
+        frames.send({"kind": "done", "result": result.to_dict(),
+                     "predictions": {s: encode_array(p) for s, p in predictions.items()}
+                     if result.ok else {}})
     except BaseException as exc:  # noqa: BLE001
         try:
             frames.send({"kind": "error", "message": f"{type(exc).__name__}: {exc}"})

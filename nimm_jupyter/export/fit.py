@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ExportError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from matplotlib.figure import Figure
 
@@ -74,9 +75,11 @@ def _time_axis(task: "Task", split: str) -> tuple[Any, str]:
     return starts, label if starts is not None else f"{label} (from the sample's start)"
 
 
-def plot_fit(model: "torch.nn.Module", task: "Task", split: str = "test", *,
-             figure: "Figure | None" = None, max_series: int = 3, title: str = "") -> "Figure":
+def plot_fit(model: "torch.nn.Module | None", task: "Task", split: str = "test", *,
+             figure: "Figure | None" = None, max_series: int = 3, title: str = "",
+             predictions: "np.ndarray | None" = None) -> "Figure":
     """Plot ``model``'s predictions against the data of ``split``; returns the Figure.
+    ``predictions`` (layout as ``predict``) are plotted instead of running ``model``.
 
     Trajectory tasks: the first ``max_series`` samples, one row per target, on the data's
     own time axis when the task records it: the observed context, the held-out points of
@@ -90,7 +93,7 @@ def plot_fit(model: "torch.nn.Module", task: "Task", split: str = "test", *,
     from ..modeling.harness import predict, score_predictions
 
     fig = figure if figure is not None else Figure(figsize=(10, 5))
-    pred = predict(model, task, split)
+    pred = predictions if predictions is not None else predict(model, task, split)
     data = task.split(split)
     y = np.asarray(data.targets, dtype=float)
     names = [f"{v.name} [{v.unit}]" if v.unit else v.name for v in task.targets]

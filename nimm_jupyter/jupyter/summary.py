@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..export.cells import Result, _fmt as _fmt_number, snapshot
 from ..export.fit import plot_fit
+from ..modeling.scoring import predictions_file
 from ..search.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -72,9 +73,12 @@ def _counts(result: "SearchResult") -> str:
 def fit_png(result: Result, task: "Task | None" = None, node: "Node | None" = None) -> bytes | None:
     """PNG of the best (or given) node's predictions on the test split; None if unavailable.
 
-    The model is loaded from the node's saved weights (never retrained here): a summary must
-    not start a training run. Raises when the weights or the task are unavailable.
+    Drawn from the test predictions the driver received from the node's sandboxed job and
+    kept next to its weights: no candidate code runs here (issue 15 item 3), and nothing is
+    retrained. Raises when those predictions or the task are unavailable.
     """
+    import numpy as np
+
     result = snapshot(result)
     node = node if node is not None else result.best
     if node is None:
@@ -82,9 +86,11 @@ def fit_png(result: Result, task: "Task | None" = None, node: "Node | None" = No
     from matplotlib.figure import Figure
 
     task = task if task is not None else result.task
-    model = RunDir(Path(result.run_dir).resolve()).load_model(task, node, refit=False)
+    saved = predictions_file(RunDir(Path(result.run_dir).resolve()).node_weights(node))
+    with np.load(saved, allow_pickle=False) as arrays:
+        pred = np.asarray(arrays["test"], dtype=np.float64)
     fig = Figure(figsize=(9, 4.5), dpi=80)
-    plot_fit(model, task, "test", figure=fig, title=f"best node {node.id}")
+    plot_fit(None, task, "test", figure=fig, title=f"best node {node.id}", predictions=pred)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

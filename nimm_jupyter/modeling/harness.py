@@ -17,6 +17,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+import numpy as np
+
 from ..blocks import SolverStepLimit
 from ..tasks.base import Task
 from .config import TrainConfig
@@ -24,7 +26,7 @@ from .contract import CandidateError, check_candidate, describe_exception, load_
 from .polish import Polish, polish, train_grad_norm
 from .result import EvalResult, Status, StopReason
 from .scoring import (
-    MAX_VECTOR_PARAMS, count_trainable, forward_chunks, mechanistic_parameters, predict,
+    MAX_VECTOR_PARAMS, SPLITS, count_trainable, forward_chunks, mechanistic_parameters, predict,
     score_predictions, SplitData, split_data, split_scores,
 )
 from .training import (
@@ -32,7 +34,7 @@ from .training import (
 )
 
 __all__ = [
-    "evaluate", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
+    "evaluate", "fit_and_predict", "Predictions", "not_finite_on_val", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
     "MAX_RECOVERIES", "MAX_VECTOR_PARAMS",
 ]
 
@@ -176,6 +178,9 @@ def _classify(exc: BaseException, source: str) -> EvalResult:
     return EvalResult.failure(Status.RUNTIME_ERROR, describe_exception(exc, source, "during training"))
 
 
+Predictions = dict[str, np.ndarray]  # split -> predictions in original units (see predict)
+
+
 def evaluate(task: Task, source: str, config: TrainConfig | None = None,
              progress: ProgressFn | None = None) -> EvalResult:
     """Check, train and score one candidate on ``task``; always returns an :class:`EvalResult`.
@@ -184,6 +189,15 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
     :data:`PROGRESS_INTERVAL` seconds and once at the end. Bad ``config`` values (not
     candidate faults) raise ``ValueError``.
     """
+    return fit_and_predict(task, source, config, progress)[0]
+
+
+def fit_and_predict(task: Task, source: str, config: TrainConfig | None = None,
+                    progress: ProgressFn | None = None) -> tuple[EvalResult, Predictions]:
+    """:func:`evaluate`, also returning the kept model's predictions on every split (empty
+    unless the result is ``ok``). The scores cover only the targets ``task`` holds: a job
+    gets a task without test targets (:func:`~.scoring.without_targets`) and the driver
+    scores the predictions itself."""
     if config is None:
         config = TrainConfig()
     if int(config.restarts) < 1:
@@ -209,16 +223,18 @@ def evaluate(task: Task, source: str, config: TrainConfig | None = None,
         seed_all(int(config.seed))
         report = check_candidate(source, task, device=str(device))
         if not report.ok:
-            return done(EvalResult.failure(report.status, report.message))
+            return done(EvalResult.failure(report.status, report.message)), {}
         try:
-            return done(_evaluate(task, source, report.model_class, config, device, deadline,
-                                  Progress(progress)))
+            result, preds = _evaluate(task, source, report.model_class, config, device,
+                                      deadline, Progress(progress))
+            return done(result), preds
         except Exception as exc:
-            return done(_classify(exc, source))
+            return done(_classify(exc, source)), {}
 
 
 def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
-              device: torch.device, deadline: float | None, progress: Progress) -> EvalResult:
+              device: torch.device, deadline: float | None, progress: Progress
+              ) -> tuple[EvalResult, Predictions]:
     spec = spec_on_device(task, device)
     inv_scale = (1.0 / spec.target_scale).to(device)
     dtype = getattr(torch, config.dtype)
@@ -244,7 +260,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         result = EvalResult.failure(Status.DIVERGED, reason)
         result.loss_curve = fit.curves[0]
         result.epochs = fit.epochs
-        return result
+        return result, {}
     if failed and K > 1:
         notes.append(f"{len(failed)} of {K} copies diverged: {fit.failures[failed[0]]}")
     if fit.stopped_by_time:
@@ -258,14 +274,14 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
     model.eval()
     scale = spec.target_scale
+    preds: Predictions = {}
     with torch.no_grad():
-        for s in ("train", "val", "test"):
+        for s in SPLITS:
             pred = forward_chunks(model, data[s])
             setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
+            preds[s] = pred.cpu().numpy()  # the model's dtype: exact, half the bytes
     if not math.isfinite(result.val.rmse):
-        return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
-                                  f"weights; {DIVERGED_HINT}", loss_curve=fit.curves[k],
-                                  epochs=fit.epochs)
+        return not_finite_on_val(fit.curves[k], fit.epochs), {}
     result.loss_curve = curve
     result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs
     result.n_parameters = count_trainable(model)
@@ -283,4 +299,12 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         last = result.loss_curve[-1]
         progress(last["epoch"], last["train"], last["val"], final=True)
     result.notes = [n[:2000] for n in notes]
-    return result
+    return result, preds
+
+
+def not_finite_on_val(loss_curve: list[dict[str, float]] | None = None, epochs: int = 0) -> EvalResult:
+    """The ``diverged`` result of a model whose kept weights predict non-finite validation
+    error (the harness's check, and the driver's when it scores a job's predictions)."""
+    return EvalResult.failure(Status.DIVERGED, "validation RMSE is not finite with the best "
+                              f"weights; {DIVERGED_HINT}", loss_curve=loss_curve or [],
+                              epochs=epochs)

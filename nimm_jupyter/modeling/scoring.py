@@ -11,8 +11,10 @@ entries as ``name[i]`` per entry, a larger one as ``name.mean``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,14 +22,19 @@ import torch
 from torch import nn
 
 from ..blocks import Param, param_memo
-from ..tasks.base import Task, TaskKind
+from ..tasks.base import Split, Task, TaskKind
 from .result import SplitScores
 
 __all__ = [
     "SplitData", "split_data", "sq_err_norm", "forward_chunks", "split_scores",
     "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
-    "MAX_VECTOR_PARAMS",
+    "MAX_VECTOR_PARAMS", "SPLITS", "HIDDEN_SPLITS", "without_targets", "prediction_shape",
+    "predictions_file",
 ]
+
+SPLITS = ("train", "val", "test")
+# Splits whose targets never enter a process that runs candidate code (issue 15 item 1).
+HIDDEN_SPLITS = ("test",)
 
 MAX_VECTOR_PARAMS = 16
 
@@ -169,3 +176,34 @@ def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
     data = split_data(task, split, device)
     return forward_chunks(model, data).double().cpu().numpy()
 
+
+
+def without_targets(task: Task, splits: tuple[str, ...] = HIDDEN_SPLITS) -> Task:
+    """A copy of ``task`` whose ``splits`` hold no targets the candidate must predict: NaN
+    there (tabular: every target; trajectory: steps C.. of each trajectory, since the first C
+    steps are the context the model is given as input). Inputs, the training split and
+    everything :meth:`Task.spec` reads are unchanged, so a job trains exactly as before."""
+    hidden = {}
+    for which in splits:
+        split = task.split(which)
+        targets = np.array(split.targets, dtype=np.float64, copy=True)
+        if task.kind is TaskKind.TRAJECTORY:
+            targets[:, int(task.context):] = np.nan
+        else:
+            targets[...] = np.nan
+        hidden[which] = Split(inputs=split.inputs, targets=targets, groups=split.groups)
+    return dataclasses.replace(task, **hidden)
+
+
+def prediction_shape(task: Task, split: str) -> tuple[int, ...]:
+    """The layout :func:`predict` returns for ``split``: ``(N, T-C, S)`` or ``(N, Y)``."""
+    shape = tuple(int(n) for n in np.shape(task.split(split).targets))
+    if task.kind is TaskKind.TRAJECTORY:
+        return (shape[0], shape[1] - int(task.context), shape[2])
+    return shape
+
+
+def predictions_file(weights: str | Path) -> Path:
+    """Where the driver keeps the val/test predictions it scored, next to a node's weights:
+    what the end-of-search plot draws, without running the candidate again."""
+    return Path(weights).with_suffix(".pred.npz")

@@ -6,6 +6,8 @@ Layout (one home for every name)::
     <run_dir>/journal.sqlite        the SQLite journal (nodes, branches, events, costs)
     <run_dir>/task.pkl              the pickled Task, for tasks a fresh process cannot rebuild
     <run_dir>/weights/node_N.pt     the state_dict the harness saved for node N
+    <run_dir>/weights/node_N.pred.npz  the val/test predictions the driver scored for it
+                                    (named by ``modeling.scoring.predictions_file``)
     <run_dir>/search.lock           held while a process searches the run
 
 :class:`RunDir` is the only code that knows this layout; the search API, ``nimm show``,
@@ -154,7 +156,10 @@ class RunDir:
         Loaded from the node's saved weights; when they are missing and ``refit`` is true,
         the node is retrained with the harness and ``train`` (the run's training settings)
         and the weights saved where they were expected. This executes the candidate's code
-        in this process, with the user's rights (no sandbox): load only runs you trust.
+        in this process, with the user's rights, network and environment (no sandbox): an
+        explicit step, never taken by a search or its summary (which plots the predictions
+        the sandboxed job returned, :func:`~nimm_jupyter.modeling.scoring.predictions_file`).
+        Load only runs you trust.
         Raises :class:`SearchError` when the node has no code, no weights (``refit=False``)
         or its retraining fails.
         """

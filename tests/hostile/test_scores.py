@@ -1,0 +1,140 @@
+"""The driver owns every score (issue 15 item 1): a job never holds the test targets, the
+scores it claims are ignored, and what it rebinds in its own interpreter cannot reach the
+driver's numbers. Each attack is checked against the honest prior on the same task."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import PRIOR, TASK, probe, report, run
+from nimm_jupyter.execution.job import driver_scores
+from nimm_jupyter.execution.protocol import FrameReader, ProtocolViolation, encode_array
+from nimm_jupyter.modeling.result import Status
+from nimm_jupyter.modeling.scoring import prediction_shape, score_predictions
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _fingerprint(split: str) -> list[float]:
+    """Target values the candidate looks for (steps after the context: what is scored)."""
+    return [float(v) for v in np.asarray(TASK.split(split).targets)[:, TASK.context:].ravel()]
+
+
+def test_targets_are_not_in_the_job_process(jailed):
+    """A candidate walks every object the collector knows and every frame's locals for the
+    scored target values. It finds the training and validation targets (so the search
+    works), never the test targets."""
+    src = probe(f'''
+import gc
+import numpy as np
+WANT = {{"val": {_fingerprint("val")!r}, "test": {_fingerprint("test")!r}}}
+
+def arrays():
+    seen = dict()
+    for o in gc.get_objects():
+        if isinstance(o, (list, tuple)):
+            values = o
+        else:  # instance attributes need not be a separate dict the collector lists
+            d = o if isinstance(o, dict) else getattr(o, "__dict__", None)
+            values = d.values() if isinstance(d, dict) else ()
+        for v in values:
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
+                seen[id(v)] = v
+    f = sys._getframe()
+    while f is not None:
+        seen.update((id(v), v) for v in f.f_locals.values() if isinstance(v, np.ndarray) and v.size)
+        f = f.f_back
+    return list(seen.values())
+
+ALL = arrays()
+
+def hits(split):
+    want = np.asarray(WANT[split])
+    return sum(int(np.isin(want, a.ravel()).sum()) for a in ALL)
+
+check("val", lambda: hits("val"))
+check("test", lambda: hits("test"))
+''')
+    r = run(jailed, src, timeout=120)
+    found = report(r)
+    assert set(found) == {"val", "test"}, r.message
+    assert int(found["val"]) > 0, found  # the search does find targets that are there
+    assert found["test"] == "0", found
+
+
+def test_forged_done_frame_with_perfect_scores_is_rescored(jailed):
+    """The candidate writes its own ``done`` frame (val and test RMSE 0, plus predictions of
+    the right shape) and exits before the real one: the driver ignores the claimed scores
+    and scores the predictions it was given."""
+    zeros = {s: encode_array(np.zeros(prediction_shape(TASK, s))) for s in ("train", "val", "test")}
+    src = probe(f'''
+import json, stat
+def forge():
+    perfect = {{"rmse": 0.0, "rmse_norm": 0.0, "per_target": {{"y": 0.0}}}}
+    frame = (json.dumps({{"kind": "done", "result": {{"status": "ok", "train": perfect,
+             "val": perfect, "test": perfect}}, "predictions": {zeros!r}}}) + "\\n").encode()
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode) and fd > 2:
+                os.write(fd, frame)
+        except OSError:
+            pass
+    os._exit(0)
+check("forged", forge)
+''')
+    r = run(jailed, src)
+    assert r.status is Status.OK, r.message
+    honest = {s: score_predictions(TASK, s, np.zeros(prediction_shape(TASK, s))) for s in ("val", "test")}
+    assert r.val.rmse == pytest.approx(honest["val"].rmse) and r.val.rmse > 0.5
+    assert r.test.rmse == pytest.approx(honest["test"].rmse) and r.test.rmse > 0.5
+
+
+def test_rebinding_sqrt_and_tensor_sub_cannot_change_the_drivers_numbers(harness):
+    honest = run(harness, PRIOR, max_epochs=20)
+    hacked = run(harness, "import math\nimport torch\nmath.sqrt = lambda x: 0.0\n"
+                 "torch.Tensor.__sub__ = lambda a, b: a * 0.0\n" + PRIOR, max_epochs=20)
+    assert honest.ok, honest.message
+    # the job's own training may break (its loss is now zero): never a better score
+    if hacked.ok:
+        assert hacked.val.rmse >= honest.val.rmse * (1 - 1e-9) and hacked.val.rmse > 0
+        assert hacked.test.rmse > 0
+    else:
+        assert hacked.val.rmse != 0.0
+
+
+def _done(result: dict, predictions=None) -> bytes:
+    frame = {"kind": "done", "result": result}
+    if predictions is not None:
+        frame["predictions"] = predictions
+    return b"".join(json.dumps(f).encode() + b"\n" for f in ({"kind": "started"}, frame))
+
+
+def test_driver_replaces_claimed_scores_and_checks_shapes():
+    perfect = {"rmse": 0.0, "rmse_norm": 0.0, "per_target": {"y": 0.0}}
+    claim = {"status": "ok", "train": perfect, "val": perfect, "test": perfect}
+    ones = {s: encode_array(np.ones(prediction_shape(TASK, s))) for s in ("train", "val", "test")}
+    reader = FrameReader(TASK.target_names)
+    reader.feed(_done(claim, ones))
+    r = driver_scores(TASK, reader.result, reader.predictions)
+    for s in ("train", "val", "test"):
+        want = score_predictions(TASK, s, np.ones(prediction_shape(TASK, s)))
+        assert getattr(r, s) == want and getattr(r, s).rmse > 0
+    for bad in (None, {**ones, "test": encode_array(np.ones((1, 1)))},
+                {k: v for k, v in ones.items() if k != "val"}):
+        reader = FrameReader(TASK.target_names)
+        reader.feed(_done(claim, bad))
+        with pytest.raises(ProtocolViolation):
+            driver_scores(TASK, reader.result, reader.predictions)
+    nan = {**ones, "val": encode_array(np.full(prediction_shape(TASK, "val"), np.nan))}
+    reader = FrameReader(TASK.target_names)
+    reader.feed(_done(claim, nan))
+    assert driver_scores(TASK, reader.result, reader.predictions).status is Status.DIVERGED
+    shape = list(prediction_shape(TASK, "val"))
+    for garbage in ("not numbers", [[1.0]], {"dtype": "object", "shape": shape, "data": ""},
+                    {"dtype": "float64", "shape": shape, "data": "AAAA"},
+                    {"dtype": "float64", "shape": [-1], "data": ""}):
+        reader = FrameReader(TASK.target_names)
+        reader.feed(_done({"status": "ok"}, {"val": garbage}))
+        assert reader.violation is not None and "predictions" in reader.violation, garbage

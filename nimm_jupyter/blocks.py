@@ -152,13 +152,15 @@ class SolverStepLimit(RuntimeError):
 
 def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                 y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None,
-                method: str = "rk4", max_steps: int = 10_000, **options) -> torch.Tensor:
+                method: str = "rk4", max_steps: int = 10_000, step_size: float | None = None,
+                **options) -> torch.Tensor:
     """Solve dy/dt = f(t, y, u(t)) with torchdiffeq; returns ``(B, len(t), S)``.
 
     ``u`` ``(B, T, U)`` is held piecewise constant between the sample times ``t``.
-    Fixed-step methods take one step per interval unless ``step_size`` is given; adaptive
-    methods are capped at ``max_steps`` function evaluations (then
-    :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a search.
+    Fixed-step methods take one step per interval unless ``step_size`` is given (a smaller
+    step stabilises a stiff prior); adaptive methods are capped at ``max_steps`` function
+    evaluations (then :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a
+    search. Other keywords (``rtol``, ``atol``, ``options={...}``) go to ``odeint``.
     """
     from torchdiffeq import odeint
 
@@ -179,9 +181,16 @@ def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
         return f(tt, y, ut)
 
     fixed = method in ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
-    if fixed and "options" not in options:
-        step = float((t[1] - t[0]).item()) if T > 1 else 1.0
-        options["options"] = {"step_size": step}
+    solver_options = dict(options.pop("options", None) or {})
+    if step_size is not None:
+        if not fixed:
+            raise ValueError(f"step_size applies to fixed-step methods, not {method!r} "
+                             "(adaptive solvers take rtol/atol)")
+        solver_options["step_size"] = float(step_size)
+    if fixed and "step_size" not in solver_options:
+        solver_options["step_size"] = float((t[1] - t[0]).item()) if T > 1 else 1.0
+    if solver_options:
+        options["options"] = solver_options
     sol = odeint(rhs, y0, t, method=method, **options)
     return sol.transpose(0, 1)
 

@@ -92,10 +92,47 @@ def test_param_memo_reuses_value_within_a_pass():
     assert p() is not first
 
 
+class _Spec:
+    target_names = ["x", "v"]
+    input_names = ["f"]
+
+
+class _Decay(blocks.Dynamics):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.k = blocks.Positive(1.0)
+
+    def rhs(self, t, y, u):
+        return -self.k() * y + u[:, :1]
+
+
+def test_dynamics_rolls_out_rhs_from_the_last_context_step():
+    m = _Decay(_Spec())
+    assert m.state_names == ["x", "v"] and m.input_names == ["f"]
+    t = torch.tensor([0.0, 0.5, 1.0, 2.0])  # uneven sampling is allowed
+    y_context = torch.tensor([[[9.0, 9.0], [1.0, 2.0]]])  # C = 2: starts from step 1
+    u = torch.zeros(1, 4, 1)
+    out = m(y_context, u, t)
+    assert out.shape == (1, 2, 2)
+    exact = torch.tensor([[1.0, 2.0]]) * torch.exp(-torch.tensor([[0.5], [1.5]]))
+    assert torch.allclose(out[0].detach(), exact, rtol=3e-2)  # one RK4 step of 1.0: 2 %
+    m.substeps = 4
+    assert torch.allclose(m(y_context, u, t)[0].detach(), exact, rtol=1e-4)
+    m.clamp = (0.5, 1.5)
+    assert float(m(y_context, u, t).max()) <= 1.5
+    driven = m(y_context, torch.ones(1, 4, 1), t)  # the input is held over each interval
+    assert float(driven[0, -1, 0]) > float(out[0, -1, 0])
+
+
+def test_dynamics_without_rhs_says_so():
+    with pytest.raises(NotImplementedError, match="rhs"):
+        blocks.Dynamics(_Spec())(torch.zeros(1, 1, 2), torch.zeros(1, 2, 0), torch.arange(2.0))
+
+
 def test_every_public_helper_is_covered():
     """A new helper in blocks.__all__ needs a signature test here."""
     covered = {"Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
-               "normalise", "SolverStepLimit", "safe_log", "param_memo"}
+               "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics"}
     missing = set(blocks.__all__) - covered
     assert not missing, f"blocks helpers without a signature test: {sorted(missing)}"
     for name in blocks.__all__:

@@ -1,7 +1,9 @@
 """The offline proposer: writes candidates from grammars of mechanistic and neural blocks.
 
 No LLM and no network: each task family (``tumour``, ``epidemic``, ``alloy``, ``generic``)
-has a grammar whose genome renders to candidate source. Strategies root branches (where
+has a grammar whose genome renders to candidate source; a trajectory prior written in
+dynamics form (``blocks.Dynamics``) also gets the ``dynamics`` grammar, which edits its
+equations. Strategies root branches (where
 the network attaches); refinement changes exactly one slot of the parent's genome, favouring
 slots whose earlier edits in the branch lowered the validation error; debugging falls back
 to a more conservative neural part. Deterministic for a seed.
@@ -13,6 +15,7 @@ from typing import Callable
 
 from ..base import NodeView, Proposal, ProposalContext, Proposer, Strategy
 from .alloy import AlloyGrammar
+from .dynamics import DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
 from .tumour import TumourGrammar
@@ -23,6 +26,7 @@ GRAMMARS: dict[str, Callable[[ProposalContext], Grammar]] = {
     "epidemic": lambda ctx: EpidemicGrammar(ctx),
     "wrap": lambda ctx: WrapGrammar(ctx),
     "alloy": lambda ctx: AlloyGrammar(ctx),
+    "dynamics": lambda ctx: DynamicsGrammar(ctx),
 }
 FAMILIES: dict[str, list[str]] = {
     "tumour": ["tumour", "wrap"],
@@ -52,6 +56,8 @@ class OfflineProposer(Proposer):
     # -- helpers -----------------------------------------------------------------------
     def _grammars(self, ctx: ProposalContext) -> list[tuple[str, Grammar]]:
         names = FAMILIES.get(ctx.family, ["wrap"])
+        if ctx.kind == "trajectory" and is_dynamics_prior(ctx.prior_code):
+            names = ["dynamics", *names]  # the user's equations can be edited from inside
         return [(n, GRAMMARS[n](ctx)) for n in names]
 
     def _grammar(self, ctx: ProposalContext, name: str) -> Grammar:

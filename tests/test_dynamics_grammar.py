@@ -98,3 +98,40 @@ def test_added_term_recovers_the_missing_coupling_and_the_prior_constants():
     assert res.parameters["term_coef"] == pytest.approx(-0.8, rel=0.03), res.parameters
     for name, value in {"a": 0.5, "b": 1.0, "c": 0.3}.items():
         assert res.parameters[name] == pytest.approx(value, rel=0.03), res.parameters
+
+
+# blows up in finite time: dx/dt = r * x^2 from x ~ 1 reaches inf before t = 1 / r
+UNSTABLE = DYN_PRIOR.replace("dx1 = -self.a() * y[:, 0] + self.b() * y[:, 1] + u[:, 0]",
+                             "dx1 = 40.0 * self.a() * y[:, 0] ** 2 + u[:, 0]")
+
+
+def test_contract_check_says_where_an_unstable_prior_blows_up():
+    task = _task(n_train=4, n_val=2, n_test=2, T=8)
+    task.train.targets[:, :, 0] = abs(task.train.targets[:, :, 0]) + 1.0
+    rep = check_candidate(UNSTABLE, task)
+    assert not rep.ok
+    assert "x1 becomes" in rep.message and "at step" in rep.message, rep.message
+    assert "substeps" in rep.message and "clamp" in rep.message
+
+
+def test_debug_edits_the_mechanism_safeguards_then_drops_the_addition():
+    task = _task(n_train=4, n_val=2, n_test=2, T=8)
+    task.train.targets[:, :, 0] = abs(task.train.targets[:, :, 0]) + 1.0
+    task.prior_code = UNSTABLE
+    grammar = DynamicsGrammar(context_for(task))
+    genome = {**grammar.base_genome("residual"), "nn_scale": "1.0"}
+    seen = []
+    while True:
+        picked = grammar.safer(genome)
+        if picked is None:
+            break
+        genome, what = picked
+        seen.append((genome["stability"], genome["attach"], what))
+    assert [s[0] for s in seen[:2]] == ["substeps x4", "clamp states"]
+    assert seen[0][1] == "residual" and seen[-1][1] == "none"
+    clamped = {**grammar.base_genome("term"), "stability": "clamp states"}
+    code = grammar.render(clamped)
+    assert "self.clamp = " in code
+    rep = check_candidate(code, task)
+    assert rep.ok, rep.message  # the clamp keeps the unstable prior finite
+    assert all(s.name != "stability" for s in grammar.active_slots(clamped))

@@ -150,17 +150,9 @@ class OfflineProposer(Proposer):
         if isinstance(own, Proposal):
             return own
         gname, grammar, genome = own
-        safe = dict(genome)
-        # the usual cause of a failed grammar model is an unstable neural term
-        for slot, value in (("nn_scale", None), ("activation", "tanh"), ("depth", "2")):
-            if slot in safe:
-                choices = grammar.slot(slot).choices
-                safe[slot] = value if value is not None else choices[0]
-        if key_of(safe) == key_of(genome):
-            safe["attach"] = "none" if any(s.key == "none" for s in grammar.strategy_list) \
-                else genome.get("attach", "residual")
-        if key_of(safe) == key_of(genome):
+        picked = grammar.safer(genome)
+        if picked is None:
             return Proposal(code=None, change="debug",
                             error=f"no safer variant of this model ({failed.status})")
-        return self._proposal(gname, grammar, safe,
-                              f"debug after {failed.status}: smaller, bounded neural term")
+        safe, what = picked
+        return self._proposal(gname, grammar, safe, f"debug after {failed.status}: {what}")

@@ -30,6 +30,10 @@ STRATEGIES = [
 ]
 
 
+# how a failing rollout is made safe, mildest first; the debug operator walks this list
+STABILITY = ("as prior", "substeps x4", "clamp states")
+
+
 def is_dynamics_prior(prior_code: str) -> bool:
     """Whether the prior is written in dynamics form (``class Model(Dynamics)`` with ``rhs``)."""
     return bool(_DYNAMICS.search(prior_code or "")) and "def rhs(" in prior_code
@@ -55,6 +59,7 @@ class DynamicsGrammar(Grammar):
             Slot("term_state", tuple(self.states), "state whose derivative gets the term",
                  "mechanism"),
             Slot("term", term_catalogue(variables), "mechanistic term", "mechanism"),
+            Slot("stability", STABILITY, "integration safeguard", "mechanism"),
             Slot("attach", ("none", "residual", "closure"), "network inside the equations"),
             Slot("nn_state", tuple(self.states), "state whose derivative gets the network"),
             Slot("nn_inputs", ("all", *variables), "network inputs"),
@@ -67,7 +72,8 @@ class DynamicsGrammar(Grammar):
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
         last = self.states[-1]  # in a mechanical prior the last state is usually the velocity
-        g = {"term_state": last, "term": "none", "attach": strategy_key, "nn_state": last,
+        g = {"term_state": last, "term": "none", "stability": "as prior",
+             "attach": strategy_key, "nn_state": last,
              "nn_inputs": "all", "hidden": "16", "depth": "2", "activation": "tanh",
              "nn_scale": "0.3"}
         if strategy_key == "term":
@@ -77,15 +83,42 @@ class DynamicsGrammar(Grammar):
         return g
 
     def active_slots(self, genome: dict[str, str]) -> list[Slot]:
+        # the integration safeguard is the debug operator's, not a refinement
         if genome.get("attach") == "none":
-            return [s for s in self.slots if s.kind == "mechanism"]
+            return [s for s in self.slots if s.kind == "mechanism" and s.name != "stability"]
         # a closure has one chosen input; a residual sees them all
-        skip = {"attach"} | ({"nn_inputs"} if genome["attach"] == "residual" else set())
+        skip = {"attach", "stability"} | ({"nn_inputs"} if genome["attach"] == "residual" else set())
         out = [s for s in self.slots if s.name not in skip]
         if genome["attach"] == "closure":
             out = [s if s.name != "nn_inputs" else Slot(s.name, s.choices[1:], s.what)
                    for s in out]
         return out
+
+    def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
+        """A failed rollout is usually the mechanism's (an unstable prior or an added term):
+        take the next integration safeguard, and a milder network if there is one."""
+        level = STABILITY.index(genome.get("stability", STABILITY[0]))
+        if level + 1 < len(STABILITY):
+            safe = {**genome, "stability": STABILITY[level + 1]}
+            neural = super().safer(genome)
+            if neural is not None and genome.get("attach") != "none":
+                safe = {**neural[0], "stability": STABILITY[level + 1]}
+            return safe, f"mechanism {STABILITY[level + 1]}"
+        if genome.get("term", "none") != "none":
+            return {**genome, "term": "none"}, f"drop the added term {genome['term']}"
+        if genome.get("attach") != "none":
+            return {**genome, "attach": "none"}, "drop the network"
+        return None
+
+    def _stability(self, g: dict[str, str]) -> list[str]:
+        if g["stability"] == "substeps x4":
+            return ["        self.substeps = 4 * max(int(self.substeps), 1)  # smaller RK4 steps"]
+        if g["stability"] == "clamp states":
+            return ["        self.substeps = 4 * max(int(self.substeps), 1)",
+                    "        # keep every state within 20 training spreads of its mean",
+                    "        self.clamp = (float((spec.target_mean - 20 * spec.target_scale).min()),",
+                    "                      float((spec.target_mean + 20 * spec.target_scale).max()))"]
+        return []
 
     # -- rendering -----------------------------------------------------------------------
     def _var(self, name: str) -> str:
@@ -155,6 +188,7 @@ class DynamicsGrammar(Grammar):
             "    def __init__(self, spec):",
             "        super().__init__(spec)",
         ]
+        L += self._stability(g)
         adds: list[tuple[int, str]] = []
         if g["term"] != "none":
             init, expr = self._term(g["term"], g["term_state"])
@@ -182,6 +216,8 @@ class DynamicsGrammar(Grammar):
             parts.append(f"network of all states and inputs in d{g['nn_state']}/dt")
         elif g["attach"] == "closure":
             parts.append(f"network of {g['nn_inputs']} in d{g['nn_state']}/dt")
+        if g["stability"] != "as prior":
+            parts.append(g["stability"])
         if g["attach"] != "none":
             parts.append(f"hidden={g['hidden']}, depth={g['depth']}, {g['activation']}, "
                          f"scale {g['nn_scale']}")

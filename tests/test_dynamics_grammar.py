@@ -135,3 +135,18 @@ def test_debug_edits_the_mechanism_safeguards_then_drops_the_addition():
     rep = check_candidate(code, task)
     assert rep.ok, rep.message  # the clamp keeps the unstable prior finite
     assert all(s.name != "stability" for s in grammar.active_slots(clamped))
+
+
+def test_the_prior_node_can_be_refined_and_debugged_by_the_dynamics_grammar():
+    from nimm_jupyter.proposers.base import NodeView
+
+    task = _task(n_train=4, n_val=2, n_test=2, T=8)
+    ctx = context_for(task)
+    root = NodeView(id=0, branch=0, operator="draft", change="the prior as given",
+                    code=DYN_PRIOR, status="ok", metrics={"val": {"rmse_norm": 1.0}},
+                    meta={"prior": True})
+    child = OfflineProposer(seed=0).refine(ctx, root, [])
+    assert child.code and child.meta["grammar"] == "dynamics", child.error
+    assert child.meta["genome"]["term"] != "none" or child.meta["genome"]["term_state"] != "x2"
+    fixed = OfflineProposer(seed=0).debug(ctx, root)
+    assert fixed.code and "substeps" in fixed.change

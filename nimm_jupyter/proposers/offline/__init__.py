@@ -77,6 +77,20 @@ class OfflineProposer(Proposer):
                         meta={"grammar": grammar_name, "genome": genome, **meta})
 
     # -- Proposer API ------------------------------------------------------------------
+    def notice(self, ctx: ProposalContext) -> str | None:
+        """Says that a prior given only in words is not read by the grammars."""
+        from ...tasks.dataframe import GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR
+
+        generic = ctx.prior_code in (GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR)
+        if not generic or ctx.seed_code or "Mechanism (from the user):" not in ctx.description:
+            return None
+        what = "a linear ODE" if ctx.kind == "trajectory" else "linear regression"
+        return ("your prior is given as text only: the offline proposer does not read text, so "
+                f"it searches around the generic baseline ({what}). To search from your "
+                "mechanism, give it as code (seed code / prior_code; a blocks.Dynamics "
+                "subclass lets it edit the equations) or use --proposer anthropic, which "
+                "reads the text.")
+
     def strategies(self, ctx: ProposalContext, k: int, exclude: list[Strategy]) -> list[Strategy]:
         taken = {s.key for s in exclude} | {s.title.lower() for s in exclude}
         out: list[Strategy] = []
@@ -114,6 +128,11 @@ class OfflineProposer(Proposer):
              ) -> tuple[str, Grammar, dict[str, str]] | Proposal:
         """The grammar and genome of a node this proposer wrote, or a failed proposal."""
         gname, genome = node.meta.get("grammar"), node.meta.get("genome")
+        if node.meta.get("prior") and ctx.kind == "trajectory" \
+                and is_dynamics_prior(ctx.prior_code):
+            # the user's prior (node 0) is the dynamics grammar's genome with nothing added
+            gname = "dynamics"
+            genome = {**DynamicsGrammar(ctx).base_genome("term"), "term": "none"}
         if gname not in GRAMMARS or not isinstance(genome, dict):
             return Proposal(code=None, change=verb,
                             error=f"offline proposer can only {verb} models it wrote")

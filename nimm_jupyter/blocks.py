@@ -6,7 +6,9 @@ Small, dependency-free building blocks so a candidate reads as a normal model de
   reported by name as fitted parameters after training;
 * :func:`mlp`, whose last layer starts at zero so a hybrid starts as its mechanistic core;
 * :func:`euler_rollout` for uniformly sampled data (one step per sample, batched) and
-  :func:`ode_rollout`, a torchdiffeq wrapper with a step cap and piecewise-constant inputs.
+  :func:`ode_rollout`, a torchdiffeq wrapper with a step cap and piecewise-constant inputs;
+* :class:`Dynamics`, the dynamics form of a trajectory prior (``rhs(t, y, u)`` with named
+  parameters), which the offline proposer can edit inside the equations.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from torch import nn
 
 __all__ = [
     "Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
-    "normalise", "SolverStepLimit", "safe_log", "param_memo",
+    "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics",
 ]
 
 # While a forward pass runs under param_memo(), each Param computes its constrained value once
@@ -152,13 +154,15 @@ class SolverStepLimit(RuntimeError):
 
 def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                 y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None,
-                method: str = "rk4", max_steps: int = 10_000, **options) -> torch.Tensor:
+                method: str = "rk4", max_steps: int = 10_000, step_size: float | None = None,
+                **options) -> torch.Tensor:
     """Solve dy/dt = f(t, y, u(t)) with torchdiffeq; returns ``(B, len(t), S)``.
 
     ``u`` ``(B, T, U)`` is held piecewise constant between the sample times ``t``.
-    Fixed-step methods take one step per interval unless ``step_size`` is given; adaptive
-    methods are capped at ``max_steps`` function evaluations (then
-    :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a search.
+    Fixed-step methods take one step per interval unless ``step_size`` is given (a smaller
+    step stabilises a stiff prior); adaptive methods are capped at ``max_steps`` function
+    evaluations (then :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a
+    search. Other keywords (``rtol``, ``atol``, ``options={...}``) go to ``odeint``.
     """
     from torchdiffeq import odeint
 
@@ -179,9 +183,16 @@ def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
         return f(tt, y, ut)
 
     fixed = method in ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
-    if fixed and "options" not in options:
-        step = float((t[1] - t[0]).item()) if T > 1 else 1.0
-        options["options"] = {"step_size": step}
+    solver_options = dict(options.pop("options", None) or {})
+    if step_size is not None:
+        if not fixed:
+            raise ValueError(f"step_size applies to fixed-step methods, not {method!r} "
+                             "(adaptive solvers take rtol/atol)")
+        solver_options["step_size"] = float(step_size)
+    if fixed and "step_size" not in solver_options:
+        solver_options["step_size"] = float((t[1] - t[0]).item()) if T > 1 else 1.0
+    if solver_options:
+        options["options"] = solver_options
     sol = odeint(rhs, y0, t, method=method, **options)
     return sol.transpose(0, 1)
 
@@ -190,3 +201,51 @@ def safe_log(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``log(max(x, eps))``: mechanistic laws with ln(K/V) stay finite when V reaches 0."""
     return torch.log(x.clamp_min(eps))
 
+
+
+class Dynamics(nn.Module):
+    """Base class of a trajectory prior written in dynamics form: ``dy/dt = rhs(t, y, u)``.
+
+    Subclass it as ``class Model(Dynamics)``, call ``super().__init__(spec)`` first, make each
+    constant a :class:`Param` attribute and write :meth:`rhs`. The state is the task's targets
+    in ``spec.target_names`` order (``self.state_names``); inputs follow ``spec.input_names``.
+    :meth:`forward` (the trajectory contract) integrates from the last context step with
+    fixed-step RK4 in plain torch, ``substeps`` steps per sample interval, inputs held
+    piecewise constant; set ``clamp = (low, high)`` to bound the state of an unstable prior.
+    Because the equations are a method, the offline proposer can add a network or a
+    mechanistic term to one state's derivative in a subclass (``super().rhs(...) + term``).
+    """
+
+    substeps: int = 1
+    clamp: tuple[float, float] | None = None
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.state_names: list[str] = list(spec.target_names)
+        self.input_names: list[str] = list(spec.input_names)
+
+    def rhs(self, t: torch.Tensor, y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """dy/dt ``(B, S)`` for state ``y`` ``(B, S)`` and inputs ``u`` ``(B, U)`` at time ``t``."""
+        raise NotImplementedError("a Dynamics prior must define rhs(self, t, y, u)")
+
+    def forward(self, y_context: torch.Tensor, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        c = y_context.shape[1]
+        y = y_context[:, -1]
+        empty = y.new_zeros(y.shape[0], 0)
+        n = max(int(self.substeps), 1)
+        out = []
+        for k in range(c - 1, t.shape[0] - 1):
+            u_k = u[:, k] if u.shape[-1] else empty
+            h = (t[k + 1] - t[k]) / n
+            tt = t[k]
+            for _ in range(n):
+                k1 = self.rhs(tt, y, u_k)
+                k2 = self.rhs(tt + h / 2, y + h / 2 * k1, u_k)
+                k3 = self.rhs(tt + h / 2, y + h / 2 * k2, u_k)
+                k4 = self.rhs(tt + h, y + h * k3, u_k)
+                y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+                if self.clamp is not None:
+                    y = y.clamp(*self.clamp)
+                tt = tt + h
+            out.append(y)
+        return torch.stack(out, dim=1)

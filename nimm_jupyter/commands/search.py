@@ -182,6 +182,8 @@ class Progress:
                 best = "" if self.best is None else f"; best {self.best:.4g}"
                 print(f"node {d['node']} {d.get('status') or d.get('state')}{val} "
                       f"[{self.done}/{self.total}]{best}", file=sys.stderr, flush=True)
+        elif event.type == "log" and event.data.get("kind") == "notice":
+            print(f"note: {event.data['message']}", file=sys.stderr, flush=True)
         elif event.type == "best_changed" and event.data.get("val") is not None:
             self.best = float(event.data["val"])
         elif event.type == "node_created" and event.data.get("change"):
@@ -201,6 +203,14 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _vs_prior(node: Any, prior: Any) -> str:
+    """A node's validation RMSE as a multiple of the prior's (``0.42x``: better than it)."""
+    v, p = node.rmse("val"), prior.rmse("val")
+    if v is None or p is None or v != v or p != p or p <= 0:
+        return "-"
+    return f"{v / p:.3g}x"
+
+
 def summary_text(result: Any) -> str:
     """The tree summary and the best model, for people."""
     lines = [f"run {result.run_id} ({result.task_name}): {result.status}, "
@@ -211,12 +221,16 @@ def summary_text(result: Any) -> str:
         lines.append(f"  [{b['branch']}] {b['strategy']} ({b['status']}"
                      f"{': ' + b['note'] if b.get('note') else ''}) nodes {b['nodes']}, "
                      f"best node {_fmt(b['best_node'])} val RMSE {_fmt(b['best_val_rmse'])}")
+    from ..search.prior_root import prior_node
+
+    prior = prior_node(result.nodes)
+    vs = (lambda n: "") if prior is None else (lambda n: f"{_vs_prior(n, prior):>9} ")
     lines += ["", f"{'id':>4} {'parent':>6} {'br':>3} {'op':<7} {'status':<15} "
-              f"{'val RMSE':>10} {'test RMSE':>10}  change"]
+              f"{'val RMSE':>10} {'test RMSE':>10} {'' if prior is None else 'vs prior  '} change"]
     for n in result.nodes:
         lines.append(f"{n.id:>4} {_fmt(n.parent):>6} {n.branch:>3} {n.operator:<7} "
-                     f"{n.status:<15} {_fmt(n.rmse('val')):>10} {_fmt(n.rmse('test')):>10}  "
-                     f"{n.change[:70]}")
+                     f"{n.status:<15} {_fmt(n.rmse('val')):>10} {_fmt(n.rmse('test')):>10} "
+                     f"{vs(n)} {n.change[:70]}")
     best = result.best
     lines.append("")
     if best is None:
@@ -225,7 +239,9 @@ def summary_text(result: Any) -> str:
         lines.append(f"best: node {best.id} (branch {best.branch}, {best.strategy or '-'}): "
                      f"{best.change}")
         lines.append(f"  val RMSE {_fmt(best.rmse('val'))}, test RMSE {_fmt(best.rmse('test'))}"
-                     f", train RMSE {_fmt(best.rmse('train'))}")
+                     f", train RMSE {_fmt(best.rmse('train'))}"
+                     + ("" if prior is None else f"; {_vs_prior(best, prior)} the prior's "
+                        f"val RMSE {_fmt(prior.rmse('val'))}"))
         params = best.result.parameters if best.result is not None else {}
         if params:
             lines.append("  fitted parameters: " + ", ".join(

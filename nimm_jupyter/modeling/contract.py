@@ -326,6 +326,28 @@ def _first_bad(t: torch.Tensor) -> tuple[str, list[int], int]:
     return kind, idx, int(bad.sum().item())
 
 
+def blow_up_text(out: torch.Tensor, spec: TaskSpec, context: int) -> str:
+    """Where a rollout ``(B, T - C, S)`` first stops being finite: state, step, time and the
+    last finite value before it, so the mechanism (not only a network) can be fixed."""
+    bad = ~torch.isfinite(out)
+    steps = bad.any(dim=0).any(dim=-1).nonzero()
+    k = int(steps[0])
+    b, s = (int(i) for i in bad[:, k].nonzero()[0])
+    value = float(out[b, k, s])
+    kind = "NaN" if value != value else ("inf" if value > 0 else "-inf")
+    names = list(spec.target_names)
+    name = names[s] if s < len(names) else f"state {s}"
+    step = context + k  # index into the trajectory, as in the data
+    when = f" (t={float(spec.time[step]):g})" if spec.time is not None else ""
+    before = (f"; it was {float(out[b, k - 1, s]):.3g} one step earlier" if k > 0
+              and bool(torch.isfinite(out[b, k - 1, s])) else "; already at the first forecast step")
+    return (f"the rollout blows up on the training batch at the initial parameters: {name} "
+            f"becomes {kind} at step {step}{when}, trajectory {b}{before} "
+            f"({int(bad.sum())} non-finite values). Fix the mechanism: bound its rates "
+            "(Positive/Bounded), clamp the states, take smaller steps (Dynamics.substeps, "
+            "ode_rollout step_size) or use safe_log")
+
+
 def check_model(model_class: type, source: str, task_or_spec: Task | TaskSpec,
                 device: str | torch.device = "cpu", n: int = 3) -> tuple[int, tuple[int, ...]]:
     """Build ``Model(spec)`` and run one forward/backward on a tiny batch.
@@ -374,6 +396,9 @@ def check_model(model_class: type, source: str, task_or_spec: Task | TaskSpec,
                              f"{call} returned shape {_shape_text(tuple(out.shape))}; expected "
                              f"{layout} = {_shape_text(expected)}")
     if not bool(torch.isfinite(out).all()):
+        if kind == TaskKind.TRAJECTORY.value:
+            raise CandidateError(Status.CONTRACT_ERROR,
+                                 blow_up_text(out.detach(), spec, int(args[0].shape[1])))
         what, idx, count = _first_bad(out.detach())
         raise CandidateError(Status.CONTRACT_ERROR,
                              f"output contains {what} at index {idx} ({count} non-finite values) "

@@ -86,5 +86,10 @@ class Proposer(abc.ABC):
     def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
         """A fix for a failed node, given its error message."""
 
+    def notice(self, ctx: ProposalContext) -> str | None:
+        """One line the user should read once before the search starts (what this proposer
+        cannot use of what they gave), or None."""
+        return None
+
     def close(self) -> None:  # pragma: no cover - optional
         pass

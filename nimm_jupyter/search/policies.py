@@ -113,7 +113,9 @@ class NimmGenPolicy(Policy):
         active = tree.active_branches()
         # 1. The first K strategies (and reseeding after pruning, while budget remains).
         want = self.branches - len(active)
-        if want > 0 and not tree.strategies_exhausted and (remaining >= 2 or not tree.nodes):
+        # (the user's prior, scored as the baseline node 0, does not count as a started search)
+        started = any(not n.proposer_meta.get("prior") for n in tree.snapshot())
+        if want > 0 and not tree.strategies_exhausted and (remaining >= 2 or not started):
             exclude = [b.strategy for b in tree.branches.values() if b.strategy is not None]
             return Action("strategies", k=want, exclude=exclude)
         # 2. Every new branch starts with a draft of its strategy.

@@ -28,6 +28,7 @@ from .history import branch_history, findings, history_view, in_progress
 from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
+from .prior_root import PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, user_prior
 from .rundir import RunDir
 from .states import RunState, StopReason
 from .tree import BranchState, Tree, diverse_strategies, duplicate_of, similar_strategies
@@ -153,6 +154,23 @@ class Runner:
             "policy": self.settings.config.policy, "workers": self.settings.config.workers,
             "nodes": len(self.tree.nodes), "requeued": list(self._ready),
         })
+        if not resumed:
+            note = self.proposer.notice(self.context)
+            if note:
+                self._emit("log", {"message": note, "kind": "notice"})
+            self._seed_root()
+
+    def _seed_root(self) -> None:
+        """Node 0 is the user's own prior, scored as given (see :mod:`.prior_root`)."""
+        code = user_prior(self.task)
+        if code is None:
+            return
+        branch = self._new_branch(PRIOR_STRATEGY)
+        self._create_node(Action("draft", branch=branch.id), prior_proposal(code),
+                          dict(operation="prior", tokens_in=0, tokens_out=0, cost=0.0,
+                               model=None))
+        self.tree.prune(branch.id, PRIOR_NOTE)
+        self._save_branches()
 
     def _step(self) -> StopReason | None:
         if self._stop.is_set():

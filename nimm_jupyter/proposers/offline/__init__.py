@@ -1,7 +1,9 @@
 """The offline proposer: writes candidates from grammars of mechanistic and neural blocks.
 
 No LLM and no network: each task family (``tumour``, ``epidemic``, ``alloy``, ``generic``)
-has a grammar whose genome renders to candidate source. Strategies root branches (where
+has a grammar whose genome renders to candidate source; a trajectory prior written in
+dynamics form (``blocks.Dynamics``) also gets the ``dynamics`` grammar, which edits its
+equations. Strategies root branches (where
 the network attaches); refinement changes exactly one slot of the parent's genome, favouring
 slots whose earlier edits in the branch lowered the validation error; debugging falls back
 to a more conservative neural part. Deterministic for a seed.
@@ -13,6 +15,7 @@ from typing import Callable
 
 from ..base import NodeView, Proposal, ProposalContext, Proposer, Strategy
 from .alloy import AlloyGrammar
+from .dynamics import DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
 from .tumour import TumourGrammar
@@ -23,6 +26,7 @@ GRAMMARS: dict[str, Callable[[ProposalContext], Grammar]] = {
     "epidemic": lambda ctx: EpidemicGrammar(ctx),
     "wrap": lambda ctx: WrapGrammar(ctx),
     "alloy": lambda ctx: AlloyGrammar(ctx),
+    "dynamics": lambda ctx: DynamicsGrammar(ctx),
 }
 FAMILIES: dict[str, list[str]] = {
     "tumour": ["tumour", "wrap"],
@@ -52,6 +56,8 @@ class OfflineProposer(Proposer):
     # -- helpers -----------------------------------------------------------------------
     def _grammars(self, ctx: ProposalContext) -> list[tuple[str, Grammar]]:
         names = FAMILIES.get(ctx.family, ["wrap"])
+        if ctx.kind == "trajectory" and is_dynamics_prior(ctx.prior_code):
+            names = ["dynamics", *names]  # the user's equations can be edited from inside
         return [(n, GRAMMARS[n](ctx)) for n in names]
 
     def _grammar(self, ctx: ProposalContext, name: str) -> Grammar:
@@ -71,6 +77,20 @@ class OfflineProposer(Proposer):
                         meta={"grammar": grammar_name, "genome": genome, **meta})
 
     # -- Proposer API ------------------------------------------------------------------
+    def notice(self, ctx: ProposalContext) -> str | None:
+        """Says that a prior given only in words is not read by the grammars."""
+        from ...tasks.dataframe import GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR
+
+        generic = ctx.prior_code in (GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR)
+        if not generic or ctx.seed_code or "Mechanism (from the user):" not in ctx.description:
+            return None
+        what = "a linear ODE" if ctx.kind == "trajectory" else "linear regression"
+        return ("your prior is given as text only: the offline proposer does not read text, so "
+                f"it searches around the generic baseline ({what}). To search from your "
+                "mechanism, give it as code (seed code / prior_code; a blocks.Dynamics "
+                "subclass lets it edit the equations) or use --proposer anthropic, which "
+                "reads the text.")
+
     def strategies(self, ctx: ProposalContext, k: int, exclude: list[Strategy]) -> list[Strategy]:
         taken = {s.key for s in exclude} | {s.title.lower() for s in exclude}
         out: list[Strategy] = []
@@ -108,6 +128,11 @@ class OfflineProposer(Proposer):
              ) -> tuple[str, Grammar, dict[str, str]] | Proposal:
         """The grammar and genome of a node this proposer wrote, or a failed proposal."""
         gname, genome = node.meta.get("grammar"), node.meta.get("genome")
+        if node.meta.get("prior") and ctx.kind == "trajectory" \
+                and is_dynamics_prior(ctx.prior_code):
+            # the user's prior (node 0) is the dynamics grammar's genome with nothing added
+            gname = "dynamics"
+            genome = {**DynamicsGrammar(ctx).base_genome("term"), "term": "none"}
         if gname not in GRAMMARS or not isinstance(genome, dict):
             return Proposal(code=None, change=verb,
                             error=f"offline proposer can only {verb} models it wrote")
@@ -144,17 +169,9 @@ class OfflineProposer(Proposer):
         if isinstance(own, Proposal):
             return own
         gname, grammar, genome = own
-        safe = dict(genome)
-        # the usual cause of a failed grammar model is an unstable neural term
-        for slot, value in (("nn_scale", None), ("activation", "tanh"), ("depth", "2")):
-            if slot in safe:
-                choices = grammar.slot(slot).choices
-                safe[slot] = value if value is not None else choices[0]
-        if key_of(safe) == key_of(genome):
-            safe["attach"] = "none" if any(s.key == "none" for s in grammar.strategy_list) \
-                else genome.get("attach", "residual")
-        if key_of(safe) == key_of(genome):
+        picked = grammar.safer(genome)
+        if picked is None:
             return Proposal(code=None, change="debug",
                             error=f"no safer variant of this model ({failed.status})")
-        return self._proposal(gname, grammar, safe,
-                              f"debug after {failed.status}: smaller, bounded neural term")
+        safe, what = picked
+        return self._proposal(gname, grammar, safe, f"debug after {failed.status}: {what}")

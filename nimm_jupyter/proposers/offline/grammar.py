@@ -70,6 +70,20 @@ class Grammar:
             return [s for s in self.slots if s.kind == "mechanism"]
         return [s for s in self.slots if s.name in genome and s.name != "attach"]
 
+    def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
+        """A more conservative variant of a failed genome and what changed, or None."""
+        safe = dict(genome)
+        # the usual cause of a failed grammar model is an unstable neural term
+        for slot, value in (("nn_scale", None), ("activation", "tanh"), ("depth", "2")):
+            if slot in safe:
+                safe[slot] = value if value is not None else self.slot(slot).choices[0]
+        if key_of(safe) == key_of(genome):
+            safe["attach"] = "none" if any(s.key == "none" for s in self.strategy_list) \
+                else genome.get("attach", "residual")
+        if key_of(safe) == key_of(genome):
+            return None
+        return safe, "smaller, bounded neural term"
+
     def mutations(self, genome: dict[str, str]) -> list[tuple[str, str]]:
         """Every atomic edit (slot, new choice) of ``genome``."""
         edits = []

@@ -1,0 +1,224 @@
+"""Dynamics-form grammar: edit the user's equations of motion, not the prior's output.
+
+Used when the prior is ``class Model(Dynamics)`` with an ``rhs(t, y, u)`` method (see
+:class:`nimm_jupyter.blocks.Dynamics`). The prior is embedded as ``Prior`` and the candidate
+subclasses it, so the prior's constants keep their own names as fitted parameters. A genome
+adds at most one mechanistic term (a fitted coefficient times a function of the states and
+inputs) and at most one network to the derivative of one named state; each refinement
+changes one of those choices.
+"""
+from __future__ import annotations
+
+import re
+
+from ..base import Strategy
+from .grammar import Grammar, Slot
+from .wrap import prior_as_class
+
+_DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
+
+STRATEGIES = [
+    Strategy("mechanistic term in one derivative",
+             "add one fitted term built from the states and inputs (linear, product, saturating, "
+             "x^2*y coupling, damping or drag) to one state's derivative; no network", "term"),
+    Strategy("neural residual in one derivative",
+             "a network of all states and inputs adds to one state's derivative inside the "
+             "equations, so the fitted constants keep their meaning", "residual"),
+    Strategy("closure term from chosen inputs",
+             "a network of one chosen state or input only is added to one state's derivative "
+             "(a learned law of that variable, e.g. friction of the velocity)", "closure"),
+]
+
+
+# how a failing rollout is made safe, mildest first; the debug operator walks this list
+STABILITY = ("as prior", "substeps x4", "clamp states")
+
+
+def is_dynamics_prior(prior_code: str) -> bool:
+    """Whether the prior is written in dynamics form (``class Model(Dynamics)`` with ``rhs``)."""
+    return bool(_DYNAMICS.search(prior_code or "")) and "def rhs(" in prior_code
+
+
+def term_catalogue(variables: list[str]) -> tuple[str, ...]:
+    """Every candidate term over ``variables`` (states then inputs); ``self`` means the
+    state whose derivative gets the term."""
+    terms = ["none", "damp(self)", "drag(self)"]
+    terms += [f"{v}" for v in variables]
+    terms += [f"{v}/(1+c*{v})" for v in variables]
+    terms += [f"{a}*{b}" for i, a in enumerate(variables) for b in variables[i:]]
+    terms += [f"{a}^2*{b}" for a in variables for b in variables if a != b]
+    return tuple(terms)
+
+
+class DynamicsGrammar(Grammar):
+    def __post_init__(self) -> None:
+        self.states = list(self.ctx.target_names)
+        self.inputs = list(self.ctx.input_names)
+        variables = self.states + self.inputs
+        self.slots = [
+            Slot("term_state", tuple(self.states), "state whose derivative gets the term",
+                 "mechanism"),
+            Slot("term", term_catalogue(variables), "mechanistic term", "mechanism"),
+            Slot("stability", STABILITY, "integration safeguard", "mechanism"),
+            Slot("attach", ("none", "residual", "closure"), "network inside the equations"),
+            Slot("nn_state", tuple(self.states), "state whose derivative gets the network"),
+            Slot("nn_inputs", ("all", *variables), "network inputs"),
+            Slot("hidden", ("8", "16", "32"), "hidden width"),
+            Slot("depth", ("2", "3"), "network depth"),
+            Slot("activation", ("tanh", "silu"), "activation"),
+            Slot("nn_scale", ("0.1", "0.3", "1.0"), "initial scale of the neural term"),
+        ]
+        self.strategy_list = list(STRATEGIES)
+
+    def base_genome(self, strategy_key: str) -> dict[str, str]:
+        last = self.states[-1]  # in a mechanical prior the last state is usually the velocity
+        g = {"term_state": last, "term": "none", "stability": "as prior",
+             "attach": strategy_key, "nn_state": last,
+             "nn_inputs": "all", "hidden": "16", "depth": "2", "activation": "tanh",
+             "nn_scale": "0.3"}
+        if strategy_key == "term":
+            g.update(attach="none", term="damp(self)")
+        elif strategy_key == "closure":
+            g["nn_inputs"] = last
+        return g
+
+    def active_slots(self, genome: dict[str, str]) -> list[Slot]:
+        # the integration safeguard is the debug operator's, not a refinement
+        if genome.get("attach") == "none":
+            return [s for s in self.slots if s.kind == "mechanism" and s.name != "stability"]
+        # a closure has one chosen input; a residual sees them all
+        skip = {"attach", "stability"} | ({"nn_inputs"} if genome["attach"] == "residual" else set())
+        out = [s for s in self.slots if s.name not in skip]
+        if genome["attach"] == "closure":
+            out = [s if s.name != "nn_inputs" else Slot(s.name, s.choices[1:], s.what)
+                   for s in out]
+        return out
+
+    def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
+        """A failed rollout is usually the mechanism's (an unstable prior or an added term):
+        take the next integration safeguard, and a milder network if there is one."""
+        level = STABILITY.index(genome.get("stability", STABILITY[0]))
+        if level + 1 < len(STABILITY):
+            safe = {**genome, "stability": STABILITY[level + 1]}
+            neural = super().safer(genome)
+            if neural is not None and genome.get("attach") != "none":
+                safe = {**neural[0], "stability": STABILITY[level + 1]}
+            return safe, f"mechanism {STABILITY[level + 1]}"
+        if genome.get("term", "none") != "none":
+            return {**genome, "term": "none"}, f"drop the added term {genome['term']}"
+        if genome.get("attach") != "none":
+            return {**genome, "attach": "none"}, "drop the network"
+        return None
+
+    def _stability(self, g: dict[str, str]) -> list[str]:
+        if g["stability"] == "substeps x4":
+            return ["        self.substeps = 4 * max(int(self.substeps), 1)  # smaller RK4 steps"]
+        if g["stability"] == "clamp states":
+            return ["        self.substeps = 4 * max(int(self.substeps), 1)",
+                    "        # keep every state within 20 training spreads of its mean",
+                    "        self.clamp = (float((spec.target_mean - 20 * spec.target_scale).min()),",
+                    "                      float((spec.target_mean + 20 * spec.target_scale).max()))"]
+        return []
+
+    # -- rendering -----------------------------------------------------------------------
+    def _var(self, name: str) -> str:
+        if name in self.states:
+            return f"y[:, {self.states.index(name)}]"
+        return f"u[:, {self.inputs.index(name)}]"
+
+    def _term(self, term: str, own: str) -> tuple[list[str], str]:
+        """``__init__`` lines and the expression ``(B,)`` of one term (coefficient included)."""
+        init = ["        self.term_coef = _Real(0.0)  # fitted coefficient of the added term"]
+        if term == "damp(self)":  # a linear loss of the state, sign fixed: -c * x
+            return (["        self.term_coef = _Positive(1e-2)  # damping rate of the added term"],
+                    f"-self.term_coef() * {self._var(own)}")
+        if term == "drag(self)":  # quadratic drag: -c * x * |x|
+            return (["        self.term_coef = _Positive(1e-3)  # drag coefficient of the added term"],
+                    f"-self.term_coef() * {self._var(own)} * {self._var(own)}.abs()")
+        if term.endswith(")") and "/(1+c*" in term:
+            v = self._var(term.split("/", 1)[0])
+            init.append(f"        self.term_sat = _Positive(float(1.0 / {self._scale(term.split('/', 1)[0])}))"
+                        "  # saturation constant")
+            return init, f"self.term_coef() * {v} / (1.0 + self.term_sat() * {v})"
+        if "^2*" in term:
+            a, b = term.split("^2*")
+            return init, f"self.term_coef() * {self._var(a)} ** 2 * {self._var(b)}"
+        if "*" in term:
+            a, b = term.split("*")
+            return init, f"self.term_coef() * {self._var(a)} * {self._var(b)}"
+        return init, f"self.term_coef() * {self._var(term)}"
+
+    def _scale(self, name: str) -> str:
+        if name in self.states:
+            return f"spec.target_scale[{self.states.index(name)}].clamp_min(1e-6)"
+        return f"spec.input_scale[{self.inputs.index(name)}].clamp_min(1e-6)"
+
+    def _net(self, g: dict[str, str]) -> tuple[list[str], str]:
+        chosen = g["nn_inputs"] if g["attach"] == "closure" else "all"
+        i = self.states.index(g["nn_state"])
+        init = [
+            '        self.register_buffer("z_mean", _torch.cat([spec.target_mean, spec.input_mean]))',
+            '        self.register_buffer("z_scale", _torch.cat([spec.target_scale, '
+            'spec.input_scale]).clamp_min(1e-6))',
+            # derivative units: the state's spread per unit time of the whole series
+            f"        self.d_scale = float(spec.target_scale[{i}].clamp_min(1e-6)) / "
+            "max(float(spec.time[-1] - spec.time[0]), 1e-6)",
+        ]
+        if chosen == "all":
+            n_in, feats = "spec.n_targets + spec.n_inputs", "z"
+        else:
+            j = (self.states + self.inputs).index(chosen)
+            n_in, feats = "1", f"z[:, {j}:{j + 1}]"
+        init.append(f"        self.net = _mlp({n_in}, 1, hidden={g['hidden']}, depth={g['depth']}, "
+                    f"activation=\"{g['activation']}\")")
+        init.append(f"        self.nn_scale = {g['nn_scale']}")
+        return init, f"self.nn_scale * self.d_scale * self.net({feats})[:, 0]"
+
+    def render(self, g: dict[str, str]) -> str:
+        prior = prior_as_class(self.ctx.prior_code)
+        n = len(self.states)
+        L = [
+            "import torch as _torch",
+            "from nimm_jupyter.blocks import Positive as _Positive, Real as _Real, mlp as _mlp",
+            "",
+            "",
+            "class Model(Prior):",
+            f'    """The prior\'s equations plus: {self.describe(g)}."""',
+            "",
+            "    def __init__(self, spec):",
+            "        super().__init__(spec)",
+        ]
+        L += self._stability(g)
+        adds: list[tuple[int, str]] = []
+        if g["term"] != "none":
+            init, expr = self._term(g["term"], g["term_state"])
+            L += init
+            adds.append((self.states.index(g["term_state"]), expr))
+        if g["attach"] != "none":
+            init, expr = self._net(g)
+            L += init
+            adds.append((self.states.index(g["nn_state"]), expr))
+        for k, (i, _) in enumerate(adds):
+            L.append(f'        self.register_buffer("_onehot{k}", _torch.eye({n})[{i}])')
+        L += ["", "    def rhs(self, t, y, u):", "        dy = super().rhs(t, y, u)"]
+        if g["attach"] != "none":
+            L.append("        z = (_torch.cat([y, u], dim=1) - self.z_mean) / self.z_scale")
+        for k, (_, expr) in enumerate(adds):
+            L.append(f"        dy = dy + ({expr}).unsqueeze(1) * self._onehot{k}")
+        L.append("        return dy")
+        return prior + "\n\n" + "\n".join(L) + "\n"
+
+    def describe(self, g: dict[str, str]) -> str:
+        parts = []
+        if g["term"] != "none":
+            parts.append(f"term {g['term']} in d{g['term_state']}/dt")
+        if g["attach"] == "residual":
+            parts.append(f"network of all states and inputs in d{g['nn_state']}/dt")
+        elif g["attach"] == "closure":
+            parts.append(f"network of {g['nn_inputs']} in d{g['nn_state']}/dt")
+        if g["stability"] != "as prior":
+            parts.append(g["stability"])
+        if g["attach"] != "none":
+            parts.append(f"hidden={g['hidden']}, depth={g['depth']}, {g['activation']}, "
+                         f"scale {g['nn_scale']}")
+        return "; ".join(parts) or "the prior's equations unchanged"

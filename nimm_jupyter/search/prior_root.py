@@ -1,0 +1,41 @@
+"""The user's own prior as the root of a search: node 0, scored unchanged.
+
+A search on the user's data with the user's prior (``task_from_dataframe(prior_code=...)``,
+``nimm search --csv ... --seed-code``) first scores that prior as given, so every later node
+can be read as better or worse than it ("vs prior"). Its branch is closed at once: the policy
+grows the proposer's branches, and the prior stays the baseline (and the best model if
+nothing beats it). Built-in tasks and the generic baselines of a task without a prior are
+left as they were.
+"""
+from __future__ import annotations
+
+from ..proposers.base import Proposal, Strategy
+from ..tasks.base import Task
+
+PRIOR_STRATEGY = Strategy("the prior as given",
+                          "the user's mechanistic prior, fitted unchanged: the baseline", "prior")
+PRIOR_NOTE = "baseline: the prior as given"
+
+
+def user_prior(task: Task) -> str | None:
+    """The prior code of a task built from the user's data with the user's own prior."""
+    from ..tasks.dataframe import GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR
+
+    if "layout" not in task.options:  # only task_from_dataframe sets it: not a built-in task
+        return None
+    if task.prior_code in (GENERIC_TABULAR_PRIOR, GENERIC_TRAJECTORY_PRIOR):
+        return None
+    return task.prior_code
+
+
+def prior_proposal(code: str) -> Proposal:
+    """Node 0's proposal; ``meta["prior"]`` marks it for the CLI's "vs prior" column."""
+    return Proposal(code=code, change="the prior as given (baseline)", meta={"prior": True})
+
+
+def prior_node(nodes: list) -> object | None:
+    """The baseline node of a finished tree (the node with ``prior`` in its meta), or None."""
+    for n in nodes:
+        if (getattr(n, "proposer_meta", None) or {}).get("prior"):
+            return n
+    return None

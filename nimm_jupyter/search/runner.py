@@ -9,7 +9,6 @@ proposer gives a reproducible search.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -22,6 +21,7 @@ from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent
 from ..modeling.config import TrainConfig
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
+from . import event_data
 from .events import Event, EventBus
 from .config import Settings
 from .history import branch_history, findings, history_view, in_progress
@@ -463,29 +463,18 @@ class Runner:
         best = self.tree.best()
         if best is not None and best.id != self._best_id and best.id == node.id:
             self._best_id = best.id
-            events.append(self._event("best_changed", {
-                "node": best.id, "branch": best.branch, "val": best.rmse("val"),
-                "val_score": best.score, "test": best.rmse("test"),
-            }))
+            events.append(self._event("best_changed", event_data.best_changed(best)))
         self.journal.save_node(node, events)
         self.journal.set_meta("elapsed", self.elapsed)
         for e in events:
             self.bus.publish(e)
 
     def _finished_event(self, node: Node) -> Event:
-        r = node.result
-        return self._event("node_finished", {
-            "node": node.id, "branch": node.branch, "state": node.state, "status": node.status,
-            "val": node.rmse("val"), "train": node.rmse("train"), "test": node.rmse("test"),
-            "val_score": node.score if node.ok else None, "message": node.message[:500],
-            "wall_time": r.wall_time if r is not None else 0.0,
-        })
+        return self._event("node_finished", event_data.node_finished(node))
 
     # -- events and shutdown -------------------------------------------------------------
     def _event(self, type_: str, data: dict[str, Any]) -> Event:
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                 for k, v in data.items()}
-        return Event(type=type_, run_id=self.run_id, data=clean)
+        return Event(type=type_, run_id=self.run_id, data=event_data.finite(data))
 
     def _emit(self, type_: str, data: dict[str, Any]) -> None:
         e = self._event(type_, data)
@@ -511,14 +500,9 @@ class Runner:
                     pass
             self.journal.set_meta("elapsed", self.elapsed)
             self.journal.update_search(status=status, stop_reason=reason)
-            best = self.tree.best()
-            self._emit("search_finished", {
-                "reason": reason, "status": status, "best": best.id if best else None,
-                "best_val": best.rmse("val") if best else None,
-                "best_test": best.rmse("test") if best else None,
-                "counts": self.tree.counts(), "tokens": self.tokens, "cost": self.cost,
-                "elapsed": self.elapsed,
-            })
+            self._emit("search_finished", event_data.search_finished(
+                reason, status, self.tree, tokens=self.tokens, cost=self.cost,
+                elapsed=self.elapsed))
         finally:
             # Nothing writes after this: release the SQLite connection (one per search
             # otherwise stays open until garbage collection, a notebook may run many).

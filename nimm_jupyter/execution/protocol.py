@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..modeling.result import EvalResult, SplitScores, Status
+from ..modeling.result import EvalResult, SplitScores, Status, StopReason
 
 __all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_text", "ReportLimits",
            "ProtocolViolation", "encode_array", "decode_array"]
@@ -47,6 +47,8 @@ class ReportLimits:
     max_name_chars: int = 64
     max_message_chars: int = 2000
     max_curve_points: int = 20000
+    max_notes: int = 16
+    max_note_chars: int = 500
     max_frame_bytes: int = 16 << 20  # one line; a longer one is a violation
 
 
@@ -85,6 +87,31 @@ def _scores(d: Any, targets: frozenset[str] | None, what: str) -> SplitScores:
     return SplitScores(rmse=_number(d.get("rmse"), f"{what}.rmse"),
                        rmse_norm=_number(d.get("rmse_norm"), f"{what}.rmse_norm"),
                        per_target=dict(list(per_target.items())[:LIMITS.max_parameters]))
+
+
+def _notes(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ProtocolViolation("notes are not a list")
+    return [clean_text(n, LIMITS.max_note_chars) for n in raw[:LIMITS.max_notes]]
+
+
+def _stop_reason(raw: Any) -> StopReason | None:
+    if raw is None:
+        return None
+    try:
+        return StopReason(raw)
+    except ValueError:
+        raise ProtocolViolation("the result has no valid stop_reason") from None
+
+
+def _flag(raw: Any, what: str) -> bool:
+    if raw is None:
+        return False
+    if not isinstance(raw, bool):
+        raise ProtocolViolation(f"{what} is not a boolean")
+    return raw
 
 
 def _parameters(d: Any) -> tuple[dict[str, float], str]:
@@ -175,7 +202,10 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
     targets = frozenset(target_names) if target_names is not None else None
     params, note = _parameters(d.get("parameters") or {})
     message = clean_text(d.get("message") or "")
-    if note:
+    notes = _notes(d.get("notes"))
+    if note and status is Status.OK:
+        notes.append(clean_text(note, LIMITS.max_note_chars))  # remarks on a run that worked
+    elif note:
         message = clean_text(f"{note}; {message}" if message else note)
     weights = d.get("weights_path")
     return EvalResult(
@@ -191,6 +221,10 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
         seed=int(_number(d.get("seed", 0), "seed")),
         restarts=int(_number(d.get("restarts", 1), "restarts")),
         weights_path=str(weights) if isinstance(weights, str) else None,
+        notes=notes, stop_reason=_stop_reason(d.get("stop_reason")),
+        grad_norm=_number(d.get("grad_norm"), "grad_norm"),
+        still_improving=_flag(d.get("still_improving"), "still_improving"),
+        untrained=_flag(d.get("untrained"), "untrained"),
     )
 
 

@@ -6,11 +6,13 @@ an interrupted one (stopped, crashed, errored, or short of a raised budget) is r
 journal. The ``prior``, ``neural`` and ``hybrid`` references of every task are trained per
 seed with the same :class:`TrainConfig`, isolated like search candidates, and cached in
 ``OUT/references.csv``. :func:`aggregate` then writes ``results.csv`` (one row per run),
-``results.md`` (per-task tables next to the NIMM paper's NIMMGen numbers, and a stability
-summary) and two plots per task.
+``results.md`` (per-task tables of mean ± standard error next to the NIMM paper's NIMMGen
+numbers and what is known of their protocol, paired-t verdicts against the references and
+the ``sampling`` floor, and a stability summary) and two plots per task.
 
 Modules: :mod:`.config` (the grid), :mod:`.paper` (the paper's numbers), :mod:`.references`,
-:mod:`.grid` (the searches), :mod:`.aggregate` (statistics), :mod:`.markdown`, :mod:`.plots`,
+:mod:`.grid` (the searches), :mod:`.stats` (mean ± s.e., the paired t-test),
+:mod:`.aggregate` (the per-task summary and verdicts), :mod:`.markdown`, :mod:`.plots`,
 :mod:`.run` (all of it). Nothing here imports IPython.
 """
 from __future__ import annotations

@@ -2,6 +2,7 @@
 statistics and the stability checks."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Iterable
 
@@ -14,6 +15,7 @@ from .files import _read_csv, _write_csv, num
 from .markdown import results_markdown
 from .paper import paper_row
 from .plots import plots
+from .stats import cell, paired_t_test
 
 STATUS_COLUMNS = tuple(s.value for s in Status) + (PROPOSAL_ERROR, "pending", "running")
 RUN_FIELDS = (("task", "policy", "seed", "status", "stop_reason", "best_node", "best_val_rmse",
@@ -65,12 +67,19 @@ def best_so_far(nodes: Iterable[Node]) -> list[float]:
 
 
 def _stats(values: list[float]) -> dict[str, float]:
-    """Mean, sample std (0 for one value) and worst case of the finite values."""
-    v = np.array([x for x in values if math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean": math.nan, "std": math.nan, "worst": math.nan, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "worst": float(v.max()), "n": int(v.size)}
+    """Mean, sample std, standard error and worst case of the finite values (see
+    :func:`.stats.cell`)."""
+    return dataclasses.asdict(cell(values))
+
+
+def _by_seed(rows: list[dict[str, Any]], column: str) -> dict[int, float]:
+    """One value per seed (the unit a paired test pairs on); NaN where the run has no model."""
+    out = {}
+    for r in rows:
+        ok = r.get("status") not in ("missing", "unavailable") and (
+            column != "test_rmse" or r.get("status") == "ok")
+        out[int(r["seed"])] = num(r.get(column)) if ok else math.nan
+    return out
 
 
 def _summarise_policy(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,7 +88,8 @@ def _summarise_policy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = sum(int(r.get("n_ok") or 0) for r in rows)
     walls = [num(r.get("wall_time")) for r in rows if r.get("status") != "missing"]
     st = _stats(tests)
-    return {**st, "runs": len(rows), "valid_runs": st["n"],
+    return {**st, "by_seed": _by_seed(rows, "best_test_rmse"), "runs": len(rows),
+            "valid_runs": st["n"],
             "valid_run_rate": st["n"] / len(rows) if rows else math.nan,
             "valid_node_rate": ok / completed if completed else math.nan,
             "wall_time": float(np.mean(walls)) if walls else math.nan,
@@ -92,30 +102,46 @@ def _summarise_reference(rows: list[dict[str, str]]) -> dict[str, Any]:
     tests = [num(r["test_rmse"]) if r["status"] == "ok" else math.nan for r in rows]
     st = _stats(tests)
     walls = [num(r["wall_time"]) for r in rows if math.isfinite(num(r["wall_time"]))]
-    return {**st, "available": True, "runs": len(rows), "valid_runs": st["n"],
+    return {**st, "by_seed": _by_seed(rows, "test_rmse"), "available": True, "runs": len(rows),
+            "valid_runs": st["n"],
             "valid_run_rate": st["n"] / len(rows) if rows else math.nan,
             "valid_node_rate": st["n"] / len(rows) if rows else math.nan,
             "wall_time": float(np.mean(walls)) if walls else math.nan}
 
 
+def _paired(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The paired t-test of ``a``'s per-seed test RMSE against ``b``'s, as a JSON-able dict
+    with its verdict (``beats``: True, False, or None when fewer than two seeds pair up)."""
+    if not a or not b or not b.get("available", True):
+        return None
+    t = paired_t_test(a["by_seed"], b["by_seed"])
+    return {**dataclasses.asdict(t), "beats": t.a_beats_b, "text": t.describe()}
+
+
 def _checks(task_summary: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any]:
-    """The stability questions: does NIMMGen beat the prior and the neural reference on
-    average, and is its spread at most half of greedy's?"""
+    """The verdicts. NIMMGen "beats" a reference only when a paired t-test over the seeds
+    holds at :data:`.stats.ALPHA` with a lower mean; every policy is also tested against
+    ``sampling`` (independent drafts), the floor a search policy must beat. Also: is
+    NIMMGen's spread at most half of greedy's?"""
     n = task_summary.get("nimmgen")
     g = task_summary.get("greedy")
-
-    def beats(ref: str) -> bool | None:
-        r = refs.get(ref)
-        if not n or not r or not r.get("available") or not (
-                math.isfinite(n["mean"]) and math.isfinite(r["mean"])):
-            return None
-        return bool(n["mean"] < r["mean"])
-
+    tests = {f"nimmgen_vs_{ref}": _paired(n, refs.get(ref)) for ref in ("prior", "neural",
+                                                                          "hybrid")}
+    floor = task_summary.get("sampling")
+    vs_sampling = {p: _paired(st, floor) for p, st in task_summary.items() if p != "sampling"}
     half = None
     if n and g and n["n"] > 1 and g["n"] > 1:  # a spread needs two runs with a model
         half = bool(n["std"] <= 0.5 * g["std"])
-    return {"nimmgen_beats_prior": beats("prior"), "nimmgen_beats_neural": beats("neural"),
-            "nimmgen_beats_hybrid": beats("hybrid"), "nimmgen_std_le_half_greedy": half}
+
+    def verdict(t: dict[str, Any] | None) -> bool | None:
+        return None if t is None else t["beats"]
+
+    return {"nimmgen_beats_prior": verdict(tests["nimmgen_vs_prior"]),
+            "nimmgen_beats_neural": verdict(tests["nimmgen_vs_neural"]),
+            "nimmgen_beats_hybrid": verdict(tests["nimmgen_vs_hybrid"]),
+            "nimmgen_std_le_half_greedy": half,
+            "beats_sampling": {p: verdict(t) for p, t in vs_sampling.items()},
+            "paired_tests": {**tests, **{f"{p}_vs_sampling": t for p, t in vs_sampling.items()}}}
 
 
 def aggregate(config: BenchConfig, built: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,7 +174,8 @@ def aggregate(config: BenchConfig, built: dict[str, Any] | None = None) -> dict[
         summary[task] = {
             "policies": pol, "references": ref, "checks": _checks(pol, ref),
             "paper": None if paper is None else {"label": paper.label, "test_rmse": paper.test_rmse,
-                                                   "unit": paper.unit, "comparable": comparable},
+                                                   "unit": paper.unit, "comparable": comparable,
+                                                   "protocol": paper.protocol},
             **info,
         }
         summary[task]["plots"] = [str(p) for p in plots(out, task, config, curves, rows, refs)]

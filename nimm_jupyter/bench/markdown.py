@@ -10,6 +10,7 @@ from typing import Any
 from ..modeling.config import TrainConfig
 from .config import BenchConfig
 from .files import _fmt
+from .stats import ALPHA
 
 
 def _pct(x: float) -> str:
@@ -35,16 +36,21 @@ def results_markdown(config: BenchConfig, summary: dict[str, Any]) -> str:
              + (f". Task options: {json.dumps(config.task_options)}" if config.task_options else "")
              + ".", "",
              "Test RMSE is in the task's original units, of the node with the best validation "
-             "RMSE in each run (references: one training per seed). Mean ± sample std over the "
-             "runs that produced a valid model; worst = the largest of those. Valid-node rate = "
-             "ok evaluations / all evaluations; runs with a valid model = runs whose best node "
-             "exists. Wall time: mean per run (s).", ""]
+             "RMSE in each run (references: one training per seed). Mean ± standard error "
+             "(sample std / √n) over the n runs that produced a valid model; worst = the largest "
+             "of those. Valid-node rate = ok evaluations / all evaluations; runs with a valid "
+             "model = runs whose best node exists. Wall time: mean per run (s).", "",
+             "A verdict \"beats\" needs a two-sided paired t-test over the seeds both sides "
+             f"have (Δ = mean per-seed difference ± its standard error, p-value, n pairs) to "
+             f"hold at α = {ALPHA} with a lower mean; fewer than two pairs give no verdict. "
+             "Every policy is tested against `sampling` (independent drafts only), the floor a "
+             "search policy must beat.", ""]
     for task, s in summary.items():
         lines += _task_section(task, s, config)
     lines += ["## Stability", "",
               "Spread of the final test RMSE across seeds, per task and policy.", "",
-              "| task | policy | runs with a model | mean | std | worst |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "| task | policy | runs with a model | mean | s.e. | std | worst |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for task, s in summary.items():
         for p, st in s["policies"].items():
             lines.append(f"| {task} | {p} | {st['valid_runs']}/{st['runs']} | {_fmt(st['mean'])} "
@@ -63,6 +69,35 @@ def results_markdown(config: BenchConfig, summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _paper_text(task: str, paper: dict[str, Any] | None) -> tuple[str, str, str]:
+    """The paragraph under the task's heading, the paper cell and the protocol cell."""
+    if paper is None:
+        return "No corresponding row in the NIMM paper.", "-", ""
+    unit = f" {paper['unit']}" if paper["unit"] else ""
+    if task.endswith("_synthetic"):
+        return (f"Synthetic stand-in for the paper's {paper['label']} row: our data is "
+                "invented because the real data is not available, so the numbers are "
+                "**not comparable**.",
+                f"{paper['test_rmse']} (synthetic stand-in, not comparable)", "")
+    if not paper["comparable"]:
+        return (f"Paper row: {paper['label']} (NIMMGen test RMSE {paper['test_rmse']}{unit}), "
+                f"**not comparable**: {paper['protocol']}.",
+                f"{paper['test_rmse']}{unit} (not comparable)", paper["protocol"])
+    return (f"Paper row: {paper['label']} (NIMMGen test RMSE {paper['test_rmse']}{unit}). "
+            f"What is known of its protocol: {paper['protocol']}. Units and scales may differ "
+            "from ours (data version, splits, horizon, normalisation), so compare with care.",
+            f"{paper['test_rmse']}{unit}", paper["protocol"])
+
+
+def _verdict(test: dict[str, Any] | None) -> str:
+    """A paired test as a table cell: the verdict, then Δ ± s.e., p and n."""
+    if test is None:
+        return "-"
+    if test["beats"] is None:
+        return test["text"]
+    return f"{'beats' if test['beats'] else 'does not beat'} ({test['text']})"
+
+
 def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str]:
     paper = s["paper"]
     head = f"## {task}" + (f" ({s['source']})" if s.get("source") else "")
@@ -72,36 +107,31 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
         lines.append(f"Targets: {len(targets)} ({', '.join(targets[:4])}, ...).")
     elif targets:
         lines.append(f"Targets: {', '.join(targets)}.")
-    if paper is None:
-        lines.append("No corresponding row in the NIMM paper.")
-        paper_cell = "-"
-    elif paper["comparable"]:
-        unit = f" {paper['unit']}" if paper["unit"] else ""
-        lines.append(f"Paper row: {paper['label']} (NIMMGen test RMSE {paper['test_rmse']}{unit}). "
-                     "Units and scales may differ from ours (data version, splits, horizon, "
-                     "normalisation), so compare with care.")
-        paper_cell = f"{paper['test_rmse']}{unit}"
-    else:
-        lines.append(f"Synthetic stand-in for the paper's {paper['label']} row: our data is "
-                     "invented because the real data is not available, so the numbers are "
-                     "**not comparable**.")
-        paper_cell = f"{paper['test_rmse']} (synthetic stand-in, not comparable)"
-    lines += ["", "| model | test RMSE mean ± std | worst test RMSE | valid-node rate "
-              "| runs with a valid model | wall time (s) | NIMM paper NIMMGen test RMSE |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    text, paper_cell, protocol = _paper_text(task, paper)
+    lines.append(text)
+    lines += ["", "| model | test RMSE mean ± s.e. (n) | worst test RMSE | valid-node rate "
+              "| runs with a valid model | wall time (s) | NIMM paper NIMMGen test RMSE "
+              "| paper's protocol | vs sampling (paired t over seeds) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for which, st in s["references"].items():
         if not st.get("available", True):
-            lines.append(f"| {which} (reference) | n/a | n/a | n/a | n/a | - | |")
+            lines.append(f"| {which} (reference) | n/a | n/a | n/a | n/a | - | | | |")
             continue
-        lines.append(_table_row(f"{which} (reference)", st, ""))
-    for p, st in s["policies"].items():
-        lines.append(_table_row(p, st, paper_cell if p == "nimmgen" else ""))
-    if "nimmgen" not in s["policies"] and paper is not None:
-        lines.append(f"| NIMMGen (paper) | | | | | | {paper_cell} |")
+        lines.append(_table_row(f"{which} (reference)", st, "", "", ""))
     c = s["checks"]
-    lines += ["", f"NIMMGen beats prior: {_yes(c['nimmgen_beats_prior'])}; beats neural: "
-              f"{_yes(c['nimmgen_beats_neural'])}; beats hand-written hybrid: "
-              f"{_yes(c['nimmgen_beats_hybrid'])}; NIMMGen std ≤ ½ greedy std: "
+    tests = c["paired_tests"]
+    for p, st in s["policies"].items():
+        floor = "floor" if p == "sampling" else _verdict(tests.get(f"{p}_vs_sampling"))
+        mine = p == "nimmgen"
+        lines.append(_table_row(p, st, paper_cell if mine else "", protocol if mine else "",
+                                floor))
+    if "nimmgen" not in s["policies"] and paper is not None:
+        lines.append(f"| NIMMGen (paper) | | | | | | {paper_cell} | {protocol} | |")
+    lines += ["", f"NIMMGen beats prior: {_yes(c['nimmgen_beats_prior'])} "
+              f"[{_verdict(tests['nimmgen_vs_prior'])}]; beats neural: "
+              f"{_yes(c['nimmgen_beats_neural'])} [{_verdict(tests['nimmgen_vs_neural'])}]; "
+              f"beats hand-written hybrid: {_yes(c['nimmgen_beats_hybrid'])} "
+              f"[{_verdict(tests['nimmgen_vs_hybrid'])}]; NIMMGen std ≤ ½ greedy std: "
               f"{_yes(c['nimmgen_std_le_half_greedy'])}.", ""]
     plots = [Path(p).name for p in s.get("plots", [])]
     if plots:
@@ -109,8 +139,10 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
     return lines
 
 
-def _table_row(name: str, st: dict[str, Any], paper_cell: str) -> str:
-    mean = (f"{_fmt(st['mean'])} ± {_fmt(st['std'])}" if math.isfinite(st["mean"])
+def _table_row(name: str, st: dict[str, Any], paper_cell: str, protocol: str,
+               verdict: str) -> str:
+    mean = (f"{_fmt(st['mean'])} ± {_fmt(st['se'])} (n={st['n']})" if math.isfinite(st["mean"])
             else "no valid model")
     return (f"| {name} | {mean} | {_fmt(st['worst'])} | {_pct(st['valid_node_rate'])} | "
-            f"{st['valid_runs']}/{st['runs']} | {_fmt(st['wall_time'])} | {paper_cell} |")
+            f"{st['valid_runs']}/{st['runs']} | {_fmt(st['wall_time'])} | {paper_cell} "
+            f"| {protocol} | {verdict} |")

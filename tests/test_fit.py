@@ -292,3 +292,9 @@ def test_jitter_keeps_copy_zero_and_stays_in_range():
     assert v1["zero"].item() == 0.0 and v1["fixed"].item() == pytest.approx(7.0)
     assert not torch.equal(v1["rate"], v2["rate"])  # another copy, another draw
     assert torch.equal(v1["rate"], values(1)["rate"])  # reproducible from the seed
+
+
+def test_describe_names_the_restart_jitter():
+    text = TrainConfig(restarts=4).describe()
+    assert "4 copies" in text and "jittered" in text and "factor of 2" in text
+    assert "jittered" not in TrainConfig().describe()

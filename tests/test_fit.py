@@ -226,3 +226,75 @@ def test_polished_restarts_never_lose_to_one_run():
     assert one.ok and three.ok
     assert three.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
     assert any(n.startswith("L-BFGS polish (kept copy") for n in three.notes)
+
+
+# sin(w x) on x in [0, 4] with w = 3: from w = 1.8 the fit falls into the local minimum at
+# w ~ 1.07 (the barrier is at ~2.03); a jittered restart (factor 2: 0.9 .. 3.6) can land in
+# the basin of 3.
+SINE = candidate("Positive", '''    def __init__(self, spec):
+        super().__init__()
+        self.w = Positive(1.8)
+
+    def forward(self, x):
+        return torch.sin(self.w() * x)
+''')
+
+
+def sine_task() -> Task:
+    rng = np.random.default_rng(0)
+    splits = {}
+    for name, n in (("train", 80), ("val", 40), ("test", 40)):
+        x = rng.uniform(0.0, 4.0, size=(n, 1))
+        splits[name] = Split(inputs=x, targets=np.sin(3.0 * x))
+    return _task("sine", TaskKind.TABULAR, splits, 1, 1)
+
+
+def test_restarts_jitter_mechanistic_starts_out_of_a_local_minimum():
+    task = sine_task()
+    stuck = evaluate(task, SINE, TrainConfig())
+    assert stuck.ok and stuck.parameters["w"] == pytest.approx(1.07, abs=0.05)
+    rescued = evaluate(task, SINE, TrainConfig(restarts=4))
+    assert rescued.ok, rescued.message
+    assert rescued.parameters["w"] == pytest.approx(3.0, rel=1e-3)
+    assert rescued.test.rmse < 1e-3 and not rescued.untrained
+    assert any("4 copies trained" in n for n in rescued.notes)
+
+
+def test_jitter_keeps_copy_zero_and_stays_in_range():
+    import torch
+    from torch import nn
+
+    from nimm_jupyter.blocks import Bounded, Positive, Real
+    from nimm_jupyter.modeling.training import build_copy
+
+    class Model(nn.Module):
+        def __init__(self, spec):
+            super().__init__()
+            self.rate = Positive([2.0] * 50)
+            self.frac = Bounded(0.5, 0.0, 10.0, shape=(50,))
+            self.gain = Real([-4.0] * 50)
+            self.zero = Real(0.0)
+            self.fixed = Positive(7.0)
+            self.fixed.raw.requires_grad_(False)
+
+    def values(k):
+        m = build_copy(Model, None, torch.device("cpu"), 0, k)
+        return {n: getattr(m, n)().detach() for n in ("rate", "frac", "gain", "zero", "fixed")}
+
+    v0, v1, v2 = values(0), values(1), values(2)
+    assert torch.allclose(v0["rate"], torch.tensor(2.0))
+    assert torch.allclose(v0["frac"], torch.tensor(0.5))
+    assert torch.allclose(v0["gain"], torch.tensor(-4.0))
+    assert ((v1["rate"] >= 1.0 - 1e-5) & (v1["rate"] <= 4.0 + 1e-5)).all()
+    assert ((v1["gain"] <= -2.0 + 1e-5) & (v1["gain"] >= -8.0 - 1e-5)).all()
+    assert ((v1["frac"] >= 0.5 - 1e-4) & (v1["frac"] <= 9.5 + 1e-4)).all()
+    assert v1["rate"].std() > 0.1 and v1["frac"].std() > 0.5  # each element drawn on its own
+    assert v1["zero"].item() == 0.0 and v1["fixed"].item() == pytest.approx(7.0)
+    assert not torch.equal(v1["rate"], v2["rate"])  # another copy, another draw
+    assert torch.equal(v1["rate"], values(1)["rate"])  # reproducible from the seed
+
+
+def test_describe_names_the_restart_jitter():
+    text = TrainConfig(restarts=4).describe()
+    assert "4 copies" in text and "jittered" in text and "factor of 2" in text
+    assert "jittered" not in TrainConfig().describe()

@@ -22,7 +22,8 @@ class TrainConfig:
         patience: epochs without validation progress before early stopping.
         lr: the initial Adam learning rate.
         batch_size: ``None`` for full batch (fastest for small data), else a mini-batch size.
-        restarts: differently seeded copies of one candidate; the best by validation is kept.
+        restarts: copies of one candidate, the best by validation kept; copy ``k > 0`` is
+            seeded ``seed + k`` and starts from jittered mechanistic values (copy 0 does not).
         time_limit: soft limit in seconds, checked between epochs; ``None`` for none.
         save_weights: path for the trained ``state_dict``; ``None`` to keep nothing.
         threads: torch intra-op threads while training (small models are fastest on one).
@@ -58,8 +59,11 @@ class TrainConfig:
                   f"Wolfe line search, up to {self.polish_iters} iterations); whichever weights "
                   "are better on validation are kept." if self.polish_iters else "")
         batch = "full batch" if self.batch_size is None else f"mini-batches of {self.batch_size}"
-        restarts = (f" {self.restarts} differently seeded copies are trained when the model has "
-                    "random initialisation (otherwise one), and the best by validation is kept."
+        restarts = (f" {self.restarts} copies are trained and the best by validation is kept: "
+                    "copy 0 from the given starting values, the others under other seeds with "
+                    "jittered mechanistic starting values (Positive and nonzero Real within a "
+                    "factor of 2, Bounded anywhere in the inner 90% of its range); one copy when "
+                    "the model has neither random initialisation nor such a parameter."
                     if self.restarts > 1 else "")
         return (
             f"Training ({self.dtype}, {batch}): Adam at learning rate {self.lr:g} on the "

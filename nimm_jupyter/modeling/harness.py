@@ -30,7 +30,7 @@ from .scoring import (
     score_predictions, SplitData, split_data, split_scores,
 )
 from .training import (
-    DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, fit_restarts, seed_all,
+    DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, build_copy, fit_restarts, seed_all,
 )
 
 __all__ = [
@@ -136,11 +136,10 @@ def _still_falling(curve: list[dict[str, float]]) -> bool:
 
 
 def _initial_parameters(model_class: type, spec: object, device: torch.device,
-                        seed: int) -> dict[str, float]:
-    """The mechanistic parameters copy ``seed`` started from (empty if they cannot be read)."""
+                        seed: int, k: int) -> dict[str, float]:
+    """The mechanistic parameters copy ``k`` started from (empty if they cannot be read)."""
     try:
-        torch.manual_seed(seed)
-        return mechanistic_parameters(model_class(spec).to(device))
+        return mechanistic_parameters(build_copy(model_class, spec, device, seed, k))
     except Exception:  # the fitted report notes the failure; the flag just cannot use it
         return {}
 
@@ -271,7 +270,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     result = EvalResult(status=Status.OK)
     curve = _report(result, model, fit, k, pol, data["train"], inv_scale, config, notes)
     polished = pol is not None and pol.improved
-    initial = _initial_parameters(model_class, spec, device, int(config.seed) + k)
+    initial = _initial_parameters(model_class, spec, device, int(config.seed), k)
     model.eval()
     scale = spec.target_scale
     preds: Predictions = {}

@@ -10,14 +10,16 @@
   ``config.batch_size`` is set;
 * a non-finite loss restarts from the best weights with half the learning rate, at most
   :data:`MAX_RECOVERIES` times, after which that copy is declared diverged;
-* ``config.restarts = K > 1`` trains K differently seeded copies (one, with a note, when the
-  model builds the same weights under every seed) *in one batched
-  computation* (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``, one
-  Adam over the stacked parameters) and keeps the best by validation. Models that cannot
+* ``config.restarts = K > 1`` trains K different copies (one, with a note, when the model
+  builds the same weights under every seed and has no mechanistic starting value to vary)
+  *in one batched computation* (``torch.func.stack_module_state`` + ``functional_call`` +
+  ``vmap``, one Adam over the stacked parameters) and keeps the best by validation. Models that cannot
   be vmapped (``.item()``, data-dependent branches, in-place writes) fall back to training
   the copies one after another; the result notes say which path ran.
 
-Copy ``k`` is initialised under seed ``config.seed + k``, so copy 0 of a restart run is the
+Copy ``k`` is initialised under seed ``config.seed + k`` and, for ``k > 0``, its trainable
+mechanistic starting values are jittered (:func:`jitter_start_`), so that a fit stuck in a local
+minimum from the given start can be rescued; copy 0 keeps the given starting values and is the
 model a single run trains.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..blocks import Bounded, Param, Positive, Real
 from .config import TrainConfig
 from .contract import _short
 from .engines import SingleEngine, StackedAdam, VmapEngine, clip_grads_, step_scales
@@ -40,7 +43,8 @@ from .scoring import SplitData
 
 __all__ = [
     "Fit", "Progress", "ProgressFn", "fit_restarts", "seed_all", "MAX_RECOVERIES",
-    "PROGRESS_INTERVAL", "DIVERGED_HINT",
+    "PROGRESS_INTERVAL", "DIVERGED_HINT", "build_copy", "jitter_start_", "JITTER_FACTOR",
+    "BOUNDED_MARGIN",
 ]
 
 MAX_RECOVERIES = 3  # NaN recoveries per copy before it is declared diverged
@@ -48,6 +52,8 @@ CLIP_NORM = 1.0
 PROGRESS_INTERVAL = 0.2  # seconds between progress callbacks
 _REL_IMPROVEMENT = 1e-4  # what counts as progress for patience and the schedule
 _MIN_LR_FACTOR = 1e-3
+JITTER_FACTOR = 2.0  # restarts: Positive and Real starting values within this factor (log-uniform)
+BOUNDED_MARGIN = 0.05  # restarts: Bounded starting values uniform in the inner 90% of the range
 DIVERGED_HINT = ("bound rates with Positive/Bounded, clamp states, or scale the neural "
                  "correction down")
 
@@ -273,6 +279,50 @@ def _build(model_class: type, spec: Any, device: torch.device, seed: int,
     return model if dtype == torch.float32 else model.to(dtype)
 
 
+def _jitterable(model: nn.Module) -> list[Param]:
+    """The trainable mechanistic parameters whose starting value a restart can vary (a ``Real``
+    at exactly 0 has no scale to be relative to, so it is left alone)."""
+    return [m for m in model.modules()
+            if isinstance(m, (Positive, Bounded, Real)) and m.raw.requires_grad
+            and (not isinstance(m, Real) or bool(m.raw.detach().ne(0).any()))]
+
+
+@torch.no_grad()
+def jitter_start_(model: nn.Module, gen: torch.Generator) -> int:
+    """Draw new starting values for ``model``'s trainable mechanistic parameters, in place;
+    returns how many parameters were changed.
+
+    ``Positive`` and ``Real`` values are multiplied by a log-uniform factor in
+    ``[1/JITTER_FACTOR, JITTER_FACTOR]`` (a ``Real`` keeps its sign; one at 0 stays 0), a
+    ``Bounded`` value is drawn uniformly from the inner ``1 - 2 * BOUNDED_MARGIN`` of its range
+    (its bounds say where it may be, its start is only a guess). Each element is drawn on its
+    own; frozen parameters (``requires_grad`` off) keep their values."""
+    params = _jitterable(model)
+    log_f = math.log(JITTER_FACTOR)
+    for m in params:
+        raw = m.raw
+        u = torch.rand(raw.shape, generator=gen, dtype=torch.float64).to(raw.device)
+        if isinstance(m, Bounded):
+            p = BOUNDED_MARGIN + (1 - 2 * BOUNDED_MARGIN) * u
+            new = torch.log(p) - torch.log1p(-p)
+        elif isinstance(m, Positive):  # stored as log(value): a shift is a factor
+            new = raw.double() + (2 * u - 1) * log_f
+        else:
+            new = raw.double() * torch.exp((2 * u - 1) * log_f)
+        raw.copy_(new.to(raw.dtype))
+    return len(params)
+
+
+def build_copy(model_class: type, spec: Any, device: torch.device, seed: int, k: int,
+               dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Copy ``k`` of a restart run as it starts training: built under seed ``seed + k``, with
+    its mechanistic starting values jittered unless ``k == 0`` (copy 0 is the single run)."""
+    model = _build(model_class, spec, device, seed + k, dtype)
+    if k:
+        jitter_start_(model, torch.Generator().manual_seed(seed + k))
+    return model
+
+
 
 def _same_for_every_seed(model_class: type, spec: Any, device: torch.device, seed: int,
                          first: nn.Module, dtype: torch.dtype) -> bool:
@@ -288,21 +338,25 @@ def _same_for_every_seed(model_class: type, spec: Any, device: torch.device, see
 def fit_restarts(model_class: type, spec: Any, train: SplitData, val: SplitData, inv_scale: torch.Tensor,
                  config: TrainConfig, device: torch.device, deadline: float | None,
                  progress: Progress) -> Fit:
-    """Train ``config.restarts`` copies (one when the model has no random initialisation)."""
+    """Train ``config.restarts`` copies (one when they could not differ: no random
+    initialisation and no mechanistic starting value to jitter)."""
     K = int(config.restarts)
     dtype = getattr(torch, config.dtype)
     gen = torch.Generator().manual_seed(int(config.seed))
-    first = _build(model_class, spec, device, config.seed, dtype)
-    skipped = K > 1 and _same_for_every_seed(model_class, spec, device, config.seed, first, dtype)
+    first = build_copy(model_class, spec, device, config.seed, 0, dtype)
+    skipped = K > 1 and not _jitterable(first) and _same_for_every_seed(
+        model_class, spec, device, config.seed, first, dtype)
     if K == 1 or skipped:
         fit = _train(SingleEngine(first, inv_scale), train, val, config, deadline, progress, gen)
         if skipped:
             fit.note = (f"restarts: {K} asked, 1 trained: the model builds the same weights "
-                        "under every seed, so every copy would be identical")
+                        "under every seed and has no mechanistic starting value to vary "
+                        "(Positive, Bounded or nonzero Real), so every copy would be identical")
         return fit
 
     vmap_error = ""
-    models = [first] + [_build(model_class, spec, device, config.seed + k, dtype) for k in range(1, K)]
+    models = [first] + [build_copy(model_class, spec, device, config.seed, k, dtype)
+                        for k in range(1, K)]
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*batching rule.*")
@@ -315,7 +369,7 @@ def fit_restarts(model_class: type, spec: Any, train: SplitData, val: SplitData,
     fits: list[Fit] = []
     for k in range(K):
         gen = torch.Generator().manual_seed(int(config.seed) + k)
-        model = _build(model_class, spec, device, config.seed + k, dtype)
+        model = build_copy(model_class, spec, device, config.seed, k, dtype)
         fits.append(_train(SingleEngine(model, inv_scale), train, val, config, deadline,
                            progress, gen))
         if deadline is not None and time.perf_counter() >= deadline:

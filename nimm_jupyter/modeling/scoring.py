@@ -10,11 +10,12 @@ reported as floats: a scalar under its name, a vector of at most :data:`MAX_VECT
 entries as ``name[i]`` per entry, a larger one as ``name.mean``.
 
 One-step (teacher-forced) predictions of a trajectory task (:func:`forward_one_step`): step
-``s`` (``s >= C``) is predicted from the TRUE steps ``s-C..s-1`` as context, i.e. the model's
-own ``forward(y_context, u, t)`` on the window ``s-C..s`` of length ``C+1``, so it sees exactly
-the context length it was trained with and absolute times stay right. The windows of one step
-are batched over samples: ``T-C`` forward calls of one step each, about the cost of one more
-rollout. Tabular tasks have no rollout: their one-step RMSE *is* the plain RMSE, so it is not
+``s`` (``s >= C``) is predicted from ALL the true steps ``0..s-1`` as context, i.e. the model's
+own ``forward(y_context, u, t)`` on the trajectory cut after step ``s`` (context ``y[:, :s]``,
+``u[:, :s+1]``, ``t[:s+1]``): the time origin and the first observed steps stay what the model
+was trained with; only the context is longer than ``C`` (a candidate that cannot take that
+gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
+of one step each, about the cost of one more rollout. Tabular tasks have no rollout: their one-step RMSE *is* the plain RMSE, so it is not
 computed twice (the ``*_one_step`` fields stay None).
 """
 from __future__ import annotations
@@ -165,21 +166,21 @@ def forward_one_step(model: nn.Module, data: SplitData) -> torch.Tensor:
     y = _true_states(data)
     steps = []
     for s in range(C, y.shape[1]):
-        window = SplitData((y[:, s - C:s], u[:, s - C:s + 1], t[s - C:s + 1]), data.per_sample,
-                           data.target[:, s - C:s - C + 1], None, 0.0)
-        steps.append(forward_chunks(model, window))
+        cut = SplitData((y[:, :s], u[:, :s + 1], t[:s + 1]), data.per_sample,
+                        data.target[:, s - C:s - C + 1], None, 0.0)
+        steps.append(forward_chunks(model, cut))
     return torch.cat(steps, dim=1)
 
 
 def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,
                     names: list[str]) -> dict[str, Any]:
     """The ``*_one_step`` fields of :class:`SplitScores` for one-step ``pred`` on a
-    trajectory split, over the steps whose target and whole true context are observed."""
+    trajectory split, over the steps whose target and every earlier true state are observed."""
     observed = torch.isfinite(_true_states(data))
     C = int(data.args[0].shape[1])
-    context_ok = torch.stack([observed[:, s - C:s].all(dim=(1, 2))
-                              for s in range(C, observed.shape[1])], dim=1)
-    mask = observed[:, C:] & context_ok[..., None]
+    # a missing true state poisons the context of every later step of its trajectory
+    context_ok = torch.cumprod(observed.all(dim=2).to(torch.int8), dim=1).bool()
+    mask = observed[:, C:] & context_ok[:, C - 1:-1, None]
     scored = SplitData(data.args, data.per_sample, data.target, mask, float(mask.sum()))
     s = split_scores(pred, scored, scale, names)
     return {"rmse_one_step": s.rmse, "rmse_norm_one_step": s.rmse_norm,

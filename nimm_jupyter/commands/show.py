@@ -37,8 +37,22 @@ def node_usage(node: Any) -> dict[str, Any]:
     }
 
 
+def one_step_columns(node: Any) -> dict[str, Any]:
+    """``<split>_rmse_one_step`` and ``<split>_per_target_one_step`` of ``node``: the
+    teacher-forced one-step RMSE beside the rollout's ``<split>_rmse`` (None for tabular
+    tasks, where it is the plain RMSE, for test, whose states a job never holds, and for
+    nodes without a result or from journals older than the field)."""
+    out: dict[str, Any] = {}
+    for s in ("train", "val", "test"):
+        scores = getattr(node.result, s, None)
+        out[f"{s}_rmse_one_step"] = getattr(scores, "rmse_one_step", None)
+        out[f"{s}_per_target_one_step"] = getattr(scores, "per_target_one_step", None)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from ..search.api import SearchError, open_run
+    from ..search.results import json_safe
 
     try:
         result = open_run(args.run_dir)
@@ -47,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         d = result.to_dict()
         usage = {n.id: node_usage(n) for n in result.nodes}
+        one_step = {n.id: one_step_columns(n) for n in result.nodes}
         for row in d["nodes"]:
             row.update(usage[row["id"]])
+            row.update(json_safe(one_step[row["id"]]))
         print(json.dumps(d))
     else:
         print(summary_text(result))

@@ -18,8 +18,10 @@ import numpy as np
 
 from ..modeling.harness import not_finite_on_val
 from ..modeling.result import EvalResult, SplitScores, Status
-from ..modeling.scoring import SPLITS, prediction_shape, predictions_file, score_predictions
-from ..tasks.base import Task
+from ..modeling.scoring import (
+    SPLITS, one_step_key, prediction_shape, predictions_file, score_one_step, score_predictions,
+)
+from ..tasks.base import Task, TaskKind
 from .base import EvalRequest, TrainConfig
 from .forkserver import classify_exit
 from .protocol import FrameReader, ProtocolViolation
@@ -32,7 +34,9 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
                   required: bool = True) -> EvalResult:
     """``result`` with every score the job claimed replaced by the driver's own: RMSE of its
     ``predictions`` against ``task``'s targets (which the job never held), by the harness's
-    formulas. An ``ok`` result needs predictions of the right shape for every split
+    formulas, the rollout's and, where the job sent them, the teacher-forced one-step
+    predictions' (``<split>_one_step``; never for test, whose true states the job lacks).
+    An ``ok`` result needs predictions of the right shape for every split
     (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
     which trains nothing); a non-finite validation error makes it ``diverged``."""
     for s in SPLITS:
@@ -46,6 +50,12 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
             got = "none" if pred is None else tuple(pred.shape)
             raise ProtocolViolation(f"{s} predictions of shape {got}; expected {want}")
         setattr(result, s, score_predictions(task, s, pred))
+        one = predictions.get(one_step_key(s))
+        if one is not None:  # optional: the job sends none for a split it holds no states of
+            if task.kind is not TaskKind.TRAJECTORY or tuple(one.shape) != want:
+                raise ProtocolViolation(f"{s} one-step predictions of shape {tuple(one.shape)}; "
+                                        f"expected {want} (trajectory tasks only)")
+            setattr(result, s, score_one_step(task, s, one, getattr(result, s)))
     if not math.isfinite(result.val.rmse):
         bad = not_finite_on_val(result.loss_curve, result.epochs)
         bad.wall_time, bad.device, bad.seed, bad.restarts = (

@@ -18,8 +18,10 @@ type-checked and capped: what a candidate reports (parameter names and values, m
 untrusted text that goes on into the journal and into the next LLM prompt.
 
 The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
-(:func:`encode_array`), the kept model's outputs for the inputs of each split. The scores a child claims are
-parsed here but never trusted: the driver replaces them with its own, computed from these
+(:func:`encode_array`), the kept model's outputs for the inputs of each split, and for a
+trajectory task ``"<split>_one_step"`` for each split whose true states the child holds (its
+teacher-forced one-step predictions, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+The scores a child claims are parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
 from __future__ import annotations
@@ -56,6 +58,11 @@ LIMITS = ReportLimits()
 _NAME = re.compile(r"^[A-Za-z0-9_.\[\]()\-+*/^ :,]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _CHILD_STATUSES = frozenset(Status) - {Status.CANCELLED}
+
+
+# each split's rollout, and its teacher-forced one-step predictions (modeling.scoring.one_step_key)
+_PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step", "val_one_step",
+                              "test_one_step"})
 
 
 class ProtocolViolation(ValueError):
@@ -183,7 +190,7 @@ def clean_predictions(d: Any) -> dict[str, np.ndarray]:
     the task are the driver's check."""
     if d is None:
         return {}
-    if not isinstance(d, dict) or not set(d) <= {"train", "val", "test"}:
+    if not isinstance(d, dict) or not set(d) <= _PREDICTION_KEYS:
         raise ProtocolViolation("predictions are not an object of splits")
     return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
 

@@ -8,6 +8,7 @@ never raise: they come back as an :class:`EvalResult` with a status.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -27,8 +28,10 @@ from .polish import Polish, polish, train_grad_norm
 from .result import EvalResult, Status, StopReason
 from .scoring import (
     MAX_VECTOR_PARAMS, SPLITS, count_trainable, forward_chunks, mechanistic_parameters, predict,
-    score_predictions, SplitData, split_data, split_scores,
+    score_predictions, SplitData, split_data, split_scores, forward_one_step, one_step_key,
+    one_step_scores,
 )
+from ..tasks.base import TaskKind
 from .training import (
     DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, build_copy, fit_restarts, seed_all,
 )
@@ -279,6 +282,15 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
             pred = forward_chunks(model, data[s])
             setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
             preds[s] = pred.cpu().numpy()  # the model's dtype: exact, half the bytes
+            if task.kind is TaskKind.TRAJECTORY and data[s].count > 0:  # true states held
+                try:
+                    one = forward_one_step(model, data[s])
+                except Exception as exc:  # the rollout's scores stand without it
+                    notes.append(describe_exception(exc, source, f"one-step prediction on {s}"))
+                    continue
+                setattr(result, s, dataclasses.replace(getattr(result, s), **one_step_scores(
+                    one, data[s], scale, task.target_names)))
+                preds[one_step_key(s)] = one.cpu().numpy()
     if not math.isfinite(result.val.rmse):
         return not_finite_on_val(fit.curves[k], fit.epochs), {}
     result.loss_curve = curve

@@ -49,11 +49,21 @@ _CANDIDATE_FAULTS = frozenset({
 
 @dataclass
 class SplitScores:
-    """RMSE on one split: original units, normalised (divided by the train std), per target."""
+    """RMSE on one split: original units, normalised (divided by the train std), per target.
+
+    ``rmse``/``rmse_norm``/``per_target`` score the model's rollout (what a search selects
+    on). The ``*_one_step`` fields score its teacher-forced one-step predictions (each step
+    from the true previous steps, :func:`~.scoring.forward_one_step`) on trajectory tasks;
+    they are None for tabular tasks (where one-step is the plain RMSE), for rows written
+    before they existed, and where the split's true states were hidden from the job (test).
+    """
 
     rmse: float = float("nan")
     rmse_norm: float = float("nan")
     per_target: dict[str, float] = field(default_factory=dict)
+    rmse_one_step: float | None = None
+    rmse_norm_one_step: float | None = None
+    per_target_one_step: dict[str, float] | None = None
 
 
 @dataclass

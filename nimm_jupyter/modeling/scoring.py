@@ -8,6 +8,15 @@ Fitted mechanistic parameters are ``model.mechanistic_parameters()`` when the ca
 it, otherwise every :class:`nimm_jupyter.blocks.Param` submodule by attribute path. Values are
 reported as floats: a scalar under its name, a vector of at most :data:`MAX_VECTOR_PARAMS`
 entries as ``name[i]`` per entry, a larger one as ``name.mean``.
+
+One-step (teacher-forced) predictions of a trajectory task (:func:`forward_one_step`): step
+``s`` (``s >= C``) is predicted from ALL the true steps ``0..s-1`` as context, i.e. the model's
+own ``forward(y_context, u, t)`` on the trajectory cut after step ``s`` (context ``y[:, :s]``,
+``u[:, :s+1]``, ``t[:s+1]``): the time origin and the first observed steps stay what the model
+was trained with; only the context is longer than ``C`` (a candidate that cannot take that
+gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
+of one step each, about the cost of one more rollout. Tabular tasks have no rollout: their one-step RMSE *is* the plain RMSE, so it is not
+computed twice (the ``*_one_step`` fields stay None).
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ __all__ = [
     "SplitData", "split_data", "sq_err_norm", "forward_chunks", "split_scores",
     "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
     "MAX_VECTOR_PARAMS", "SPLITS", "HIDDEN_SPLITS", "without_targets", "prediction_shape",
-    "predictions_file",
+    "predictions_file", "forward_one_step", "one_step_key", "score_one_step", "one_step_scores",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -135,6 +144,58 @@ def forward_chunks(model: nn.Module, data: SplitData, chunk: int = 4096) -> torc
         if data.n <= chunk:
             break
     return torch.cat(outs, dim=0)
+
+
+def one_step_key(split: str) -> str:
+    """The predictions key of ``split``'s one-step predictions (next to ``split`` itself)."""
+    return f"{split}_one_step"
+
+
+def _true_states(data: SplitData) -> torch.Tensor:
+    """Every observed step of a trajectory split, ``(N, T, S)``, missing entries NaN."""
+    target = data.target if data.mask is None else torch.where(data.mask, data.target, float("nan"))
+    return torch.cat([data.args[0].to(target.dtype), target], dim=1)
+
+
+def forward_one_step(model: nn.Module, data: SplitData) -> torch.Tensor:
+    """Teacher-forced one-step predictions ``(N, T-C, S)`` of a trajectory split: see the
+    module docstring. A window with a missing true state gives NaN there (the driver does
+    not score such steps, :func:`score_one_step`)."""
+    y_context, u, t = data.args
+    C = int(y_context.shape[1])
+    y = _true_states(data)
+    steps = []
+    for s in range(C, y.shape[1]):
+        cut = SplitData((y[:, :s], u[:, :s + 1], t[:s + 1]), data.per_sample,
+                        data.target[:, s - C:s - C + 1], None, 0.0)
+        steps.append(forward_chunks(model, cut))
+    return torch.cat(steps, dim=1)
+
+
+def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,
+                    names: list[str]) -> dict[str, Any]:
+    """The ``*_one_step`` fields of :class:`SplitScores` for one-step ``pred`` on a
+    trajectory split, over the steps whose target and every earlier true state are observed."""
+    observed = torch.isfinite(_true_states(data))
+    C = int(data.args[0].shape[1])
+    # a missing true state poisons the context of every later step of its trajectory
+    context_ok = torch.cumprod(observed.all(dim=2).to(torch.int8), dim=1).bool()
+    mask = observed[:, C:] & context_ok[:, C - 1:-1, None]
+    scored = SplitData(data.args, data.per_sample, data.target, mask, float(mask.sum()))
+    s = split_scores(pred, scored, scale, names)
+    return {"rmse_one_step": s.rmse, "rmse_norm_one_step": s.rmse_norm,
+            "per_target_one_step": s.per_target}
+
+
+def score_one_step(task: Task, split: str, pred: np.ndarray, scores: SplitScores) -> SplitScores:
+    """``scores`` with the one-step fields of ``pred`` (layout as :func:`predict`) on ``split``."""
+    data = split_data(task, split, torch.device("cpu"), torch.float64)
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
+    if tuple(p.shape) != tuple(data.target.shape):
+        raise ValueError(f"one-step predictions have shape {tuple(p.shape)}; "
+                         f"expected {tuple(data.target.shape)}")
+    fields = one_step_scores(p, data, task.spec().target_scale, task.target_names)
+    return dataclasses.replace(scores, **fields)
 
 
 def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names: list[str]) -> SplitScores:

@@ -1,0 +1,156 @@
+"""Teacher-forced one-step scores next to the rollout's (issue 16 item 2): the windows the
+model sees, the driver's scoring of a job's one-step predictions, old rows, the CLI columns."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nimm_jupyter.execution.job import driver_scores
+from nimm_jupyter.execution.protocol import ProtocolViolation, clean_predictions, encode_array
+from nimm_jupyter.modeling.harness import fit_and_predict
+from nimm_jupyter.modeling.config import TrainConfig
+from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
+from nimm_jupyter.modeling.scoring import (
+    forward_one_step, one_step_key, prediction_shape, score_predictions, split_data,
+)
+from nimm_jupyter.commands.show import one_step_columns
+from nimm_jupyter.search.node import Node
+
+from toy_tasks import TAB_PRIOR, TRAJ_PRIOR, make_toy_tabular, make_toy_trajectory
+
+
+class LastPlusTime(nn.Module):
+    """Predicts every step as the last context state plus that step's time since the start:
+    its one-step prediction of step s is therefore y[s-1] + t[s] - t[0] (the time origin
+    stays the trajectory's), its rollout y[C-1] + t[s] - t[0]."""
+
+    def forward(self, y_context, u, t):
+        C = y_context.shape[1]
+        assert u.shape[1] == t.shape[0]  # the inputs are cut where the time axis is
+        return y_context[:, -1:] + (t[C:] - t[0]).reshape(1, -1, 1)
+
+
+@pytest.fixture(scope="module")
+def traj():
+    return make_toy_trajectory(n_train=8, n_val=6, n_test=5, T=9, context=2)
+
+
+def test_one_step_cuts_use_true_states_and_the_time_origin(traj):
+    data = split_data(traj, "val", torch.device("cpu"), torch.float64)
+    y = torch.as_tensor(traj.val.targets)
+    t = torch.as_tensor(traj.time)
+    one = forward_one_step(LastPlusTime(), data)
+    want = y[:, 1:-1] + (t[2:] - t[0]).reshape(1, -1, 1)
+    assert one.shape == (6, 7, 2)
+    torch.testing.assert_close(one, want)
+    # the rollout differs: it carries the last context state forward
+    torch.testing.assert_close(LastPlusTime()(*data.args), y[:, 1:2] + (t[2:] - t[0]).reshape(1, -1, 1))
+
+
+def _persistence_predictions(task, split):
+    y = np.asarray(task.split(split).targets, dtype=np.float64)
+    return y[:, task.context - 1:-1]  # step s predicted as the true step s-1
+
+
+def test_driver_scores_one_step_and_keeps_test_none(traj):
+    preds = {s: np.zeros(prediction_shape(traj, s)) for s in ("train", "val", "test")}
+    preds[one_step_key("val")] = _persistence_predictions(traj, "val")
+    res = driver_scores(traj, EvalResult(status=Status.OK), preds)
+    y = np.asarray(traj.val.targets)
+    err = y[:, 2:] - y[:, 1:-1]
+    assert res.val.rmse_one_step == pytest.approx(math.sqrt(np.mean(err ** 2)))
+    assert res.val.per_target_one_step["x2"] == pytest.approx(math.sqrt(np.mean(err[..., 1] ** 2)))
+    # the rollout scores are untouched by the one-step ones
+    assert res.val.rmse == score_predictions(traj, "val", preds["val"]).rmse
+    assert res.train.rmse_one_step is None and res.test.rmse_one_step is None
+
+
+def test_one_step_skips_steps_after_a_missing_state(traj):
+    targets = np.array(traj.val.targets, copy=True)
+    targets[0, 4, 0] = np.nan  # a missing target at step 4 of sample 0
+    task = dataclasses.replace(traj, val=dataclasses.replace(traj.val, targets=targets))
+    pred = np.nan_to_num(_persistence_predictions(task, "val"), nan=1e9)
+    res = driver_scores(task, EvalResult(status=Status.OK),
+                        {**{s: np.zeros(prediction_shape(task, s)) for s in ("train", "val", "test")},
+                         one_step_key("val"): pred})
+    y = targets
+    err = y[:, 2:] - y[:, 1:-1]
+    # sample 0: x1 at step 4 (its target is missing) and every later step (whose context of
+    # all earlier true steps holds the missing entry) are not scored; x2 at step 4 is
+    keep = np.ones(err.shape, dtype=bool)
+    keep[0, 2, 0] = False
+    keep[0, 3:, :] = False
+    assert res.val.rmse_one_step == pytest.approx(math.sqrt(np.mean(err[keep] ** 2)))
+
+
+def test_bad_one_step_predictions_are_a_protocol_violation(traj):
+    preds = {s: np.zeros(prediction_shape(traj, s)) for s in ("train", "val", "test")}
+    with pytest.raises(ProtocolViolation):
+        driver_scores(traj, EvalResult(status=Status.OK),
+                      {**preds, one_step_key("val"): np.zeros((1, 1, 2))})
+    tab = make_toy_tabular(n_train=8, n_val=4, n_test=4)
+    tab_preds = {s: np.zeros(prediction_shape(tab, s)) for s in ("train", "val", "test")}
+    with pytest.raises(ProtocolViolation):
+        driver_scores(tab, EvalResult(status=Status.OK),
+                      {**tab_preds, one_step_key("val"): tab_preds["val"]})
+    assert set(clean_predictions({"val_one_step": encode_array(np.zeros((2, 2)))})) == {"val_one_step"}
+    with pytest.raises(ProtocolViolation):
+        clean_predictions({"val_two_step": encode_array(np.zeros((2, 2)))})
+
+
+def test_harness_returns_one_step_for_held_splits_only(traj):
+    from nimm_jupyter.modeling.scoring import without_targets
+
+    cfg = TrainConfig(max_epochs=3, polish_iters=0, threads=1)
+    res, preds = fit_and_predict(without_targets(traj), TRAJ_PRIOR, cfg)
+    assert res.ok and set(preds) == {"train", "val", "test", "train_one_step", "val_one_step"}
+    scored = driver_scores(traj, res, preds)
+    assert scored.val.rmse_one_step is not None and math.isfinite(scored.val.rmse_one_step)
+    assert scored.val.rmse_one_step < scored.val.rmse  # one step from the truth beats a rollout
+    assert scored.test.rmse_one_step is None
+    tab = make_toy_tabular(n_train=16, n_val=8, n_test=8)
+    res, preds = fit_and_predict(tab, TAB_PRIOR, cfg)
+    assert res.ok and set(preds) == {"train", "val", "test"} and res.val.rmse_one_step is None
+
+
+def test_old_rows_load_and_new_rows_round_trip():
+    old = {"status": "ok", "val": {"rmse": 1.0, "rmse_norm": 0.5, "per_target": {"V": 1.0}}}
+    r = EvalResult.from_dict(old)
+    assert r.val.rmse == 1.0 and r.val.rmse_one_step is None and r.val.per_target_one_step is None
+    new = EvalResult(status=Status.OK, val=SplitScores(1.0, 0.5, {"V": 1.0}, 0.2, 0.1, {"V": 0.2}))
+    back = EvalResult.from_dict(new.to_dict())
+    assert back.val == new.val
+
+
+def test_show_columns_carry_both_metrics():
+    res = EvalResult(status=Status.OK, val=SplitScores(1.0, 0.5, {"V": 1.0}, 0.2, 0.1, {"V": 0.2}))
+    cols = one_step_columns(Node(id=1, parent=None, branch=0, operator="draft", result=res))
+    assert cols["val_rmse_one_step"] == 0.2 and cols["val_per_target_one_step"] == {"V": 0.2}
+    assert cols["test_rmse_one_step"] is None
+    assert one_step_columns(Node(id=2, parent=None, branch=0, operator="draft"))["val_rmse_one_step"] is None
+
+
+def test_search_journal_and_show_json_carry_one_step(tmp_path):
+    """End to end: a sandboxed search journals the driver's one-step scores, show prints them."""
+    import json
+    import subprocess
+    import sys
+
+    nimm = [sys.executable, "-c", "import sys; from nimm_jupyter.cli import main; sys.exit(main())"]
+    run_dir = tmp_path / "run"
+    subprocess.run(nimm + ["search", "lung_cancer_chemo", "--n-patients", "16", "--max-epochs", "3",
+                           "--budget", "2", "--proposer", "offline", "--run-dir", str(run_dir),
+                           "--json"], check=True, capture_output=True, text=True, timeout=600)
+    out = json.loads(subprocess.run(nimm + ["show", str(run_dir), "--json"], check=True,
+                                    capture_output=True, text=True, timeout=120).stdout)
+    ok = [n for n in out["nodes"] if n["status"] == "ok"]
+    assert ok
+    for n in ok:  # (a 3-epoch fit: no claim that one step beats the rollout here)
+        assert n["val_rmse_one_step"] > 0 and n["val_rmse"] > 0
+        assert set(n["val_per_target_one_step"]) == {"V", "C"}
+        assert n["test_rmse_one_step"] is None

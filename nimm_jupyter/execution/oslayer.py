@@ -225,7 +225,10 @@ def _python_paths() -> tuple[dict[str, list[str]], list[str]]:
         if p and os.path.isdir(p):
             p = os.path.abspath(p)
             if any(_under(p, root) for root in _COVERED_ROOTS):
-                covered.add(p)
+                # A covered root itself (``python -m`` run from /tmp puts /tmp on sys.path) and
+                # the jail's own work dir are never put back: they would hide the jail's tmpfs.
+                if p not in _COVERED_ROOTS and not _under(p, JAIL_WORKDIR):
+                    covered.add(p)
                 continue
             hidden = _hidden_parent(p)
             if hidden is not None and p != hidden:

@@ -160,6 +160,9 @@ def server_main(boot: dict[str, Any]) -> None:
     tasks: collections.OrderedDict[str, Task] = collections.OrderedDict()
     jobs: dict[int, str] = {}
     pids: dict[str, int] = {}
+    # EOF without a "bye" means the driver died. getppid() alone races: a killed process
+    # closes its sockets before its children are re-parented.
+    driver_died = False
 
     def reap() -> None:
         while True:
@@ -190,9 +193,12 @@ def server_main(boot: dict[str, Any]) -> None:
                 continue
             data, fds, _flags, _addr = socket.recv_fds(ctrl, 1 << 16, 4)
             if not data:
-                break  # the driver is gone
+                driver_died = True
+                break
             msg = json.loads(data)
             op = msg["op"]
+            if op == "bye":  # a clean close: the driver removes its own temp dir
+                break
             if op == "task":
                 try:
                     with open(msg["path"], "rb") as f:
@@ -231,7 +237,7 @@ def server_main(boot: dict[str, Any]) -> None:
         for pid in list(jobs):
             kill_session(pid)
         _kill_orphans(set())
-        if os.getppid() != boot.get("driver"):  # the driver died: nobody else will clean up
+        if driver_died or os.getppid() != boot.get("driver"):  # nobody else will clean up
             shutil.rmtree(boot.get("root") or os.devnull, ignore_errors=True)
         os._exit(0)
 
@@ -359,9 +365,10 @@ class ForkServer:
             return ""
 
     def close(self, wait: float = 5.0) -> None:
+        self.send({"op": "bye"})
         self.dead = True
         try:
-            self.sock.close()  # the server kills its jobs and exits on EOF
+            self.sock.close()  # the server kills its jobs and exits
         except OSError:
             pass
         try:

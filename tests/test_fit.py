@@ -10,12 +10,16 @@ import math
 
 import numpy as np
 import pytest
-from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, make_toy_tabular, make_toy_trajectory
+from toy_tasks import (
+    TAB_PRIOR, TRAJ_HYBRID, holdout_rmse_norm, make_toy_tabular, make_toy_trajectory,
+)
 
 from nimm_jupyter.modeling import EvalResult, evaluate
 from nimm_jupyter.modeling.config import TrainConfig
+from nimm_jupyter.modeling.harness import fit_and_predict
 from nimm_jupyter.modeling.result import StopReason
 from nimm_jupyter.tasks import DataSource, Split, Task, TaskKind, Variable
+from nimm_jupyter.tasks.splits import holdout_indices
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,16 +101,18 @@ def logistic_task(r: float = 0.8, K: float = 50.0, T: int = 15) -> Task:
 
 
 def regression_task(seed: int = 0) -> tuple[Task, np.ndarray]:
-    """y = 150 + 3 x0 - 2 x1 + noise; returns the task and the train least-squares fit."""
+    """y = 150 + 3 x0 - 2 x1 + noise; returns the task and the least-squares fit of the
+    training samples the harness fits on (all but its early-stopping hold-out)."""
     rng = np.random.default_rng(seed)
     splits = {}
     for name, n in (("train", 80), ("val", 40), ("test", 40)):
         x = rng.uniform(-2.0, 2.0, size=(n, 2))
         y = 150 + x @ np.array([3.0, -2.0]) + rng.normal(0.0, 0.5, size=n)
         splits[name] = Split(inputs=x, targets=y[:, None])
-    x = splits["train"].inputs
+    fit, _hold, _how = holdout_indices(splits["train"], TrainConfig().holdout)  # what it fits
+    x = splits["train"].inputs[fit]
     design = np.column_stack([np.ones(len(x)), x])
-    coef = np.linalg.lstsq(design, splits["train"].targets[:, 0], rcond=None)[0]
+    coef = np.linalg.lstsq(design, splits["train"].targets[fit, 0], rcond=None)[0]
     return _task("linreg", TaskKind.TABULAR, splits, 2, 1), coef
 
 
@@ -146,14 +152,17 @@ def test_float64_fit_is_tighter():
     assert fitted == pytest.approx(coef.tolist(), rel=1e-6)
 
 
-def test_untrained_flag_when_validation_only_gets_worse():
-    # Train says y = +x, validation says y = -x: every step towards train hurts validation,
-    # so the best weights are the starting ones and the result must say so.
+def test_untrained_flag_when_the_holdout_only_gets_worse():
+    # The fitted samples say y = +x, the early-stopping hold-out says y = -x: every step
+    # towards the fit hurts the hold-out, so the best weights are the starting ones and the
+    # result must say so.
     rng = np.random.default_rng(1)
     splits = {}
     for name, sign in (("train", 1.0), ("val", -1.0), ("test", -1.0)):
         x = rng.uniform(-1.0, 1.0, size=(32, 2))
         splits[name] = Split(inputs=x, targets=sign * x[:, :1])
+    _fit, hold, _how = holdout_indices(splits["train"], TrainConfig().holdout)
+    splits["train"].targets[hold] *= -1.0
     task = _task("contrary", TaskKind.TABULAR, splits, 2, 1)
     res = evaluate(task, TAB_PRIOR, TrainConfig(max_epochs=20))
     assert res.ok and res.untrained
@@ -218,18 +227,19 @@ def test_param_memo_computes_each_value_once_with_correct_gradients():
 
 def test_polished_restarts_never_lose_to_one_run():
     # Copy 0 of a restart run is the single run and is always polished, so the kept copy can
-    # only be as good or better on validation.
+    # only be as good or better on the hold-out it is selected on.
     traj = make_toy_trajectory(n_train=8, n_val=4, n_test=4, T=8)
     cfg = dict(max_epochs=10, polish_iters=20)
-    one = evaluate(traj, TRAJ_HYBRID, TrainConfig(**cfg))
-    three = evaluate(traj, TRAJ_HYBRID, TrainConfig(restarts=3, **cfg))
+    one, one_pred = fit_and_predict(traj, TRAJ_HYBRID, TrainConfig(**cfg))
+    three, three_pred = fit_and_predict(traj, TRAJ_HYBRID, TrainConfig(restarts=3, **cfg))
     assert one.ok and three.ok
-    assert three.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
+    assert holdout_rmse_norm(traj, three_pred["train"]) <= holdout_rmse_norm(
+        traj, one_pred["train"]) * (1 + 1e-3)
     assert any(n.startswith("L-BFGS polish (kept copy") for n in three.notes)
 
 
-# sin(w x) on x in [0, 4] with w = 3: from w = 1.8 the fit falls into the local minimum at
-# w ~ 1.07 (the barrier is at ~2.03); a jittered restart (factor 2: 0.9 .. 3.6) can land in
+# sin(w x) on x in [0, 4] with w = 3: from w = 1.8 the fit falls into a local minimum near
+# w ~ 1.1-1.3 (the barrier is at ~2.03); a jittered restart (factor 2: 0.9 .. 3.6) can land in
 # the basin of 3.
 SINE = candidate("Positive", '''    def __init__(self, spec):
         super().__init__()
@@ -252,7 +262,7 @@ def sine_task() -> Task:
 def test_restarts_jitter_mechanistic_starts_out_of_a_local_minimum():
     task = sine_task()
     stuck = evaluate(task, SINE, TrainConfig())
-    assert stuck.ok and stuck.parameters["w"] == pytest.approx(1.07, abs=0.05)
+    assert stuck.ok and stuck.parameters["w"] < 2.03  # on the near side of the barrier
     rescued = evaluate(task, SINE, TrainConfig(restarts=4))
     assert rescued.ok, rescued.message
     assert rescued.parameters["w"] == pytest.approx(3.0, rel=1e-3)

@@ -1,6 +1,7 @@
 """The training/evaluation harness on tiny synthetic tasks."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -8,9 +9,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from toy_tasks import TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, line_of, make_toy_tabular
+from toy_tasks import (
+    TAB_PRIOR, TRAJ_HYBRID, TRAJ_PRIOR, holdout_rmse_norm, line_of, make_toy_tabular,
+)
 
 from nimm_jupyter.modeling.config import TrainConfig
+from nimm_jupyter.modeling.harness import fit_and_predict
+from nimm_jupyter.tasks.splits import holdout_indices
 from nimm_jupyter.modeling import (
     EvalResult, Status, evaluate, load_candidate, load_trained, mechanistic_parameters, predict,
     score_predictions,
@@ -135,11 +140,48 @@ def test_contract_failure_passes_through(tab):
 
 
 def test_early_stopping(tab):
-    res = evaluate(tab, TAB_PRIOR, TrainConfig(max_epochs=3000, patience=10, lr=0.1))
+    config = TrainConfig(max_epochs=3000, patience=10, lr=0.1)
+    res, preds = fit_and_predict(tab, TAB_PRIOR, config)
     assert res.ok
     assert res.epochs < 3000
-    best = min(c["val"] for c in res.loss_curve)
-    assert res.val.rmse_norm == pytest.approx(best, rel=1e-4)  # the best weights were kept
+    best = min(c["val"] for c in res.loss_curve)  # the curve's "val" is the hold-out
+    # the best weights on the hold-out were kept
+    assert holdout_rmse_norm(tab, preds["train"]) == pytest.approx(best, rel=1e-4)
+
+
+def test_early_stopping_never_sees_the_validation_split(tab):
+    """Training stops on a hold-out carved from training: validation targets cannot change
+    the fit (the job never holds them), only the driver's score."""
+    config = TrainConfig(max_epochs=300, patience=10, lr=0.1)
+    res, preds = fit_and_predict(tab, TAB_PRIOR, config)
+    noisy = dataclasses.replace(tab, val=dataclasses.replace(
+        tab.val, targets=tab.val.targets + 100.0 * np.random.default_rng(1).normal(
+            size=tab.val.targets.shape)))
+    res2, preds2 = fit_and_predict(noisy, TAB_PRIOR, config)
+    np.testing.assert_array_equal(preds["train"], preds2["train"])
+    assert res.epochs == res2.epochs and res2.val.rmse > 10 * res.val.rmse
+
+
+def test_holdout_of_windows_is_the_latest_and_purged():
+    from nimm_jupyter.tasks.base import Split
+    starts = np.repeat(np.arange(20), 2)  # two regions per window start
+    split = Split(inputs=np.zeros((40, 6, 0)), targets=np.zeros((40, 6, 1)), groups=starts)
+    fit, hold, how = holdout_indices(split, 0.2, windows=True, horizon=3)
+    assert set(starts[hold]) == {16, 17, 18, 19} and "latest 4 of 20" in how
+    assert starts[fit].max() == 13  # windows 14, 15 forecast steps the hold-out forecasts
+    assert len(np.intersect1d(fit, hold)) == 0
+
+
+def test_holdout_of_groups_keeps_each_group_whole():
+    from nimm_jupyter.tasks.base import Split
+    groups = np.array([f"p{i // 3}" for i in range(30)])
+    split = Split(inputs=np.zeros((30, 2)), targets=np.zeros((30, 1)), groups=groups)
+    fit, hold, how = holdout_indices(split, 0.2)
+    assert len(set(groups[hold])) == 2 and not set(groups[hold]) & set(groups[fit])
+    assert len(fit) + len(hold) == 30 and "2 of 10 training groups" in how
+    one = Split(inputs=np.zeros((1, 2)), targets=np.zeros((1, 1)))
+    fit, hold, how = holdout_indices(one, 0.2)
+    assert list(fit) == list(hold) == [0] and "no hold-out" in how
 
 
 def test_time_limit_stops_and_scores(traj):
@@ -218,9 +260,9 @@ def _per_copy(message: str) -> list[float]:
 def test_restarts_vmap_picks_best(traj, monkeypatch):
     cfg = dict(max_epochs=40, seed=1, polish_iters=0, val_every=1)  # Adam restarts, no polish
     t0 = time.perf_counter()
-    one = evaluate(traj, TRAJ_HYBRID, TrainConfig(**cfg))
+    one, one_pred = fit_and_predict(traj, TRAJ_HYBRID, TrainConfig(**cfg))
     t1 = time.perf_counter()
-    four = evaluate(traj, TRAJ_HYBRID, TrainConfig(restarts=4, **cfg))
+    four, four_pred = fit_and_predict(traj, TRAJ_HYBRID, TrainConfig(restarts=4, **cfg))
     t4 = time.perf_counter() - t1
     print(f"\nrestarts=1: {t1 - t0:.2f}s, restarts=4 (vmap): {t4:.2f}s, ratio {t4 / (t1 - t0):.2f}")
     assert four.ok and four.restarts == 4 and one.ok
@@ -229,14 +271,17 @@ def test_restarts_vmap_picks_best(traj, monkeypatch):
     assert len(per_copy) == 4
     best = int(re.search(r"best copy (\d)", notes_of(four)).group(1))
     assert per_copy[best] == min(per_copy)
-    assert four.val.rmse_norm == pytest.approx(min(per_copy), rel=1e-3)
+    # the per-copy figures (and the curves' "val") are on the training hold-out
+    hold_four, hold_one = holdout_rmse_norm(traj, four_pred["train"]), holdout_rmse_norm(
+        traj, one_pred["train"])
+    assert hold_four == pytest.approx(min(per_copy), rel=1e-3)
     assert four.epochs == 40
     # Copy k starts from seed + k (and, for k > 0, jittered mechanistic starting values), and
     # batched training is the same arithmetic as a plain run: the chosen copy equals a plain
     # single run of that copy (the sequential path trains each copy alone), and copy 0 is the
     # single run.
-    assert per_copy[0] == pytest.approx(one.val.rmse_norm, rel=1e-3)
-    assert four.val.rmse_norm <= one.val.rmse_norm * (1 + 1e-3)
+    assert per_copy[0] == pytest.approx(hold_one, rel=1e-3)
+    assert hold_four <= hold_one * (1 + 1e-3)
 
     def no_vmap(*args, **kwargs):
         raise RuntimeError("vmap disabled by the test")

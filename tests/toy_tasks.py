@@ -173,3 +173,19 @@ def make_toy_tabular(n_train: int = 64, n_val: int = 32, n_test: int = 32, seed:
 def line_of(source: str, needle: str) -> int:
     """1-based number of the first line of ``source`` containing ``needle``."""
     return next(i for i, line in enumerate(source.splitlines(), 1) if needle in line)
+
+
+def holdout_rmse_norm(task: Task, train_pred: np.ndarray, holdout: float = 0.2) -> float:
+    """Normalised RMSE of a model's training-split predictions on the hold-out the harness
+    stops on (:func:`nimm_jupyter.tasks.splits.holdout_indices`): what its curves call "val"."""
+    from nimm_jupyter.tasks.splits import holdout_indices
+
+    traj = task.kind is TaskKind.TRAJECTORY
+    pred = np.asarray(train_pred, dtype=np.float64)
+    _fit, hold, _how = holdout_indices(task.train, holdout, windows=traj,
+                                       horizon=pred.shape[1] if traj else 0)
+    y = np.asarray(task.train.targets, dtype=np.float64)[hold]
+    if traj:
+        y = y[:, int(task.context):]
+    err = (pred[hold] - y) / task.spec().target_scale.numpy()
+    return float(np.sqrt(np.nanmean(err ** 2)))

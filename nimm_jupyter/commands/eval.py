@@ -179,11 +179,11 @@ def format_summary(task: Any, label: str, result: Any) -> str:
     if result.ok:
         lines.append(f"RMSE        train {_num(result.train.rmse)}   val {_num(result.val.rmse)}"
                      f"   test {_num(result.test.rmse)}   (val normalised {_num(result.val.rmse_norm)})")
-        if result.val.rmse_one_step is not None:  # trajectory tasks: teacher-forced one-step
+        if result.train.rmse_one_step is not None:  # trajectory tasks: teacher-forced one-step
             one = [getattr(result, s).rmse_one_step for s in ("train", "val", "test")]
             lines.append("one-step    " + "   ".join(
                 f"{s} {'n/a' if v is None else _num(v)}" for s, v in zip(("train", "val", "test"), one))
-                + "   (each step from the true previous ones; test n/a: its states stay hidden)")
+                + "   (each step from the true previous ones; val/test n/a: their states stay hidden)")
         names = list(result.test.per_target) or list(result.val.per_target)
         if names:
             width = max(10, max(len(n) for n in names) + 2)

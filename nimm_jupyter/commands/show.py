@@ -40,7 +40,8 @@ def node_usage(node: Any) -> dict[str, Any]:
 def one_step_columns(node: Any) -> dict[str, Any]:
     """``<split>_rmse_one_step`` and ``<split>_per_target_one_step`` of ``node``: the
     teacher-forced one-step RMSE beside the rollout's ``<split>_rmse`` (None for tabular
-    tasks, where it is the plain RMSE, for test, whose states a job never holds, and for
+    tasks, where it is the plain RMSE, for validation and test, whose states a job never
+    holds, and for
     nodes without a result or from journals older than the field)."""
     out: dict[str, Any] = {}
     for s in ("train", "val", "test"):

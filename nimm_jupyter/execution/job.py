@@ -35,7 +35,7 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
     """``result`` with every score the job claimed replaced by the driver's own: RMSE of its
     ``predictions`` against ``task``'s targets (which the job never held), by the harness's
     formulas, the rollout's and, where the job sent them, the teacher-forced one-step
-    predictions' (``<split>_one_step``; never for test, whose true states the job lacks).
+    predictions' (``<split>_one_step``; only for training: the job lacks the other states).
     An ``ok`` result needs predictions of the right shape for every split
     (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
     which trains nothing); a non-finite validation error makes it ``diverged``."""

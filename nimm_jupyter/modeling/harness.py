@@ -29,9 +29,10 @@ from .result import EvalResult, Status, StopReason
 from .scoring import (
     MAX_VECTOR_PARAMS, SPLITS, count_trainable, forward_chunks, mechanistic_parameters, predict,
     score_predictions, SplitData, split_data, split_scores, forward_one_step, one_step_key,
-    one_step_scores,
+    one_step_scores, sq_err_norm,
 )
 from ..tasks.base import TaskKind
+from ..tasks.splits import holdout_indices
 from .training import (
     DIVERGED_HINT, MAX_RECOVERIES, Fit, Progress, ProgressFn, build_copy, fit_restarts, seed_all,
 )
@@ -87,13 +88,28 @@ def _polish_best(fit: Fit, k: int, data: dict[str, SplitData], inv_scale: torch.
     best: tuple[int, nn.Module, Polish] | None = None
     for c in dict.fromkeys(([0] if 0 in usable else []) + ranked):
         model = fit.module(c)
-        pol = polish(model, data["train"], data["val"], inv_scale, config.polish_iters, deadline)
+        pol = polish(model, data["fit"], data["hold"], inv_scale, config.polish_iters, deadline)
         if best is None or pol.val_after < best[2].val_after:
             best = (c, model, pol)
         if pol.stopped_by_time:
             break
     assert best is not None  # k is usable, so ranked is not empty
     return best
+
+
+def _holdout(task: Task, train: SplitData, config: TrainConfig,
+             notes: list[str]) -> tuple[SplitData, SplitData]:
+    """The training split cut into what the model is fitted on and the hold-out it stops on
+    (:func:`~nimm_jupyter.tasks.splits.holdout_indices`); a note when none could be carved."""
+    horizon = train.target.shape[1] if task.kind is TaskKind.TRAJECTORY else 0
+    fit_idx, hold_idx, how = holdout_indices(task.train, config.holdout,
+                                             windows=task.kind is TaskKind.TRAJECTORY,
+                                             horizon=horizon)
+    if len(fit_idx) == len(hold_idx) == train.n:
+        notes.append(how)
+        return train, train
+    as_index = lambda i: torch.as_tensor(i, dtype=torch.long, device=train.target.device)  # noqa: E731
+    return train.take(as_index(fit_idx)), train.take(as_index(hold_idx))
 
 
 def _report(result: EvalResult, model: nn.Module, fit: Fit, k: int, pol: Polish | None,
@@ -113,7 +129,7 @@ def _report(result: EvalResult, model: nn.Module, fit: Fit, k: int, pol: Polish 
         if pol.iterations:
             notes.append(f"L-BFGS polish{f' (kept copy {k})' if len(fit.best_val) > 1 else ''}: "
                          f"{pol.iterations} iterations ({pol.evaluations} loss evaluations), "
-                         f"val rmse_norm {math.sqrt(pol.val_before):.4g} -> "
+                         f"hold-out rmse_norm {math.sqrt(pol.val_before):.4g} -> "
                          f"{math.sqrt(pol.val_after):.4g}"
                          + ("; it left the stable region and the best weights were kept"
                             if pol.diverged else ""))
@@ -198,7 +214,7 @@ def fit_and_predict(task: Task, source: str, config: TrainConfig | None = None,
                     progress: ProgressFn | None = None) -> tuple[EvalResult, Predictions]:
     """:func:`evaluate`, also returning the kept model's predictions on every split (empty
     unless the result is ``ok``). The scores cover only the targets ``task`` holds: a job
-    gets a task without test targets (:func:`~.scoring.without_targets`) and the driver
+    gets a task without validation or test targets (:func:`~.scoring.without_targets`) and the driver
     scores the predictions itself."""
     if config is None:
         config = TrainConfig()
@@ -241,11 +257,13 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     inv_scale = (1.0 / spec.target_scale).to(device)
     dtype = getattr(torch, config.dtype)
     data = {s: split_data(task, s, device, dtype) for s in ("train", "val", "test")}
+    notes: list[str] = []
+    data["fit"], data["hold"] = _holdout(task, data["train"], config, notes)
     seed_all(int(config.seed))
-    fit = fit_restarts(model_class, spec, data["train"], data["val"], inv_scale, config,
+    fit = fit_restarts(model_class, spec, data["fit"], data["hold"], inv_scale, config,
                         device, deadline, progress)
 
-    notes: list[str] = [fit.note] if fit.note.startswith("restarts:") else []
+    notes += [fit.note] if fit.note.startswith("restarts:") else []
     K = len(fit.best_val)
     k = fit.best_index()
     if K > 1:
@@ -271,7 +289,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
 
     k, model, pol = _polish_best(fit, k, data, inv_scale, config, deadline)
     result = EvalResult(status=Status.OK)
-    curve = _report(result, model, fit, k, pol, data["train"], inv_scale, config, notes)
+    curve = _report(result, model, fit, k, pol, data["fit"], inv_scale, config, notes)
     polished = pol is not None and pol.improved
     initial = _initial_parameters(model_class, spec, device, int(config.seed), k)
     model.eval()
@@ -291,7 +309,10 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                 setattr(result, s, dataclasses.replace(getattr(result, s), **one_step_scores(
                     one, data[s], scale, task.target_names)))
                 preds[one_step_key(s)] = one.cpu().numpy()
-    if not math.isfinite(result.val.rmse):
+        hold_mse = float(sq_err_norm(forward_chunks(model, data["hold"]), data["hold"], inv_scale))
+    # the job holds no validation targets: its own check is on the hold-out (the driver
+    # checks the validation split on the predictions)
+    if not math.isfinite(hold_mse) or (data["val"].count and not math.isfinite(result.val.rmse)):
         return not_finite_on_val(fit.curves[k], fit.epochs), {}
     result.loss_curve = curve
     result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs

@@ -43,7 +43,7 @@ __all__ = [
 
 SPLITS = ("train", "val", "test")
 # Splits whose targets never enter a process that runs candidate code (issue 15 item 1).
-HIDDEN_SPLITS = ("test",)
+HIDDEN_SPLITS = ("val", "test")
 
 MAX_VECTOR_PARAMS = 16
 

@@ -6,10 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import TaskDataError
+from .base import Split, TaskDataError
 
 __all__ = ["chronological_windows", "windows_between", "check_split", "split_counts",
-           "random_partition", "size_split"]
+           "random_partition", "size_split", "holdout_indices"]
 
 
 # -- chronological windows ------------------------------------------------------------------
@@ -105,3 +105,52 @@ def size_split(n: int, val_size: float | None, test_size: float | None,
         raise TaskDataError(f"--val-size and --test-size leave nothing to train on "
                             f"(validation {val:.3g} + test {test:.3g} of {n})")
     return (1.0 - val - test, val, test)
+
+
+# -- the hold-out a job early-stops on ------------------------------------------------------
+HOLDOUT_SEED = 0  # fixed, so every candidate (and every search seed) stops on the same samples
+
+
+def holdout_indices(split: Split, fraction: float, *, windows: bool = False,
+                    horizon: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Sample indices ``(fit, hold)`` of a training ``split`` cut for early stopping, and how.
+
+    The process that trains a candidate holds no validation or test targets (issue 15), so it
+    stops on a hold-out carved from training. ``fraction`` of the units is held out (at least
+    one), where a unit is what the split's ``groups`` name:
+
+    * ``windows`` (a windowed series, whose integer ``groups`` are the windows' start steps):
+      the latest starts, chronologically, and windows whose forecast steps (the last
+      ``horizon`` of each) would overlap the hold-out's are dropped from the fit;
+    * otherwise a seeded random choice of groups (patients, alloy families) or of samples.
+
+    With fewer than two units nothing can be held out: ``hold`` is then the whole split, the
+    fit stops on its own training error, and the text says so.
+    """
+    n = len(split)
+    groups = split.groups
+    every = np.arange(n)
+    if windows and groups is not None and np.issubdtype(np.asarray(groups).dtype, np.integer):
+        starts = np.asarray(groups, dtype=np.int64)
+        uniq = np.unique(starts)
+        if len(uniq) >= 2:
+            n_hold = max(1, int(round(fraction * len(uniq))))
+            first = uniq[len(uniq) - n_hold]
+            hold = every[starts >= first]
+            # a fit window forecasts steps start+C..start+C+horizon-1 (C = context, the same
+            # for every window): it must end before the hold-out's first forecast step
+            fit = every[starts + horizon <= first]
+            if len(fit):
+                return fit, hold, (f"the latest {n_hold} of {len(uniq)} training windows "
+                                   f"(start step {int(first)} on)")
+    else:
+        units = np.asarray(groups) if groups is not None else every
+        uniq = np.array(list(dict.fromkeys(units.tolist())), dtype=object)
+        if len(uniq) >= 2:
+            n_hold = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
+            chosen = uniq[np.random.default_rng(HOLDOUT_SEED).permutation(len(uniq))[:n_hold]]
+            mask = np.isin(units.astype(object), chosen)
+            what = "groups" if groups is not None else "samples"
+            return every[~mask], every[mask], f"{n_hold} of {len(uniq)} training {what} at random"
+    return every, every, ("no hold-out (fewer than two training units): early stopping on the "
+                          "training error itself")

@@ -1,4 +1,4 @@
-"""The driver owns every score (issue 15 item 1): a job never holds the test targets, the
+"""The driver owns every score (issue 15 item 1): a job never holds validation or test targets, the
 scores it claims are ignored, and what it rebinds in its own interpreter cannot reach the
 driver's numbers. Each attack is checked against the honest prior on the same task."""
 from __future__ import annotations
@@ -24,12 +24,13 @@ def _fingerprint(split: str) -> list[float]:
 
 def test_targets_are_not_in_the_job_process(jailed):
     """A candidate walks every object the collector knows and every frame's locals for the
-    scored target values. It finds the training and validation targets (so the search
-    works), never the test targets."""
+    scored target values. It finds the training targets (so the search works), never the
+    validation or test targets."""
     src = probe(f'''
 import gc
 import numpy as np
-WANT = {{"val": {_fingerprint("val")!r}, "test": {_fingerprint("test")!r}}}
+WANT = {{"train": {_fingerprint("train")!r}, "val": {_fingerprint("val")!r},
+        "test": {_fingerprint("test")!r}}}
 
 def arrays():
     seen = dict()
@@ -54,14 +55,15 @@ def hits(split):
     want = np.asarray(WANT[split])
     return sum(int(np.isin(want, a.ravel()).sum()) for a in ALL)
 
+check("train", lambda: hits("train"))
 check("val", lambda: hits("val"))
 check("test", lambda: hits("test"))
 ''')
     r = run(jailed, src, timeout=120)
     found = report(r)
-    assert set(found) == {"val", "test"}, r.message
-    assert int(found["val"]) > 0, found  # the search does find targets that are there
-    assert found["test"] == "0", found
+    assert set(found) == {"train", "val", "test"}, r.message
+    assert int(found["train"]) > 0, found  # the search does find targets that are there
+    assert found["val"] == "0" and found["test"] == "0", found
 
 
 def test_forged_done_frame_with_perfect_scores_is_rescored(jailed):

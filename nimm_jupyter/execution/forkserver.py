@@ -280,6 +280,10 @@ def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd
         die_with_parent(server)
         with open(payload_path) as f:
             payload = json.load(f)
+        if payload.get("cgroup"):  # before the jail hides /sys; no job runs outside its limit
+            from .cgroup import join
+
+            join(payload["cgroup"])
         host_workdir = payload["workdir"]
         redirect_output(open_output_log(host_workdir))
         workdir, weights_fd = host_workdir, None
@@ -462,3 +466,5 @@ def cleanup_executor(res: dict[str, Any]) -> None:
                 except (ProcessLookupError, PermissionError):
                     pass
     shutil.rmtree(res["root"], ignore_errors=True)
+    if res.get("groups") is not None:  # after the kills above: a group with a process stays
+        res["groups"].close()

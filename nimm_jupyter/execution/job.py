@@ -90,6 +90,7 @@ class Job:
     delivered: bool = False  # the done event was produced (the process may still be exiting)
     predictions_required: bool = True  # False only for the unchecked probe (no training)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # the driver scored these
+    cgroup: str | None = None  # the job's memory cgroup (execution.cgroup), where there is one
 
     def take_verdict(self, now: float) -> bool:
         """Adopt what the reader decided; True when the job must be killed (a protocol

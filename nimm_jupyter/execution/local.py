@@ -45,6 +45,7 @@ from ..modeling.scoring import without_targets
 from ..tasks.base import Task
 from .base import (EVAL_TIMEOUT_S, EvalRequest, Executor, JobEvent, TrainConfig,
                    check_submission)
+from .cgroup import open_groups
 from .devices import worker_devices
 from .forkserver import (DEFAULT_PRELOAD, OWNER_FILE, SERVER_START_S, ForkServer, cleanup_executor,
                          proc_table, sweep_stale_roots)
@@ -68,7 +69,9 @@ class LocalExecutor(Executor):
     ``workers`` evaluations run at once (the rest queue). ``device``: ``"auto"``, ``"cpu"``,
     ``"cuda"`` or ``"cuda:N"``; worker slot ``i`` uses ``cuda:(i % n_gpus)`` and the executor
     sets each request's ``TrainConfig.device`` and ``threads`` accordingly. ``memory_mb``,
-    when given, overrides every request's ``memory_mb``; it is enforced as an address-space
+    when given, overrides every request's ``memory_mb``; it is enforced as the limit of the
+    job's memory cgroup where the kernel lets us make one (:mod:`.cgroup`: every process of the
+    job together, tmpfs included; :attr:`cgroup_problem` says why not), as an address-space
     limit on CPU and, everywhere, by killing a job whose processes' resident memory exceeds it.
     ``limit_address_space=False`` leaves only the resident-memory watchdog (what CUDA devices
     always get, since CUDA reserves far more address space than it uses). ``policy`` changes
@@ -99,6 +102,9 @@ class LocalExecutor(Executor):
         self.limit_address_space = bool(limit_address_space)
         self.jail = jail or JailLimits()
         self.jail_problem: str | None = None
+        # one kernel memory limit per job, tmpfs included (None where the kernel offers none;
+        # RLIMIT_AS and the resident-memory watchdog apply either way)
+        self._groups, self.cgroup_problem = open_groups()
         self._lock = threading.RLock()
         sweep_stale_roots()
         self._root = tempfile.mkdtemp(prefix="nimm-exec-")
@@ -115,7 +121,8 @@ class LocalExecutor(Executor):
         self._last_memory_check = 0.0
         self._closed = False
         # What the finalizer needs, without a reference back to self.
-        self._res: dict[str, Any] = {"server": None, "root": self._root, "pids": self._known_pids}
+        self._res: dict[str, Any] = {"server": None, "root": self._root, "pids": self._known_pids,
+                                     "groups": self._groups}
         self._finalizer = weakref.finalize(self, cleanup_executor, self._res)
 
     # -- public API --------------------------------------------------------------------
@@ -257,6 +264,8 @@ class LocalExecutor(Executor):
             server.send({"op": "task", "key": key, "path": os.path.join(self._root, "tasks", f"{key}.pkl")})
             server.loaded_tasks.add(key)
         workdir = tempfile.mkdtemp(prefix="job-", dir=self._root)
+        group = (self._groups.job_group(os.path.basename(workdir), int(memory))
+                 if self._groups is not None and memory else None)
         payload = {
             "job_id": request.job_id,
             "source": request.source,
@@ -269,6 +278,7 @@ class LocalExecutor(Executor):
             "cpu_seconds": float(request.timeout) * self.threads_per_worker + 5.0,
             "threads": self.threads_per_worker,
             "policy": self.policy.to_dict(),
+            "cgroup": group,
         }
         payload_path = os.path.join(workdir, "request.json")
         with open(payload_path, "w") as f:
@@ -277,7 +287,7 @@ class LocalExecutor(Executor):
         os.set_blocking(read_fd, False)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
                    reader=FrameReader(request.task.target_names), fd=read_fd,
-                   predictions_required=self.policy.static_check)
+                   predictions_required=self.policy.static_check, cgroup=group)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
         os.close(write_fd)
@@ -404,6 +414,7 @@ class LocalExecutor(Executor):
         if result is not None:
             result.weights_path = job.collect_weights(result)
         else:
+            self._note_oom(job)
             result = job.classify()
             result.device = job.device
             result.seed, result.restarts = job.config.seed, job.config.restarts
@@ -438,7 +449,21 @@ class LocalExecutor(Executor):
             os.close(job.fd)
             job.fd = None
         shutil.rmtree(job.workdir, ignore_errors=True)
+        if job.cgroup is not None and self._groups is not None:
+            self._groups.remove(job.cgroup)
         del self._active[job.request.job_id]
+
+    def _note_oom(self, job: Job) -> None:
+        """An unreported end after the kernel's OOM killer acted in the job's cgroup is
+        ``out_of_memory`` (unless the driver had already killed it for another reason)."""
+        if job.cgroup is None or self._groups is None or job.kill_reason is not None:
+            return
+        kills = self._groups.oom_kills(job.cgroup)
+        if kills:
+            limit = self.memory_mb if self.memory_mb is not None else job.request.memory_mb
+            job.kill_reason, job.kill_message = Status.OUT_OF_MEMORY, (
+                f"its processes together reached the job's memory limit of {limit} MiB (tmpfs "
+                f"files included); the kernel killed {kills} of them")
 
     def _fail_generation(self, why: str = "the evaluation fork server exited") -> None:
         server, self._server = self._server, None

@@ -156,3 +156,6 @@ def test_search_journal_and_show_json_carry_one_step(tmp_path):
         assert n["train_rmse_one_step"] > 0 and n["val_rmse"] > 0
         assert set(n["train_per_target_one_step"]) == {"V", "C"}
         assert n["val_rmse_one_step"] is None and n["test_rmse_one_step"] is None
+        # the held-out intervention scenarios ride along (issue 20 item 3)
+        assert set(n["scenario_rmse"]) == {"no_treatment", "stop_after_day20", "weekly_fixed",
+                                           "daily"}

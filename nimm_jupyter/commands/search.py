@@ -242,6 +242,12 @@ def summary_text(result: Any) -> str:
                      f", train RMSE {_fmt(best.rmse('train'))}"
                      + ("" if prior is None else f"; {_vs_prior(best, prior)} the prior's "
                         f"val RMSE {_fmt(prior.rmse('val'))}"))
+        scenarios = best.result.scenarios if best.result is not None else {}
+        if scenarios:
+            against = prior.result.scenarios if prior is not None and prior.result else {}
+            lines.append("  held-out interventions (never used for selection), RMSE: " + ", ".join(
+                f"{k} {_fmt(v.rmse)}" + (f" (prior {_fmt(against[k].rmse)})" if k in against else "")
+                for k, v in scenarios.items()))
         params = best.result.parameters if best.result is not None else {}
         if params:
             lines.append("  fitted parameters: " + ", ".join(

@@ -51,6 +51,13 @@ def one_step_columns(node: Any) -> dict[str, Any]:
     return out
 
 
+def scenario_columns(node: Any) -> dict[str, Any]:
+    """``scenario_rmse``: the node's RMSE on each held-out intervention scenario of its task
+    (empty for tasks without scenarios and nodes that did not reach ``ok``)."""
+    scenarios = getattr(node.result, "scenarios", None) or {}
+    return {"scenario_rmse": {k: v.rmse for k, v in scenarios.items()}}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..search.api import SearchError, open_run
     from ..search.results import json_safe
@@ -66,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         for row in d["nodes"]:
             row.update(usage[row["id"]])
             row.update(json_safe(one_step[row["id"]]))
+        for n, row in zip(result.nodes, d["nodes"]):
+            row.update(json_safe(scenario_columns(n)))
         print(json.dumps(d))
     else:
         print(summary_text(result))

@@ -41,8 +41,16 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
     which trains nothing); a non-finite validation error makes it ``diverged``."""
     for s in SPLITS:
         setattr(result, s, SplitScores())
+    result.scenarios = {}
     if result.status is not Status.OK or (not required and not predictions):
         return result
+    for name in task.scenarios:  # optional: a job from before scenarios existed sends none
+        pred = predictions.get(name)
+        if pred is not None:
+            if tuple(pred.shape) != prediction_shape(task, name):
+                raise ProtocolViolation(f"{name} predictions of shape {tuple(pred.shape)}; "
+                                        f"expected {prediction_shape(task, name)}")
+            result.scenarios[name] = score_predictions(task, name, pred)
     for s in SPLITS:
         pred = predictions.get(s)
         want = prediction_shape(task, s)

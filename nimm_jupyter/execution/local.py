@@ -286,7 +286,7 @@ class LocalExecutor(Executor):
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
-                   reader=FrameReader(request.task.target_names), fd=read_fd,
+                   reader=FrameReader(request.task.target_names, request.task.scenarios), fd=read_fd,
                    predictions_required=self.policy.static_check, cgroup=group)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)

@@ -184,13 +184,13 @@ def decode_array(d: Any, what: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64)
 
 
-def clean_predictions(d: Any) -> dict[str, np.ndarray]:
-    """The ``done`` frame's predictions as float64 arrays per known split
-    (:func:`decode_array`); :class:`ProtocolViolation` if they are not that. Shapes against
-    the task are the driver's check."""
+def clean_predictions(d: Any, scenarios: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """The ``done`` frame's predictions as float64 arrays per known split or task
+    ``scenarios`` name (:func:`decode_array`); :class:`ProtocolViolation` if they are not
+    that. Shapes against the task are the driver's check."""
     if d is None:
         return {}
-    if not isinstance(d, dict) or not set(d) <= _PREDICTION_KEYS:
+    if not isinstance(d, dict) or not set(d) <= _PREDICTION_KEYS | set(scenarios):
         raise ProtocolViolation("predictions are not an object of splits")
     return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
 
@@ -238,8 +238,9 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
 class FrameReader:
     """Parses one job's pipe; see the module docstring for the rules it enforces."""
 
-    def __init__(self, target_names: Iterable[str] | None = None):
+    def __init__(self, target_names: Iterable[str] | None = None, scenarios: Iterable[str] = ()):
         self.target_names = list(target_names) if target_names is not None else None
+        self.scenarios = tuple(scenarios)  # the task's scenario names: allowed prediction keys
         self.buf = bytearray()
         self.started = False
         self.result: EvalResult | None = None
@@ -302,7 +303,7 @@ class FrameReader:
             return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
         if kind == "done":
             result = clean_result(frame.get("result"), self.target_names)
-            self.predictions = clean_predictions(frame.get("predictions"))
+            self.predictions = clean_predictions(frame.get("predictions"), self.scenarios)
             self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")

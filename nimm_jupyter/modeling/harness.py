@@ -309,6 +309,8 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                 setattr(result, s, dataclasses.replace(getattr(result, s), **one_step_scores(
                     one, data[s], scale, task.target_names)))
                 preds[one_step_key(s)] = one.cpu().numpy()
+        for name in task.scenarios:  # scored by the driver, never by the job
+            preds[name] = forward_chunks(model, split_data(task, name, device, dtype)).cpu().numpy()
         hold_mse = float(sq_err_norm(forward_chunks(model, data["hold"]), data["hold"], inv_scale))
     # the job holds no validation targets: its own check is on the hold-out (the driver
     # checks the validation split on the predictions)

@@ -90,6 +90,9 @@ class EvalResult:
     grad_norm: float = float("nan")  # norm of the training-loss gradient at the kept weights
     still_improving: bool = False  # the loss was still falling when training stopped
     untrained: bool = False  # the kept weights are (as good as) the initial ones: see notes
+    # RMSE on each held-out intervention scenario of the task (Task.scenarios), computed by
+    # the driver; never used for selection, never shown to a proposer
+    scenarios: dict[str, SplitScores] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -119,14 +122,17 @@ class EvalResult:
             d["stop_reason"] = StopReason(d["stop_reason"])
         for k in ("train", "val", "test"):
             d[k] = SplitScores(**d.get(k, {}))
+        d["scenarios"] = {k: SplitScores(**v) for k, v in (d.get("scenarios") or {}).items()}
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def for_proposer(self) -> dict[str, Any]:
-        """The view a proposer may see: everything except test scores (the convergence fields
-        ``stop_reason``, ``grad_norm``, ``still_improving`` and ``untrained`` included)."""
+        """The view a proposer may see: everything except test and scenario scores (the
+        convergence fields ``stop_reason``, ``grad_norm``, ``still_improving`` and
+        ``untrained`` included)."""
         d = self.to_dict()
         d.pop("test", None)
+        d.pop("scenarios", None)
         d.pop("weights_path", None)
         return d
 

@@ -240,19 +240,21 @@ def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
 
 
 def without_targets(task: Task, splits: tuple[str, ...] = HIDDEN_SPLITS) -> Task:
-    """A copy of ``task`` whose ``splits`` hold no targets the candidate must predict: NaN
-    there (tabular: every target; trajectory: steps C.. of each trajectory, since the first C
-    steps are the context the model is given as input). Inputs, the training split and
-    everything :meth:`Task.spec` reads are unchanged, so a job trains exactly as before."""
-    hidden = {}
-    for which in splits:
-        split = task.split(which)
+    """A copy of ``task`` whose ``splits`` and scenarios hold no targets the candidate must
+    predict: NaN there (tabular: every target; trajectory: steps C.. of each trajectory, since
+    the first C steps are the context the model is given as input). Inputs, the training split
+    and everything :meth:`Task.spec` reads are unchanged, so a job trains exactly as before."""
+    def hide(split: Split) -> Split:
         targets = np.array(split.targets, dtype=np.float64, copy=True)
         if task.kind is TaskKind.TRAJECTORY:
             targets[:, int(task.context):] = np.nan
         else:
             targets[...] = np.nan
-        hidden[which] = Split(inputs=split.inputs, targets=targets, groups=split.groups)
+        return Split(inputs=split.inputs, targets=targets, groups=split.groups)
+
+    hidden: dict[str, Any] = {which: hide(task.split(which)) for which in splits}
+    hidden["scenarios"] = {name: dataclasses.replace(sc, split=hide(sc.split))
+                           for name, sc in task.scenarios.items()}
     return dataclasses.replace(task, **hidden)
 
 

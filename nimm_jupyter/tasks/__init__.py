@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from .base import DataSource, Split, Task, TaskDataError, TaskKind, TaskSpec, Variable
+from .base import DataSource, Scenario, Split, Task, TaskDataError, TaskKind, TaskSpec, Variable
 from .dataframe import task_from_dataframe
 
 # Built-in factories are named as "module:function" so that importing the registry stays
@@ -102,7 +102,7 @@ def get(name: str, **options: Any) -> Task:
 
 
 __all__ = [
-    "DataSource", "Split", "Task", "TaskDataError", "TaskKind", "TaskSpec", "Variable",
+    "DataSource", "Scenario", "Split", "Task", "TaskDataError", "TaskKind", "TaskSpec", "Variable",
     "UnknownTaskError", "accepts_option", "get", "is_builtin", "list_tasks", "parse_options",
     "register", "task_from_dataframe", "unregister",
 ]

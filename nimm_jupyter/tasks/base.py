@@ -15,6 +15,9 @@ Array layout
   ``(N, Y)``.
 * ``Split.groups`` (optional, ``(N,)``) names the unit each row belongs to (patient,
   alloy composition, window start); splits never share a group.
+* ``Task.scenarios`` (optional): held-out **intervention scenarios**, data under conditions no
+  split contains (a dosing policy the simulator never used, a mobility cut). Same layout as a
+  split; scored for every ``ok`` node, never used for selection, never shown to a proposer.
 """
 from __future__ import annotations
 
@@ -59,6 +62,18 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+
+@dataclass
+class Scenario:
+    """A held-out intervention scenario: its data and what was changed, for people (never
+    for a proposer)."""
+
+    split: Split
+    description: str
+
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -110,10 +125,15 @@ class Task:
     context: int = 1
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # how it was built (sizes, seed)
+    scenarios: dict[str, Scenario] = field(default_factory=dict)  # held-out interventions
 
     def __post_init__(self) -> None:
         self.kind = TaskKind(self.kind)
         self.source = DataSource(self.source)
+        for name in self.scenarios:
+            if not name.isidentifier() or name in SPLIT_NAMES or name.endswith("_one_step"):
+                raise TaskDataError(f"scenario name {name!r} must be an identifier that is not "
+                                    "a split name (train, val, test) nor end in _one_step")
 
     # -- views -------------------------------------------------------------------------
     @property
@@ -125,9 +145,13 @@ class Task:
         return [v.name for v in self.targets]
 
     def split(self, which: str) -> Split:
-        if which not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {which!r}; expected train, val or test")
-        return getattr(self, which)
+        """A split by name, or a scenario's data by its name."""
+        if which in SPLIT_NAMES:
+            return getattr(self, which)
+        if which in self.scenarios:
+            return self.scenarios[which].split
+        raise ValueError(f"unknown split {which!r}; expected train, val, test"
+                         + (f" or a scenario ({', '.join(self.scenarios)})" if self.scenarios else ""))
 
     def sizes(self) -> dict[str, int]:
         return {s: len(self.split(s)) for s in ("train", "val", "test")}

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from . import pkpd_sim
-from .base import DataSource, Split, Task, TaskKind, Variable
+from .base import DataSource, Task, TaskKind, Variable
+from .lung_scenarios import lung_scenarios, split_of
 
 __all__ = [
     "make_lung_cancer", "make_lung_cancer_chemo", "make_lung_cancer_chemo_radio",
@@ -215,17 +216,6 @@ class Model(nn.Module):
 # -- task assembly ---------------------------------------------------------------------------
 
 
-def _split(sim: pkpd_sim.Simulation, variant: str, name: str) -> Split:
-    chemo, radio = pkpd_sim.VARIANTS[variant]
-    targets = np.stack([sim.V, sim.C], axis=-1) if chemo else sim.V[..., None]
-    cols = ([sim.chemo] if chemo else []) + ([sim.radio] if radio else [])
-    n, T = sim.V.shape
-    inputs = np.stack(cols, axis=-1) if cols else np.zeros((n, T, 0))
-    groups = np.array([f"{name}-{i}" for i in range(n)])
-    return Split(inputs=inputs.astype(np.float64), targets=targets.astype(np.float64),
-                 groups=groups)
-
-
 def _describe(variant: str, train: pkpd_sim.Simulation, opts: dict[str, Any]) -> str:
     chemo, radio = pkpd_sim.VARIANTS[variant]
     V, T = train.V, train.V.shape[1]
@@ -337,7 +327,10 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
     }
     # Splits are simulated independently, in HDTwinGen's order (test, train, val), each from
     # its own child of the task seed.
-    children = dict(zip(("test", "train", "val"), np.random.SeedSequence(int(seed)).spawn(3)))
+    # The fourth child is the cohort of the held-out intervention scenarios (lung_scenarios).
+    children = dict(zip(("test", "train", "val", "scenarios"),
+                        np.random.SeedSequence(int(seed)).spawn(4)))
+    scenario_seed = children.pop("scenarios")
     sims = {
         name: pkpd_sim.simulate(int(n_patients), int(horizon), variant=variant, seed=ss,
                                 heterogeneity=bool(heterogeneity), noise=float(noise),
@@ -360,9 +353,9 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
         provenance=f"{PROVENANCE} {POLICY_NOTES[policy]}",
         inputs=inputs,
         targets=targets,
-        train=_split(sims["train"], variant, "train"),
-        val=_split(sims["val"], variant, "val"),
-        test=_split(sims["test"], variant, "test"),
+        train=split_of(sims["train"], variant, "train"),
+        val=split_of(sims["val"], variant, "val"),
+        test=split_of(sims["test"], variant, "test"),
         prior_code=prior_source(chemo, radio),
         prior_omits=PRIOR_OMITS,
         hybrid_code=hybrid_source(chemo, radio),
@@ -370,6 +363,9 @@ def _make(variant: str, n_patients: int = 1000, seed: int = 0, heterogeneity: bo
         time=np.arange(int(horizon), dtype=np.float64),
         context=1,
         options=opts,
+        scenarios=lung_scenarios(variant, int(n_patients), int(horizon), scenario_seed, dict(
+            heterogeneity=bool(heterogeneity), noise=float(noise),
+            process_noise=float(process_noise), policy=policy)),
     )
 
 

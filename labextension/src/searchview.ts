@@ -71,16 +71,16 @@ class SearchViewRenderer extends Panel implements IRenderMime.IRenderer {
       this._sync(); // an update of the same search: its live view keeps itself current
       return;
     }
-    if (!(await this._bound()) || this.isDisposed) {
-      this._sync();
-      return; // no widget manager: the snapshot is the whole output
-    }
     this._disposeLive();
+    this._liveModelId = modelId; // set before waiting: a re-render meanwhile adds no second view
+    if (!(await this._bound()) || this.isDisposed || this._liveModelId !== modelId) {
+      this._sync();
+      return; // no widget manager (or superseded): the snapshot is the whole output
+    }
     // ipywidgets' renderer is a Panel that gets one child: the view, when the model exists
     const live = this._rendermime.createRenderer(WIDGET_VIEW_MIME) as unknown as Panel &
       IRenderMime.IRenderer;
     this._live = live;
-    this._liveModelId = modelId;
     this.addWidget(live);
     this._sync();
     // It reports its outcome only in its own DOM (a view, or an error text): follow it.

@@ -2,7 +2,8 @@
 
 A finished search whose kernel restarts says so and disables its buttons at once (no click
 needed); the notebook saved and reopened in a fresh kernel (no saved widget state, so no
-widget model) shows the static snapshot only, never ipywidgets' "model not found".
+widget model) shows the static snapshot only, never ipywidgets' "model not found"; and
+opened with no kernel at all, the snapshot again.
 """
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
 _DECIDED = """() => {
   const views = [...document.querySelectorAll('.jp-nimm-search-view')];
   return views.length > 0 && views.every((v) => v.textContent.includes('model not found'));
+}"""
+
+
+# The notebook factory's "start a kernel on open" turned off for this page only, then the
+# notebook opened: the session comes up with no kernel.
+_OPEN_WITHOUT_KERNEL = """(path) => {
+  const app = window.jupyterapp;
+  app.docRegistry.getWidgetFactory('Notebook')._preferKernel = false;
+  return app.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => true);
 }"""
 
 
@@ -63,4 +73,17 @@ def test_restart_disconnects_and_reopen_shows_the_snapshot(page, lab):
     assert "model not found" not in shown and "Error displaying widget" not in shown
     assert "finished" in view.inner_text()
     page.screenshot(path=str(ARTIFACTS / "reopen-snapshot.png"))
+
+    # Reopened with no kernel at all (as after choosing "No Kernel"): the snapshot again.
+    nb.js("return panel.sessionContext.shutdown().then(() => { panel.dispose(); return true; });")
+    page.evaluate(_OPEN_WITHOUT_KERNEL, path)
+    page.wait_for_function(
+        "() => document.querySelector('.jp-nimm-search-view')?.dataset.nimmView === 'snapshot'",
+        timeout=30_000)
+    assert nb.kernel_status() == "none"
+    view = page.locator(".jp-nimm-search-view").first
+    assert view.locator(".nimm-snapshot-tree").is_visible()
+    shown = page.locator(f"#{nb.panel_id()}").inner_text()
+    assert "model not found" not in shown and "Loading widget" not in shown
+    page.screenshot(path=str(ARTIFACTS / "reopen-no-kernel.png"))
     print(f"test_restart_disconnects_and_reopen_shows_the_snapshot: {time.time() - t0:.1f}s")

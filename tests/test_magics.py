@@ -453,3 +453,12 @@ def test_resume_refuses_a_task_name_and_fixed_settings_in_one_line(shell, nimm, 
     assert "the task name 'lung_cancer', --group cannot be given with --resume" in err
     assert "--policy cannot be changed when resuming" in err
     assert nimm.calls == []
+
+
+def test_resume_refuses_a_cell_body(shell, nimm, tmp_path, capsys):
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shell.run_cell(f"%%nimm_search --resume {run} --budget 9\nA new description of the system.\n")
+    err = one_line_error(capsys)
+    assert "--resume takes no cell body" in err and "own description and seed code" in err
+    assert nimm.calls == []

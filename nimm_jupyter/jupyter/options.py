@@ -145,6 +145,7 @@ def resume_settings(args: Any, run_train: Callable[[], Mapping[str, Any]]) -> di
     refused rather than silently ignored. ``run_train()`` reads the run's training config
     (only when ``--max-epochs`` is given)."""
     resumable = {o.flag for o in RESUME_OPTIONS}
+
     def given(dest: str) -> bool:
         return getattr(args, dest, None) not in (None, [])
 

@@ -428,3 +428,37 @@ def test_resume_passes_the_executor_and_refuses_fixed_settings(shell, nimm, tmp_
     shell.run_line_magic("nimm_search", f"--resume {run} --policy greedy --branches 2")
     err = one_line_error(capsys)
     assert "--branches, --policy cannot be changed when resuming" in err and len(nimm.calls) == 1
+
+
+@pytest.mark.parametrize("flags, named", [
+    ("--targets y --time t", "--time, --targets"),
+    ("--data df --targets y", "--data, --targets"),
+    ("--test-last 3 --features a,b", "--features, --test-last"),
+])
+def test_resume_refuses_data_flags_by_name(shell, nimm, tmp_path, capsys, flags, named):
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shell.run_line_magic("nimm_search", f"--resume {run} {flags} --budget 9")
+    err = one_line_error(capsys)
+    assert f"{named} cannot be given with --resume" in err
+    assert "uses its run's own task and data" in err
+    assert nimm.calls == []  # nothing resumed with the flags silently dropped
+
+
+def test_resume_refuses_a_task_name_and_fixed_settings_in_one_line(shell, nimm, tmp_path, capsys):
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shell.run_cell(f"%%nimm_search lung_cancer --resume {run} --group g --policy greedy\n")
+    err = one_line_error(capsys)
+    assert "the task name 'lung_cancer', --group cannot be given with --resume" in err
+    assert "--policy cannot be changed when resuming" in err
+    assert nimm.calls == []
+
+
+def test_resume_refuses_a_cell_body(shell, nimm, tmp_path, capsys):
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    shell.run_cell(f"%%nimm_search --resume {run} --budget 9\nA new description of the system.\n")
+    err = one_line_error(capsys)
+    assert "--resume takes no cell body" in err and "own description and seed code" in err
+    assert nimm.calls == []

@@ -339,13 +339,17 @@ def test_ping_is_answered(fake):
 
 
 def test_display_bundle_carries_a_static_snapshot(fake):
-    from nimm_jupyter.jupyter.widget import SearchWidget
+    from nimm_jupyter.jupyter.widget import SEARCH_VIEW_MIME, SearchWidget
 
     w = SearchWidget(fake)
     data = w._repr_mimebundle_()
     data = data[0] if isinstance(data, tuple) else data
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "no nodes yet" in data["text/html"] and "running" in data["text/html"]
+    # the lab extension's renderer picks the live view or this snapshot (searchview.ts)
+    assert data[SEARCH_VIEW_MIME] == {"run_id": str(fake.run_id)}
+    source = (Path(__file__).parents[1] / "labextension" / "src" / "searchview.ts").read_text()
+    assert f"SEARCH_VIEW_MIME = '{SEARCH_VIEW_MIME}'" in source
     fake.start()
     assert _wait(lambda: w.finished)
     data = w._repr_mimebundle_()

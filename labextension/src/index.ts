@@ -2,7 +2,8 @@
  * nimm-jupyter JupyterLab extension: inserts the model cells a search exports
  * below the search cell (comm target `nimm_jupyter.cells`), and adds
  * "export best" / "stop" commands to the palette, notebook toolbar and
- * notebook context menu.
+ * notebook context menu. It also renders a search's output as its live widget or, when the
+ * widget's model is gone (a reopened notebook), as its static snapshot.
  */
 import type { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
@@ -12,9 +13,11 @@ import { DisposableDelegate } from '@lumino/disposable';
 
 import { COMMAND_LABELS, CommandIDs, executeNimmCommand, targetPanel } from './commands';
 import { connectKernel } from './comm';
+import { registerSearchView } from './searchview';
 
 function watchPanel(tracker: INotebookTracker, panel: NotebookPanel): void {
   const context = panel.sessionContext;
+  registerSearchView(panel.content.rendermime, context);
   connectKernel(tracker, context.session?.kernel);
   // A changed kernel is a new connection (restarts keep the old one).
   context.kernelChanged.connect((_, change) => connectKernel(tracker, change.newValue));

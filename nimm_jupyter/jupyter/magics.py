@@ -185,6 +185,9 @@ class NimmMagics(Magics):
             raise NimmError(f"--out needs a Python variable name, got {args.out!r}")
         description, seed_code = parse_cell_body(body)
         if args.resume:
+            if description:  # it would be silently unused, like a data flag
+                raise NimmError("--resume takes no cell body: a resumed search keeps its run's "
+                                "own description and seed code (leave the body empty)")
             return self._resume(args)
         if not args.task and args.data:
             args.task = args.data  # a DataFrame task is named after its variable

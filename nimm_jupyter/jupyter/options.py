@@ -145,12 +145,25 @@ def resume_settings(args: Any, run_train: Callable[[], Mapping[str, Any]]) -> di
     refused rather than silently ignored. ``run_train()`` reads the run's training config
     (only when ``--max-epochs`` is given)."""
     resumable = {o.flag for o in RESUME_OPTIONS}
-    fixed = [o.flag for o in SEARCH_OPTIONS
-             if o.flag not in resumable and getattr(args, o.dest, None) not in (None, [])]
-    if args.data is not None:
-        fixed.insert(0, "--data")
+
+    def given(dest: str) -> bool:
+        return getattr(args, dest, None) not in (None, [])
+
+    fixed = [o.flag for o in SEARCH_OPTIONS if o.flag not in resumable and given(o.dest)]
+    # the run's task (and the data it was built from) is journaled with it: a task name or
+    # data flags given here would be silently unused, so they are refused by name
+    data = [f for f in ("--data", "--features") if given(f[2:])]
+    data += [o.flag for o in DATA_OPTIONS if given(o.dest)]
+    if given("task"):
+        data.insert(0, f"the task name {args.task!r}")
+    problems = []
+    if data:
+        problems.append(f"{', '.join(data)} cannot be given with --resume: a resumed search "
+                        "uses its run's own task and data (start a new search for other data)")
     if fixed:
-        raise NimmError(f"{', '.join(fixed)} cannot be changed when resuming a search")
+        problems.append(f"{', '.join(fixed)} cannot be changed when resuming a search")
+    if problems:
+        raise NimmError("; ".join(problems))
     base = run_train() if args.max_epochs is not None else None
     try:
         return _capped(search_overrides(args, RESUME_OPTIONS, train_base=base))

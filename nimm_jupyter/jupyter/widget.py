@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from ..search.results import SearchResult
 
 _STATIC = pathlib.Path(__file__).parent / "static"
+# Rendered by this package's lab extension (labextension/src/searchview.ts): the live widget
+# while its model exists, else the static snapshot, never ipywidgets' "model not found".
+SEARCH_VIEW_MIME = "application/vnd.nimm-jupyter.search-view+json"
 MAX_CURVES = 8  # running nodes + selected + best
 # the names tests and other modules reach through this module
 _finite, _strategy_title, node_summary, node_details = finite, strategy_title, node_summary, node_details
@@ -114,7 +117,9 @@ class SearchWidget(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget view plus a static snapshot (text/html) for where widgets cannot
-        render: nbconvert HTML, GitHub, a notebook reopened without widget state."""
+        render: nbconvert HTML, GitHub, a notebook reopened without widget state; and
+        :data:`SEARCH_VIEW_MIME`, with which JupyterLab shows the snapshot instead of an
+        error when the widget's model is gone."""
         from .snapshot import snapshot_html
 
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -123,6 +128,7 @@ class SearchWidget(anywidget.AnyWidget):
             return bundle
         with self._lock:
             data["text/html"] = snapshot_html(self._snapshot_state())
+        data[SEARCH_VIEW_MIME] = {"run_id": self.run_id}
         return bundle
 
     def _snapshot_state(self) -> dict[str, Any]:

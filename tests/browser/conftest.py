@@ -1,8 +1,10 @@
-"""Real JupyterLab in Debian's Chromium, driven by Playwright (tests marked ``browser``).
+"""Real JupyterLab (and Notebook 7) in Debian's Chromium, driven by Playwright (tests marked
+``browser``).
 
 The tests skip only when /usr/bin/chromium is missing (CI installs it from .ci/browser-deps).
-JupyterLab runs on 127.0.0.1 with a random token, isolated settings/workspaces and every
-phone-home feature off; screenshots go to test-artifacts/.
+The server runs on 127.0.0.1 with a random token, isolated settings/workspaces, every
+phone-home feature off, and this checkout's built lab extension ahead of an installed one;
+screenshots go to test-artifacts/.
 """
 from __future__ import annotations
 
@@ -54,10 +56,11 @@ def _write_settings(settings_dir: Path) -> None:
 
 
 class Lab:
-    """A running JupyterLab server."""
+    """A running Jupyter server (JupyterLab or Notebook 7)."""
 
     def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen, log: Path):
         self.root, self.port, self.token, self.proc, self.log = root, port, token, proc, log
+        self.ui_path = "lab"  # where its notebooks open: lab/tree/<path> or notebooks/<path>
 
     def url(self, path: str = "lab") -> str:
         sep = "&" if "?" in path else "?"
@@ -70,9 +73,17 @@ class Lab:
             return ""
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
+def _checkout_extension(base: Path) -> str:
+    """A JUPYTER_PATH whose labextensions/ holds this checkout's built extension: found
+    before the installed copy, so the tests run the extension built from this tree."""
+    path = base / "jupyter_path"
+    (path / "labextensions").mkdir(parents=True)
+    (path / "labextensions" / "nimm-jupyter").symlink_to(ROOT / "nimm_jupyter" / "labextension")
+    return os.pathsep.join([str(path)] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p])
+
+
+def _serve(base: Path, app: list[str], ui_path: str) -> Iterator[Lab]:
+    """Start ``jupyter <app>`` on a free port over a copy of the fixtures; yield it running."""
     root = base / "notebooks"
     shutil.copytree(FIXTURES, root)
     for name in ("config", "data", "settings", "workspaces", "runtime"):
@@ -86,6 +97,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "JUPYTER_PATH": _checkout_extension(base),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
@@ -94,13 +106,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env.pop("ANTHROPIC_API_KEY", None)
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [str(bindir / "jupyter"), "lab", "--no-browser", "--allow-root",
+    cmd = [str(bindir / "jupyter"), *app, "--no-browser", "--allow-root",
            f"--ServerApp.token={token}", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.port_retries=0", f"--notebook-dir={root}",
-           "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.expose_app_in_browser=True"]
-    log = base / "lab.log"
+           "--ServerApp.port_retries=0", f"--notebook-dir={root}"]
+    log = base / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Lab(root, port, token, proc, log)
@@ -108,7 +117,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         deadline = time.time() + LAB_START_TIMEOUT
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
+                pytest.fail(f"jupyter {app[0]} exited with {proc.returncode}:\n{server.log_tail()}")
             try:
                 with urllib.request.urlopen(server.url("api/status"), timeout=2) as r:
                     if r.status == 200:
@@ -116,8 +125,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             except OSError:
                 pass
             if time.time() > deadline:
-                pytest.fail(f"jupyter lab did not start in {LAB_START_TIMEOUT:.0f}s:\n{server.log_tail()}")
+                pytest.fail(f"jupyter {app[0]} did not start in {LAB_START_TIMEOUT:.0f}s:\n"
+                            f"{server.log_tail()}")
             time.sleep(0.3)
+        server.ui_path = ui_path
         yield server
     finally:
         proc.terminate()
@@ -126,6 +137,23 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab, every phone-home feature off, the app on ``window.jupyterapp``."""
+    yield from _serve(tmp_path_factory.mktemp("lab"), [
+        "lab", "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True"], "lab")
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Jupyter Notebook 7 (skips when the ``notebook`` package is not installed)."""
+    pytest.importorskip("notebook", minversion="7")
+    yield from _serve(tmp_path_factory.mktemp("nb7"), [
+        "notebook", "--JupyterNotebookApp.expose_app_in_browser=True"], "notebooks")
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +169,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser page (the test asks for the server it needs: ``lab`` or ``notebook7``)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)

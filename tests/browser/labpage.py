@@ -102,9 +102,13 @@ class Notebook:
 
 
 def open_notebook(page: Any, lab: Any, path: str, timeout: float = 90.0) -> Notebook:
-    """Open ``path`` in the lab (a workspace of its own) and wait for its kernel to be idle."""
-    workspace = "nimm-" + path.replace(".", "-").replace("/", "-")
-    page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{path}"))
+    """Open ``path`` in the lab (a workspace of its own) or in Notebook 7, and wait for its
+    kernel to be idle."""
+    if lab.ui_path == "notebooks":
+        page.goto(lab.url(f"notebooks/{path}"))
+    else:
+        workspace = "nimm-" + path.replace(".", "-").replace("/", "-")
+        page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{path}"))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined",
                            timeout=timeout * 1000)
     page.wait_for_function(f"() => ({_PANEL_JS})({path!r}) !== null", timeout=timeout * 1000)

@@ -2,6 +2,8 @@
 // Model traits (see widget.py): nodes, branches, best_id, curves, best_so_far, counters,
 // selected, details, finished, end_state, message, run_id, task_name, run_dir, resume, unit.
 // Custom messages to Python: {action: "stop"}, {action: "export"}, {action: "ping", seq}.
+// A view whose kernel is gone (comm closed by a restart/shutdown, or pings unanswered) says
+// so and disables its buttons.
 //
 // The DOM is built once; each trait change updates only the parts that show it, and the
 // tree, the change list and the code pane are keyed by node id and changed in place, so a
@@ -610,6 +612,13 @@ function render({ model, el: root }) {
     if (unanswered) { unanswered = false; schedule(["message"]); }
   };
   model.on("msg:custom", onMsg);
+  // A restarted or shut-down kernel: ipywidgets marks the model's comm dead and says so with
+  // "comm_live_update" (a live model's comm only ever goes from live to dead: a new kernel
+  // has new models). The class is checked too: ipywidgets' own views get it.
+  let commDead = false;
+  const disconnected = () => commDead || root.classList.contains("jupyter-widgets-disconnected");
+  const onCommLive = () => { commDead = true; schedule(["message"]); };
+  model.on("comm_live_update", onCommLive);
   const send = (action) => {
     ping(); // first: sending on a closed comm throws
     try { model.send({ action }); } catch (e) { /* the ping's timeout reports it */ }
@@ -641,15 +650,20 @@ function render({ model, el: root }) {
       setText(title, `nimm search · ${model.get("task_name") || ""} · ` +
         `${model.get("end_state") || (fin ? "finished" : "running")}`);
       setText(runId, `run ${model.get("run_id") || ""}`);
+      const dead = disconnected(), gone = unanswered || dead;
+      const resume = model.get("resume") || "%nimm_search --resume RUN_DIR";
       root.dataset.finished = fin ? "true" : "false";
-      root.dataset.kernel = unanswered ? "gone" : "live";
-      stop.disabled = !!fin || unanswered;
-      exp.disabled = unanswered || model.get("best_id") === null || model.get("best_id") === undefined;
-      setText(msg, unanswered
-        ? "the kernel that ran this search does not answer (busy, restarted or shut down): this view " +
-          `is no longer live. Continue the run with ${model.get("resume") || "%nimm_search --resume RUN_DIR"}`
-        : model.get("message") || "");
-      msg.classList.toggle("nimm-warning", unanswered);
+      root.dataset.kernel = gone ? "gone" : "live";
+      stop.disabled = !!fin || gone;
+      exp.disabled = gone || model.get("best_id") === null || model.get("best_id") === undefined;
+      setText(msg, dead
+        ? "the kernel that ran this search was restarted or shut down: this view is no longer " +
+          `live (Stop and Export are off). Continue the run with ${resume}`
+        : unanswered
+          ? "the kernel that ran this search does not answer (busy, restarted or shut down): this " +
+            `view is no longer live. Continue the run with ${resume}`
+          : model.get("message") || "");
+      msg.classList.toggle("nimm-warning", gone);
     },
     counters() {
       const c = model.get("counters") || {};
@@ -730,6 +744,7 @@ function render({ model, el: root }) {
   return () => {
     for (const [t, h] of handlers) model.off(`change:${t}`, h);
     model.off("msg:custom", onMsg);
+    model.off("comm_live_update", onCommLive);
     clearInterval(timer);
     if (waiting) clearTimeout(waiting);
   };

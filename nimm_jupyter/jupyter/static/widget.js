@@ -700,7 +700,7 @@ function render({ model, el: root }) {
       setText(curveTitle, id === null || id === undefined ? "loss curve" : `loss curve · node #${id}`);
       lossPlot.update([
         { name: "train", cls: "nimm-train", points: pts.map((p) => [p.epoch, p.train]) },
-        { name: "val", cls: "nimm-val", points: pts.map((p) => [p.epoch, p.val]) },
+        { name: "hold-out", cls: "nimm-val", points: pts.map((p) => [p.epoch, p.val]) },
       ]);
     },
     best() {

@@ -64,6 +64,8 @@ class SplitScores:
     rmse_one_step: float | None = None
     rmse_norm_one_step: float | None = None
     per_target_one_step: dict[str, float] | None = None
+    # trajectory tasks: normalised rollout RMSE over ranges of forecast steps ("1-10": ...)
+    by_horizon: dict[str, float] | None = None
 
 
 @dataclass

@@ -212,7 +212,25 @@ def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names
     rmse = math.sqrt(float(sq.sum()) / total) if total else float("nan")
     norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
     return SplitScores(rmse=rmse, rmse_norm=norm,
-                       per_target={n: float(v) for n, v in zip(names, per.tolist())})
+                       per_target={n: float(v) for n, v in zip(names, per.tolist())},
+                       by_horizon=_by_horizon(err, data, scale) if err.dim() == 3 else None)
+
+
+HORIZON_BUCKETS = 6  # at most this many forecast-step ranges in ``SplitScores.by_horizon``
+
+
+def _by_horizon(err: torch.Tensor, data: SplitData, scale: torch.Tensor) -> dict[str, float]:
+    """Normalised RMSE of a rollout over consecutive ranges of forecast steps (step 1 is the
+    first forecast step), e.g. ``{"1-10": 0.01, "11-20": 0.03}``: where a model drifts."""
+    z = (err / scale.double()).pow(2)  # (N, H, S); masked entries are 0 already
+    finite = data.mask if data.mask is not None else torch.ones_like(z, dtype=torch.bool)
+    out: dict[str, float] = {}
+    for part in np.array_split(np.arange(z.shape[1]), min(HORIZON_BUCKETS, z.shape[1])):
+        n = float(finite[:, part].sum())
+        if n:
+            key = f"{part[0] + 1}-{part[-1] + 1}" if len(part) > 1 else f"{part[0] + 1}"
+            out[key] = math.sqrt(float(z[:, part].sum()) / n)
+    return out
 
 
 def score_predictions(task: Task, split: str, pred: np.ndarray) -> SplitScores:

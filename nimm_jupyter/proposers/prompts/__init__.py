@@ -62,6 +62,10 @@ def _split_line(label: str, split: Any) -> str | None:
     per = split.get("per_target") or {}
     if per:
         line += "; per target: " + ", ".join(f"{k} {_num(v)}" for k, v in per.items())
+    horizon = split.get("by_horizon") or {}
+    if isinstance(horizon, dict) and len(horizon) > 1:
+        line += ("; normalised RMSE by forecast step: "
+                 + ", ".join(f"steps {k} {_num(v)}" for k, v in list(horizon.items())[:8]))
     return line
 
 
@@ -89,7 +93,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     if curve and isinstance(curve[-1], dict):
         best = min((c.get("val", float("inf")) for c in curve), default=float("inf"))
         lines.append(f"loss curve: {len(curve)} epochs, last train {_num(curve[-1].get('train'))}, "
-                     f"last val {_num(curve[-1].get('val'))}, best val {_num(best)}")
+                     f"last hold-out {_num(curve[-1].get('val'))}, best hold-out {_num(best)} "
+                     "(normalised; the hold-out is carved from training for early stopping)")
     return "\n".join("- " + line for line in lines)
 
 

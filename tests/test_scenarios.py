@@ -88,3 +88,50 @@ def test_claimed_scenario_scores_are_ignored(chemo):
     assert scored.scenarios == {}  # no predictions for it: no score, and never the claim
     preds["daily"] = np.zeros((16, 59, 2))
     assert driver_scores(chemo, claimed, preds).scenarios["daily"].rmse > 0
+
+
+# -- user tasks: task_from_dataframe(..., interventions=) ----------------------------------------
+def _patients(dose_every: int, n: int = 8):
+    import pandas as pd
+
+    rows = []
+    for g in range(n):
+        for k in range(20):
+            rows.append(dict(pid=f"p{g}", t=0.5 * k, conc=(g + 1) * np.exp(-0.1 * k),
+                             dose=float(k % dose_every == 0)))
+    return pd.DataFrame(rows)
+
+
+def test_dataframe_interventions_become_scored_scenarios():
+    from nimm_jupyter.tasks import task_from_dataframe
+
+    df, doubled = _patients(4), _patients(2, n=3)
+    task = task_from_dataframe(df, time="t", targets="conc", inputs=["dose"], group="pid",
+                               context=4, interventions={"dose_twice_as_often": doubled})
+    sc = task.scenarios["dose_twice_as_often"]
+    assert sc.split.targets.shape == (3, 20, 1) and sc.split.inputs.shape == (3, 20, 1)
+    assert sc.split.inputs[:, ::2, 0].all() and "3 series" in sc.description
+    assert "dose_twice_as_often" not in task.description  # nothing of it reaches a proposer
+    tab = task_from_dataframe(df, targets="conc", features=["t", "dose"],
+                              interventions={"late": df[df.t > 5]})
+    assert tab.scenarios["late"].split.inputs.shape == (int((df.t > 5).sum()), 2)
+    with LocalExecutor(workers=1, device="cpu") as ex:
+        ex.submit(EvalRequest("u", task.prior_code, task, TrainConfig(max_epochs=3), timeout=240))
+        res = ex.wait("u")
+    assert res.ok and math.isfinite(res.scenarios["dose_twice_as_often"].rmse)
+
+
+def test_bad_intervention_frames_get_one_clear_error():
+    from nimm_jupyter.tasks import task_from_dataframe
+
+    df = _patients(4)
+    kw = dict(time="t", targets="conc", inputs=["dose"], group="pid", context=4)
+    with pytest.raises(TaskDataError, match=r"interventions\['x'\] lacks column\(s\) 'dose'"):
+        task_from_dataframe(df, interventions={"x": df.drop(columns="dose")}, **kw)
+    with pytest.raises(TaskDataError, match="needs the task's context \\+ horizon = 20"):
+        task_from_dataframe(df, interventions={"x": df[df.t < 3]}, **kw)
+    stretched = df.assign(t=df.t * 2)
+    with pytest.raises(TaskDataError, match="time steps differ from the task's"):
+        task_from_dataframe(df, interventions={"x": stretched}, **kw)
+    with pytest.raises(TaskDataError, match="scenario name 'val'"):
+        task_from_dataframe(df, interventions={"val": df}, **kw)

@@ -17,6 +17,7 @@ from .base import DataSource, Split, Task, TaskDataError, TaskKind, Variable
 from .frame_checks import (clean_numeric, column_list, describe_columns, pandas_module,
                            row_label, task_text)
 from .frame_series import read_series, series_samples, split_mode
+from .frame_scenarios import scenarios_from_frames
 from .splits import check_split, random_partition, size_split
 
 __all__ = ["TaskDataError", "task_from_dataframe", "GENERIC_TRAJECTORY_PRIOR",
@@ -106,6 +107,7 @@ def task_from_dataframe(
     val_size: float | None = None, split: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
     source: str | DataSource = DataSource.REAL, provenance: str = "",
     window: int | None = None, family: str = "generic",
+    interventions: Mapping[str, Any] | None = None,
 ) -> Task:
     """Build a :class:`Task` from a pandas DataFrame.
 
@@ -129,6 +131,11 @@ def task_from_dataframe(
     ``prior_code`` the task gets a generic baseline (persistence/linear ODE, or linear
     regression) and ``prior_omits`` says so. ``prior_text`` (your mechanism in words) is
     appended to the description. ``units`` maps column -> unit.
+
+    ``interventions`` maps a scenario name to a DataFrame with the same columns, recorded
+    under a condition the data above does not contain (another treatment, a policy change):
+    never trained or selected on, never shown to a proposer; every ok node is scored on it
+    (see :mod:`.frame_scenarios` for how its rows become samples).
 
     Raises :class:`TaskDataError` naming the column/row for missing columns, non-numeric
     values, NaN/inf, non-increasing or duplicated times in a group, and too little data.
@@ -199,6 +206,10 @@ def task_from_dataframe(
         variables, generic, what = input_cols, GENERIC_TRAJECTORY_PRIOR, \
             "persistence / linear ODE"
     facts, first = fields.pop("facts"), fields.pop("first").format(name=name)
+    if interventions:
+        fields["scenarios"] = scenarios_from_frames(
+            interventions, targets=target_cols, inputs=list(variables),
+            time=time, group=group, time_ref=fields.get("time"))
     return Task(
         name=name, kind=kind, description=task_text(description, prior_text, facts, first),
         source=source, provenance=provenance or "user-supplied DataFrame",

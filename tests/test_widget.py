@@ -450,3 +450,15 @@ def test_html_view_updates_in_place_until_the_end(fake, monkeypatch):
     final = shown[-1]
     assert final.count('<circle r="8"') == 5 and "finished (budget)" in final
     assert "<td>4 ★</td>" in final and f"%nimm_search --resume {fake.run_dir}" in final
+
+
+def test_node_panel_shows_intervention_error_beside_validation():
+    from nimm_jupyter.jupyter.nodeview import node_details
+    from nimm_jupyter.modeling.result import EvalResult, SplitScores, Status
+    from nimm_jupyter.search.tree import Node
+
+    res = EvalResult(status=Status.OK, val=SplitScores(0.5, 0.1),
+                     scenarios={"no_treatment": SplitScores(7.5, 1.2)})
+    d = node_details(Node(id=4, parent=None, branch=0, operator="draft", result=res))
+    assert d["metrics"]["val_rmse"] == 0.5
+    assert d["metrics"]["intervention no_treatment: RMSE"] == 7.5

@@ -163,6 +163,9 @@ def node_details(node: "Node", parent: "Node | None" = None) -> dict[str, Any]:
             "n_parameters": int(res.n_parameters),
             "wall_time": round(float(res.wall_time), 2),
         }.items() if v is not None}
+        # held-out interventions, beside the in-distribution figures (never selected on)
+        d["metrics"].update({f"intervention {k}: RMSE": v for k, v in (
+            (k, finite(sc.rmse)) for k, sc in res.scenarios.items()) if v is not None})
         d["params"] = {k: v for k, v in ((k, finite(v)) for k, v in res.parameters.items())
                        if v is not None}
         d["notes"] = result_notes(res)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from dataclasses import dataclass
 
 __all__ = ["MemoryGroups", "open_groups", "join"]
@@ -140,8 +141,15 @@ class MemoryGroups:
         except OSError:
             pass  # still has a process (it is being killed); close() tries again
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Remove the executor's groups; a job killed just now may take a moment to leave
+        its group, so this retries for up to ``wait`` seconds (the next executor's sweep
+        removes whatever is still left)."""
+        deadline = time.monotonic() + wait
         _remove_tree(self.root)
+        while os.path.exists(self.root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            _remove_tree(self.root)
 
 
 def sweep_stale(base: str) -> None:

@@ -2,11 +2,12 @@
 search.
 
 One flow per front end, to keep CI short: the output goes through the extension's renderer,
-live updates change the DOM in place (the code pane keeps its
-scroll position, the tree's node elements survive), Stop from the widget ends the run as
-"stopped" with its cancelled nodes and the resume command, ``%%nimm_search --resume`` with
-an empty body continues it from a cell, a widget whose kernel is gone says so and disables
-its buttons, and the saved notebook converted to HTML shows the tree snapshot.
+live updates change the DOM in place (the code pane keeps its scroll position, the tree's
+node elements survive), Stop from the widget ends the run as "stopped" with its cancelled
+nodes and the resume command, ``%%nimm_search --resume`` with an empty body and then the
+line magic ``%nimm_search --resume`` continue it from cells, a widget whose kernel is gone
+says so and disables its buttons, and the saved notebook converted to HTML shows the tree
+snapshot.
 """
 from __future__ import annotations
 
@@ -99,6 +100,19 @@ def test_live_updates_stop_resume_and_snapshot(page, front_end):
         timeout=150_000)
     assert resumed.locator(".nimm-tree .nimm-node").count() >= after["n"]
     page.screenshot(path=str(ARTIFACTS / f"live-resumed-{front_end.ui_path}.png"))
+
+    # ... and again with the line-magic form, the one the stopped widget's message prints
+    # (its budget one more than the run has evaluated: a stop's cancelled nodes re-run on
+    # resume, so the cell form may evaluate more than its own budget).
+    line_form = '%nimm_search --resume $rd --budget {r.status()["evaluated"] + 1}'
+    nb.run_cell(line_form, timeout=90)
+    assert "nimm_search: error" not in nb.output_text(line_form)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.nimm-widget')[2]?.dataset.finished === 'true'",
+        timeout=150_000)
+    evaluated = page.evaluate("""() => [...document.querySelectorAll('.nimm-widget')].map(
+        (w) => parseInt(w.querySelector('[data-counter=evaluated] b').textContent, 10))""")
+    assert evaluated[2] > evaluated[1] > evaluated[0], evaluated  # each resume went further
 
     # The dark theme: node fills and the best ring stay distinct from the pane's paper.
     nb.js("return window.jupyterapp.commands.execute('apputils:change-theme', "

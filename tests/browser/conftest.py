@@ -62,6 +62,11 @@ class Lab:
         self.root, self.port, self.token, self.proc, self.log = root, port, token, proc, log
         self.ui_path = "lab"  # where its notebooks open: lab/tree/<path> or notebooks/<path>
 
+    @property
+    def is_lab(self) -> bool:
+        """JupyterLab (True) or Notebook 7 (False): a few steps exist in one of them only."""
+        return self.ui_path == "lab"
+
     def url(self, path: str = "lab") -> str:
         sep = "&" if "?" in path else "?"
         return f"http://127.0.0.1:{self.port}/{path}{sep}token={self.token}"
@@ -156,6 +161,13 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "notebook", "--JupyterNotebookApp.expose_app_in_browser=True"], "notebooks")
 
 
+@pytest.fixture(params=["lab", "notebook7"])
+def front_end(request: pytest.FixtureRequest) -> Lab:
+    """Each front end in turn (JupyterLab, then Notebook 7), for the behaviours both must
+    show; a test asks for ``lab`` or ``notebook7`` directly when it needs one front end."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -170,7 +182,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser page (the test asks for the server it needs: ``lab`` or ``notebook7``)."""
+    """A fresh browser page (the test asks for the server it needs: ``lab``, ``notebook7`` or
+    ``front_end``)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)

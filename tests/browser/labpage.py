@@ -1,5 +1,6 @@
-"""Driving a notebook in JupyterLab through the page (DOM clicks and keys) and reading its
-model through ``window.jupyterapp`` (the lab runs with ``expose_app_in_browser``)."""
+"""Driving a notebook in JupyterLab or Notebook 7 through the page (DOM clicks and keys) and
+reading its model through ``window.jupyterapp`` (both servers run with
+``expose_app_in_browser``; both shells list the notebook panel among their 'main' widgets)."""
 from __future__ import annotations
 
 import time
@@ -86,6 +87,12 @@ class Notebook:
             }
             return s;""", text))
 
+    def save(self, timeout: float = 30.0) -> None:
+        """Save the notebook and wait until the saved copy is the current one."""
+        self.js("return panel.context.save().then(() => true);")
+        self.page.wait_for_function(_with_panel("return !panel.context.model.dirty;"),
+                                    arg=[self.path, None], timeout=timeout * 1000)
+
     def panel_id(self) -> str:
         return str(self.js("return panel.id;"))
 
@@ -101,18 +108,42 @@ class Notebook:
             self.page.wait_for_timeout(200)
 
 
-def open_notebook(page: Any, lab: Any, path: str, timeout: float = 90.0) -> Notebook:
+# Before the app starts (both front ends set ``window.jupyterapp`` before ``app.start()``),
+# the notebook factory's "start a kernel on open" is turned off as it registers: the page then
+# opens its notebook as a user who chose "No Kernel" would see it.
+_NO_KERNEL_ON_OPEN = """(() => {
+  let app;
+  Object.defineProperty(window, 'jupyterapp', {configurable: true, get: () => app, set: (value) => {
+    app = value;
+    const registry = value.docRegistry;
+    const add = registry.addWidgetFactory.bind(registry);
+    registry.addWidgetFactory = (factory) => {
+      if (factory.name === 'Notebook') factory._preferKernel = false;
+      return add(factory);
+    };
+  }});
+})();"""
+
+
+def open_notebook(page: Any, lab: Any, path: str, timeout: float = 90.0,
+                  kernel: bool = True) -> Notebook:
     """Open ``path`` in the lab (a workspace of its own) or in Notebook 7, and wait for its
-    kernel to be idle."""
-    if lab.ui_path == "notebooks":
-        page.goto(lab.url(f"notebooks/{path}"))
-    else:
+    kernel to be idle; with ``kernel=False`` it opens with no kernel (for this page's every
+    later load too), so shut the notebook's session down first."""
+    if not kernel:
+        page.add_init_script(_NO_KERNEL_ON_OPEN)
+    if lab.is_lab:
         workspace = "nimm-" + path.replace(".", "-").replace("/", "-")
         page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{path}"))
+    else:
+        page.goto(lab.url(f"notebooks/{path}"))
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined",
                            timeout=timeout * 1000)
+    app = page.evaluate("() => window.jupyterapp.name")
+    assert app == ("JupyterLab" if lab.is_lab else "Jupyter Notebook"), app
     page.wait_for_function(f"() => ({_PANEL_JS})({path!r}) !== null", timeout=timeout * 1000)
     nb = Notebook(page, path)
-    nb.wait_kernel_idle(timeout)
+    if kernel:
+        nb.wait_kernel_idle(timeout)
     page.locator(f"#{nb.panel_id()} .jp-Notebook .jp-Cell").first.wait_for()
     return nb

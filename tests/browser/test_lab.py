@@ -1,9 +1,10 @@
-"""The nimm-jupyter JupyterLab extension in a real JupyterLab + Chromium.
+"""The nimm-jupyter JupyterLab extension in a real JupyterLab (and Notebook 7) + Chromium.
 
 ``test_comm_protocol`` drives the ``nimm_jupyter.cells`` comm by hand from the kernel
 (insertion below the right cell while another is selected, replacement on re-export,
 malformed messages ignored, cells arriving while the kernel is busy and another tab is in
-front). ``test_search_widget_flow`` runs a tiny offline ``%%nimm_search`` end to end.
+front). ``test_search_widget_flow`` runs a tiny offline ``%%nimm_search`` end to end, in
+JupyterLab and in Notebook 7.
 """
 from __future__ import annotations
 
@@ -115,9 +116,9 @@ def _wait_nimm(nb: Notebook, run_id: str | None, count: int, timeout: float = 60
     return nb.wait_until(ready, timeout=timeout, what=f"{count} exported cells")
 
 
-def test_search_widget_flow(page, lab):
+def test_search_widget_flow(page, front_end):
     t0 = time.time()
-    nb = open_notebook(page, lab, "search_flow.ipynb")
+    nb = open_notebook(page, front_end, "search_flow.ipynb")
     nb.run_cell("%load_ext nimm_jupyter")
     search_idx = nb.run_cell("%%nimm_search lung_cancer_chemo", timeout=90)
     search_id = nb.cells()[search_idx]["id"]
@@ -134,7 +135,7 @@ def test_search_widget_flow(page, lab):
     details = widget.locator(".nimm-details")
     details.locator(".nimm-details-title").wait_for(timeout=30_000)
     assert node_id in details.locator(".nimm-details-title").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "flow-widget.png"))
+    page.screenshot(path=str(ARTIFACTS / f"flow-widget-{front_end.ui_path}.png"))
 
     # Stop: the search finishes early and the widget says so.
     stop = widget.locator(".nimm-stop")
@@ -176,15 +177,15 @@ def test_search_widget_flow(page, lab):
     page.locator(f"#{nb.panel_id()} .jp-nimm-toolbar-nimm-stop").click()
     page.locator(".Toastify__toast", has_text="already finished").first.wait_for(timeout=30_000)
 
-    page.screenshot(path=str(ARTIFACTS / "flow-exported.png"))
-    _docs_screenshot(page, nb, search_idx)
+    page.screenshot(path=str(ARTIFACTS / f"flow-exported-{front_end.ui_path}.png"))
+    if front_end.is_lab:  # the README's screenshot is JupyterLab's
+        _docs_screenshot(page, nb, search_idx)
 
     # After a page reload the kernel's comm belongs to the old page; the extension joins
     # again, so the toolbar's export still inserts (replaces) cells instead of falling back.
-    nb.js("return window.jupyterapp.commands.execute('docmanager:save');")
-    page.wait_for_function(_NOT_DIRTY, arg="search_flow.ipynb")
+    nb.save()
     page.reload()
-    nb = open_notebook(page, lab, "search_flow.ipynb")
+    nb = open_notebook(page, front_end, "search_flow.ipynb")
     old_ids = {c["id"] for c in nb.cells() if c["nimm"]}
     assert len(old_ids) == 4
     page.locator(f"#{nb.panel_id()} .jp-nimm-toolbar-nimm-export").click()
@@ -196,13 +197,6 @@ def test_search_widget_flow(page, lab):
     anchor = [c["id"] for c in cells].index(search_id)
     assert [c["nimm"]["role"] for c in cells[anchor + 1:anchor + 5]] == ["header", "model", "load", "plot"]
     print(f"test_search_widget_flow: {time.time() - t0:.1f}s")
-
-
-_NOT_DIRTY = """(path) => {
-  for (const w of window.jupyterapp.shell.widgets('main'))
-    if (w.context && w.context.path === path) return !w.context.model.dirty;
-  return false;
-}"""
 
 
 def _docs_screenshot(page, nb: Notebook, search_idx: int) -> None:

@@ -1,4 +1,5 @@
-"""A search's output outlives its kernel, in a real JupyterLab + Chromium.
+"""A search's output outlives its kernel, in a real JupyterLab and a real Notebook 7
+(Chromium).
 
 A finished search whose kernel restarts says so and disables its buttons at once (no click
 needed); the notebook saved and reopened in a fresh kernel (no saved widget state, so no
@@ -13,7 +14,6 @@ import pytest
 
 from .conftest import ARTIFACTS
 from .labpage import open_notebook
-from .test_lab import _NOT_DIRTY
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
 
@@ -23,19 +23,10 @@ _DECIDED = """() => {
 }"""
 
 
-# The notebook factory's "start a kernel on open" turned off for this page only, then the
-# notebook opened: the session comes up with no kernel.
-_OPEN_WITHOUT_KERNEL = """(path) => {
-  const app = window.jupyterapp;
-  app.docRegistry.getWidgetFactory('Notebook')._preferKernel = false;
-  return app.commands.execute('docmanager:open', {path, factory: 'Notebook'}).then(() => true);
-}"""
-
-
-def test_restart_disconnects_and_reopen_shows_the_snapshot(page, lab):
+def test_restart_disconnects_and_reopen_shows_the_snapshot(page, front_end):
     t0 = time.time()
     path = "reopen.ipynb"
-    nb = open_notebook(page, lab, path)
+    nb = open_notebook(page, front_end, path)
     nb.run_cell("%load_ext nimm_jupyter")
     nb.run_cell("%%nimm_search lung_cancer_chemo", timeout=300)  # --wait: ends with the search
     view = page.locator(".jp-nimm-search-view").first
@@ -56,13 +47,12 @@ def test_restart_disconnects_and_reopen_shows_the_snapshot(page, lab):
     assert widget.locator(".nimm-export").is_disabled() and widget.locator(".nimm-stop").is_disabled()
     assert "restarted or shut down" in widget.locator(".nimm-message").inner_text()
     assert "--resume" in widget.locator(".nimm-message").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "reopen-restarted.png"))
+    page.screenshot(path=str(ARTIFACTS / f"reopen-restarted-{front_end.ui_path}.png"))
 
     # Save, shut the kernel down, reopen in a new page: its fresh kernel has no such model.
-    nb.js("return window.jupyterapp.commands.execute('docmanager:save');")
-    page.wait_for_function(_NOT_DIRTY, arg=path)
+    nb.save()
     nb.js("return panel.sessionContext.shutdown().then(() => true);")
-    nb = open_notebook(page, lab, path)
+    nb = open_notebook(page, front_end, path)
     # ipywidgets has decided (its hidden renderer holds its error): only the snapshot shows
     page.wait_for_function(_DECIDED, timeout=60_000)
     view = page.locator(".jp-nimm-search-view").first
@@ -72,11 +62,11 @@ def test_restart_disconnects_and_reopen_shows_the_snapshot(page, lab):
     shown = page.locator(f"#{nb.panel_id()}").inner_text()
     assert "model not found" not in shown and "Error displaying widget" not in shown
     assert "finished" in view.inner_text()
-    page.screenshot(path=str(ARTIFACTS / "reopen-snapshot.png"))
+    page.screenshot(path=str(ARTIFACTS / f"reopen-snapshot-{front_end.ui_path}.png"))
 
     # Reopened with no kernel at all (as after choosing "No Kernel"): the snapshot again.
-    nb.js("return panel.sessionContext.shutdown().then(() => { panel.dispose(); return true; });")
-    page.evaluate(_OPEN_WITHOUT_KERNEL, path)
+    nb.js("return panel.sessionContext.shutdown().then(() => true);")
+    nb = open_notebook(page, front_end, path, kernel=False)
     page.wait_for_function(
         "() => document.querySelector('.jp-nimm-search-view')?.dataset.nimmView === 'snapshot'",
         timeout=30_000)
@@ -85,5 +75,5 @@ def test_restart_disconnects_and_reopen_shows_the_snapshot(page, lab):
     assert view.locator(".nimm-snapshot-tree").is_visible()
     shown = page.locator(f"#{nb.panel_id()}").inner_text()
     assert "model not found" not in shown and "Loading widget" not in shown
-    page.screenshot(path=str(ARTIFACTS / "reopen-no-kernel.png"))
+    page.screenshot(path=str(ARTIFACTS / f"reopen-no-kernel-{front_end.ui_path}.png"))
     print(f"test_restart_disconnects_and_reopen_shows_the_snapshot: {time.time() - t0:.1f}s")

@@ -1,10 +1,13 @@
-"""The live widget in a real JupyterLab + Chromium, with a real offline search.
+"""The live widget in a real JupyterLab and a real Notebook 7 (Chromium), with a real offline
+search.
 
-One flow, to keep CI short: live updates change the DOM in place (the code pane keeps its
-scroll position, the tree's node elements survive), Stop from the widget ends the run as
-"stopped" with its cancelled nodes and the resume command, ``%%nimm_search --resume`` with
-an empty body continues it from a cell, a widget whose kernel is gone says so and disables
-its buttons, and the saved notebook converted to HTML shows the tree snapshot.
+One flow per front end, to keep CI short: the output goes through the extension's renderer,
+live updates change the DOM in place (the code pane keeps its scroll position, the tree's
+node elements survive), Stop from the widget ends the run as "stopped" with its cancelled
+nodes and the resume command, ``%%nimm_search --resume`` with an empty body and then the
+line magic ``%nimm_search --resume`` continue it from cells, a widget whose kernel is gone
+says so and disables its buttons, and the saved notebook converted to HTML shows the tree
+snapshot.
 """
 from __future__ import annotations
 
@@ -36,13 +39,16 @@ _TREE_STATE = """() => {
 }"""
 
 
-def test_live_updates_stop_resume_and_snapshot(page, lab):
+def test_live_updates_stop_resume_and_snapshot(page, front_end):
     t0 = time.time()
-    nb = open_notebook(page, lab, "live_widget.ipynb")
+    nb = open_notebook(page, front_end, "live_widget.ipynb")
     nb.run_cell("%load_ext nimm_jupyter")
     search_cell = nb.run_cell("%%nimm_search lung_cancer_chemo", timeout=90)
     widget = page.locator(".nimm-widget").first
     widget.wait_for(timeout=60_000)
+    assert widget.get_attribute("data-finished") == "false"  # returned at once, runs on
+    # the output goes through the extension's renderer, which shows the live view
+    assert page.locator(".jp-nimm-search-view").first.get_attribute("data-nimm-view") == "live"
     done = widget.locator(".nimm-tree .nimm-node.nimm-state-done")
     done.first.wait_for(timeout=150_000)
     assert "0: " in widget.locator(".nimm-lane-label").first.text_content()  # lane titles
@@ -71,7 +77,7 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
     assert after["legend"] >= 6
     assert page.evaluate("() => window.getSelection().toString()") == selected_text, \
         "the selected code text was lost in an update"
-    page.screenshot(path=str(ARTIFACTS / "live-widget.png"))
+    page.screenshot(path=str(ARTIFACTS / f"live-widget-{front_end.ui_path}.png"))
 
     # Stop from the widget: "stopped", no spinning node left, the resume command shown.
     widget.locator(".nimm-stop").click()
@@ -93,7 +99,20 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
         "() => document.querySelectorAll('.nimm-widget')[1]?.dataset.finished === 'true'",
         timeout=150_000)
     assert resumed.locator(".nimm-tree .nimm-node").count() >= after["n"]
-    page.screenshot(path=str(ARTIFACTS / "live-resumed.png"))
+    page.screenshot(path=str(ARTIFACTS / f"live-resumed-{front_end.ui_path}.png"))
+
+    # ... and again with the line-magic form, the one the stopped widget's message prints
+    # (its budget one more than the run has evaluated: a stop's cancelled nodes re-run on
+    # resume, so the cell form may evaluate more than its own budget).
+    line_form = '%nimm_search --resume $rd --budget {r.status()["evaluated"] + 1}'
+    nb.run_cell(line_form, timeout=90)
+    assert "nimm_search: error" not in nb.output_text(line_form)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.nimm-widget')[2]?.dataset.finished === 'true'",
+        timeout=150_000)
+    evaluated = page.evaluate("""() => [...document.querySelectorAll('.nimm-widget')].map(
+        (w) => parseInt(w.querySelector('[data-counter=evaluated] b').textContent, 10))""")
+    assert evaluated[2] > evaluated[1] > evaluated[0], evaluated  # each resume went further
 
     # The dark theme: node fills and the best ring stay distinct from the pane's paper.
     nb.js("return window.jupyterapp.commands.execute('apputils:change-theme', "
@@ -108,13 +127,12 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
               paper: getComputedStyle(document.querySelector('.jp-Notebook')).backgroundColor};
     }""")
     assert len({colours["dot"], colours["ring"], colours["paper"]}) == 3, colours
-    page.locator(".nimm-widget").nth(1).screenshot(path=str(ARTIFACTS / "live-dark.png"))
+    page.locator(".nimm-widget").nth(1).screenshot(path=str(ARTIFACTS / f"live-dark-{front_end.ui_path}.png"))
     nb.js("return window.jupyterapp.commands.execute('apputils:change-theme', "
           "{theme: 'JupyterLab Light'}).then(() => true);")
 
     # Save, then shut the kernel down: the old view says so once it asks, and disables Export.
-    nb.js("return window.jupyterapp.commands.execute('docmanager:save');")
-    page.wait_for_timeout(1500)
+    nb.save()
     nb.js("return panel.sessionContext.session.shutdown().then(() => true);")
     resumed = page.locator(".nimm-widget").nth(1)
     resumed.locator(".nimm-export").click()
@@ -124,8 +142,8 @@ def test_live_updates_stop_resume_and_snapshot(page, lab):
     assert "does not answer" in resumed.locator(".nimm-message").inner_text()
 
     # The saved notebook, converted without any widget state, shows the tree snapshot.
-    saved = Path(lab.root) / "live_widget.ipynb"
-    html_path = Path(ARTIFACTS) / "live_widget.html"
+    saved = Path(front_end.root) / "live_widget.ipynb"
+    html_path = Path(ARTIFACTS) / f"live_widget-{front_end.ui_path}.html"
     ARTIFACTS.mkdir(exist_ok=True)
     subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(saved), "--output",
                     str(html_path.with_suffix(""))], check=True, capture_output=True, timeout=120)

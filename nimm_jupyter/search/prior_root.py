@@ -9,8 +9,14 @@ left as they were.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from ..modeling.scoring import one_step_key, predictions_file
 from ..proposers.base import Proposal, Strategy
 from ..tasks.base import Task
+from .rundir import RunDir
 
 PRIOR_STRATEGY = Strategy("the prior as given",
                           "the user's mechanistic prior, fitted unchanged: the baseline", "prior")
@@ -39,3 +45,18 @@ def prior_node(nodes: list) -> object | None:
         if (getattr(n, "proposer_meta", None) or {}).get("prior"):
             return n
     return None
+
+
+def prior_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
+    """The scored prior's teacher-forced one-step predictions on the training split, as its
+    sandboxed job returned them (kept next to its weights), or None (not scored ok yet, no
+    such file). Only that array is read: the file's test predictions stay in the driver."""
+    root = prior_node(nodes)
+    if root is None or not root.ok:
+        return None
+    try:
+        with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(root))) as saved:
+            key = one_step_key("train")
+            return np.array(saved[key]) if key in saved.files else None
+    except (OSError, ValueError):
+        return None

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from ..base import Strategy
-from .grammar import Grammar, Slot
+from .grammar import Grammar, Slot, key_of
+from .term_ranking import RankedTerm, rank_terms
 from .wrap import prior_as_class
 
 _DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
@@ -120,20 +121,53 @@ class DynamicsGrammar(Grammar):
                     "                      float((spec.target_mean + 20 * spec.target_scale).max()))"]
         return []
 
+    # -- ranked term moves ---------------------------------------------------------------
+    def ranking(self) -> list[RankedTerm]:
+        """The catalogue's (state, term) pairs ranked on the scored prior's residual
+        (:mod:`.term_ranking`); empty until the prior is scored, or when it failed."""
+        series, one_step = self.ctx.train_series, self.ctx.prior_one_step
+        if series is None or one_step is None:
+            return []
+        return rank_terms(series, one_step, self.states, self.inputs, self.slot("term").choices)
+
+    def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:
+        """``genome`` with its one added term replaced by ``ranked`` (started at its fit)."""
+        return {**genome, "term_state": ranked.state, "term": ranked.term,
+                "_coef": f"{ranked.coef:.6g}"}
+
+    def ranked_move(self, genome: dict[str, str], seen: set[str]
+                    ) -> tuple[dict[str, str], str] | None:
+        """The best-ranked term not tried yet in place of the genome's added term, and the
+        change text; None without a ranking or when every ranked term was tried. One atomic
+        edit: the one added term (where it acts and what it is) is replaced."""
+        for rank, t in enumerate(self.ranking(), 1):
+            child = self.with_term(genome, t)
+            if key_of(child) in seen:
+                continue
+            old = (f"{genome['term']} in d{genome['term_state']}/dt"
+                   if genome.get("term", "none") != "none" else "none")
+            return child, (f"mechanistic term: {old} -> {t.term} in d{t.state}/dt "
+                           f"(ranked {rank}: explains {t.explained:.0%} of the prior's residual)")
+        return None
+
     # -- rendering -----------------------------------------------------------------------
     def _var(self, name: str) -> str:
         if name in self.states:
             return f"y[:, {self.states.index(name)}]"
         return f"u[:, {self.inputs.index(name)}]"
 
-    def _term(self, term: str, own: str) -> tuple[list[str], str]:
-        """``__init__`` lines and the expression ``(B,)`` of one term (coefficient included)."""
-        init = ["        self.term_coef = _Real(0.0)  # fitted coefficient of the added term"]
+    def _term(self, term: str, own: str, start: float | None = None) -> tuple[list[str], str]:
+        """``__init__`` lines and the expression ``(B,)`` of one term (coefficient included);
+        ``start`` is the coefficient's starting value (the ranking's least-squares fit)."""
+        init = [f"        self.term_coef = _Real({0.0 if start is None else start:.6g})"
+                "  # fitted coefficient of the added term"]
         if term == "damp(self)":  # a linear loss of the state, sign fixed: -c * x
-            return (["        self.term_coef = _Positive(1e-2)  # damping rate of the added term"],
+            c = 1e-2 if start is None or start <= 0 else start
+            return ([f"        self.term_coef = _Positive({c:.6g})  # damping rate of the added term"],
                     f"-self.term_coef() * {self._var(own)}")
         if term == "drag(self)":  # quadratic drag: -c * x * |x|
-            return (["        self.term_coef = _Positive(1e-3)  # drag coefficient of the added term"],
+            c = 1e-3 if start is None or start <= 0 else start
+            return ([f"        self.term_coef = _Positive({c:.6g})  # drag coefficient of the added term"],
                     f"-self.term_coef() * {self._var(own)} * {self._var(own)}.abs()")
         if term.endswith(")") and "/(1+c*" in term:
             v = self._var(term.split("/", 1)[0])
@@ -191,7 +225,8 @@ class DynamicsGrammar(Grammar):
         L += self._stability(g)
         adds: list[tuple[int, str]] = []
         if g["term"] != "none":
-            init, expr = self._term(g["term"], g["term_state"])
+            start = float(g["_coef"]) if g.get("_coef") else None
+            init, expr = self._term(g["term"], g["term_state"], start)
             L += init
             adds.append((self.states.index(g["term_state"]), expr))
         if g["attach"] != "none":

@@ -21,6 +21,7 @@ from .alloy import AlloyGrammar
 from .dynamics import DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
+from .term_ranking import rank_note
 from .tumour import TumourGrammar
 from .wrap import WrapGrammar
 
@@ -135,7 +136,7 @@ class OfflineProposer(Proposer):
             best = grammar.ranking()[:1]
             if best:  # the term that explains most of the prior's residual
                 genome = grammar.with_term(genome, best[0])
-                ranked = f" (ranked 1: explains {best[0].explained:.0%} of the prior's residual)"
+                ranked = f" ({rank_note(1, best[0])})"
         return self._proposal(gname, grammar, genome,
                               f"draft ({strategy.title}): {grammar.describe(genome)}{ranked}")
 

@@ -13,7 +13,7 @@ import re
 
 from ..base import Strategy
 from .grammar import Grammar, Slot, key_of
-from .term_ranking import RankedTerm, rank_terms
+from .term_ranking import RankedTerm, rank_note, rank_terms
 from .wrap import prior_as_class
 
 _DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
@@ -147,7 +147,7 @@ class DynamicsGrammar(Grammar):
             old = (f"{genome['term']} in d{genome['term_state']}/dt"
                    if genome.get("term", "none") != "none" else "none")
             return child, (f"mechanistic term: {old} -> {t.term} in d{t.state}/dt "
-                           f"(ranked {rank}: explains {t.explained:.0%} of the prior's residual)")
+                           f"({rank_note(rank, t)})")
         return None
 
     # -- rendering -----------------------------------------------------------------------

@@ -104,7 +104,7 @@ def _ctx(with_prior_fit: bool):
     ctx = context_for(task)
     assert ctx.train_series is not None and ctx.train_series.states.shape[:2] == (6, 12)
     if with_prior_fit:  # the brusselator's series under the toy's names, the input at 0
-        series, ctx.prior_one_step = _series_and_prior_one_step()
+        series, ctx.reference_one_step = _series_and_prior_one_step()
         ctx.train_series = TrainSeries(series.time, series.states,
                                        np.zeros((*series.states.shape[:2], 1)), 1)
     return ctx
@@ -171,7 +171,7 @@ def _toy_frame(n=10, T=12, dt=0.25, seed=0):
 def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
     from nimm_jupyter.modeling.config import TrainConfig
     from nimm_jupyter.search.api import search
-    from nimm_jupyter.search.prior_root import prior_one_step
+    from nimm_jupyter.search.prior_root import reference_one_step
     from nimm_jupyter.tasks import task_from_dataframe
 
     task = task_from_dataframe(_toy_frame(), name="toy", time="t", targets=["x1", "x2"],
@@ -181,7 +181,7 @@ def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
                     run_dir=tmp_path / "run",
                     train=TrainConfig(max_epochs=5, polish_iters=20)).wait()
     assert result.nodes[0].ok, result.nodes[0].message
-    saved = prior_one_step(tmp_path / "run", result.nodes)
+    saved = reference_one_step(tmp_path / "run", result.nodes)
     assert saved is not None and saved.shape == (len(task.train), 11, 2)
     term = [n for n in result.nodes if (n.proposer_meta.get("genome") or {}).get("attach") == "none"]
     assert term and "ranked 1" in term[0].change, [n.change for n in result.nodes]

@@ -54,9 +54,11 @@ class ProposalContext:
     # Per call (the search sets these on a copy; they are not part of the cached task block):
     memory: list[str] = field(default_factory=list)  # search-wide findings: edit -> effect
     in_progress: list[str] = field(default_factory=list)  # nodes proposed but not yet scored
-    # the user's prior (node 0) once scored: its teacher-forced one-step predictions on the
-    # training split ``(N, T-C, S)``, as its sandboxed job returned them; None before that
-    prior_one_step: "np.ndarray | None" = None
+    # teacher-forced one-step predictions ``(N, T-C, S)`` on the training split of a fitted
+    # mechanism, as its sandboxed job returned them, to rank terms on its residual: the
+    # user's prior (node 0) once scored ok, else the best ok node its proposer marked
+    # ``meta["mechanistic"]`` (search.prior_root.reference_one_step); None before that
+    reference_one_step: "np.ndarray | None" = None
 
 
 @dataclass

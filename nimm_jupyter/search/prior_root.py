@@ -47,12 +47,18 @@ def prior_node(nodes: list) -> object | None:
     return None
 
 
-def prior_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
-    """The scored prior's teacher-forced one-step predictions on the training split, as its
-    sandboxed job returned them (kept next to its weights), or None (not scored ok yet, no
-    such file). Only that array is read: the file's test predictions stay in the driver."""
+def reference_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
+    """The one-step predictions on the training split of the fitted mechanism a proposer may
+    rank terms against (``ProposalContext.reference_one_step``): the prior's once scored ok,
+    else those of the best ok node its proposer marked ``meta["mechanistic"]`` (a prior that
+    fails can be made to run, e.g. clamped, and its residual then ranks the terms); None when
+    there is none yet. Read from the file the driver keeps next to each node's weights, and
+    only that array: the file's test predictions stay in the driver."""
     root = prior_node(nodes)
     if root is None or not root.ok:
+        fits = [n for n in nodes if n.ok and (n.proposer_meta or {}).get("mechanistic")]
+        root = min(fits, key=lambda n: n.score) if fits else None
+    if root is None:
         return None
     try:
         with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(root))) as saved:

@@ -79,6 +79,8 @@ class OfflineProposer(Proposer):
             code = grammar.render(genome)
         except ValueError as exc:  # e.g. a user prior without a Model class
             return Proposal(code=None, change=change, error=f"offline grammar: {exc}")
+        if isinstance(grammar, DynamicsGrammar) and grammar.is_mechanistic(genome):
+            meta["mechanistic"] = True  # its fit may stand in for a failed prior's residual
         return Proposal(code=code, change=change,
                         meta={"grammar": grammar_name, "genome": genome, **meta})
 
@@ -109,7 +111,7 @@ class OfflineProposer(Proposer):
                     s = pool[i]
                     if s.key not in taken and s.title.lower() not in taken:
                         out.append(s)
-        if out and out[0].key == RANKED_TERM and ctx.prior_one_step is None and len(out) > 1:
+        if out and out[0].key == RANKED_TERM and ctx.reference_one_step is None and len(out) > 1:
             # the term draft is ranked on the prior's residual; asked before the prior is
             # scored (the first call, while node 0 trains), draft it second, so it is ranked
             out[0], out[1] = out[1], out[0]

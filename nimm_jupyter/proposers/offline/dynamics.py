@@ -9,14 +9,12 @@ changes one of those choices.
 """
 from __future__ import annotations
 
-import re
-
 from ..base import Strategy
 from .grammar import Grammar, Slot, key_of
 from .term_ranking import RankedTerm, rank_note, rank_terms
-from .wrap import prior_as_class
+from .wrap import clamp_lines, is_dynamics_prior, prior_as_class
 
-_DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
+__all__ = ["DynamicsGrammar", "is_dynamics_prior", "term_catalogue"]
 
 STRATEGIES = [
     Strategy("mechanistic term in one derivative",
@@ -31,13 +29,11 @@ STRATEGIES = [
 ]
 
 
-# how a failing rollout is made safe, mildest first; the debug operator walks this list
-STABILITY = ("as prior", "substeps x4", "clamp states")
-
-
-def is_dynamics_prior(prior_code: str) -> bool:
-    """Whether the prior is written in dynamics form (``class Model(Dynamics)`` with ``rhs``)."""
-    return bool(_DYNAMICS.search(prior_code or "")) and "def rhs(" in prior_code
+# how a failing rollout is made safe; the debug operator walks this list. One step: on a
+# prior that blows up (benchmarks/bench_priors.py, brusselator) smaller steps alone never
+# made it run, so an intermediate "substeps x4" level only spent a node; the clamp comes
+# with 4x smaller steps
+STABILITY = ("as prior", "clamp states")
 
 
 def term_catalogue(variables: list[str]) -> tuple[str, ...]:
@@ -112,20 +108,13 @@ class DynamicsGrammar(Grammar):
         return None
 
     def _stability(self, g: dict[str, str]) -> list[str]:
-        if g["stability"] == "substeps x4":
-            return ["        self.substeps = 4 * max(int(self.substeps), 1)  # smaller RK4 steps"]
-        if g["stability"] == "clamp states":
-            return ["        self.substeps = 4 * max(int(self.substeps), 1)",
-                    "        # keep every state within 20 training spreads of its mean",
-                    "        self.clamp = (float((spec.target_mean - 20 * spec.target_scale).min()),",
-                    "                      float((spec.target_mean + 20 * spec.target_scale).max()))"]
-        return []
+        return clamp_lines("self") if g["stability"] == "clamp states" else []
 
     # -- ranked term moves ---------------------------------------------------------------
     def ranking(self) -> list[RankedTerm]:
-        """The catalogue's (state, term) pairs ranked on the scored prior's residual
-        (:mod:`.term_ranking`); empty until the prior is scored, or when it failed."""
-        series, one_step = self.ctx.train_series, self.ctx.prior_one_step
+        """The catalogue's (state, term) pairs ranked on the residual of the fitted mechanism
+        the search hands on (:mod:`.term_ranking`); empty before one is scored."""
+        series, one_step = self.ctx.train_series, self.ctx.reference_one_step
         if series is None or one_step is None:
             return []
         return rank_terms(series, one_step, self.states, self.inputs, self.slot("term").choices)
@@ -242,6 +231,10 @@ class DynamicsGrammar(Grammar):
             L.append(f"        dy = dy + ({expr}).unsqueeze(1) * self._onehot{k}")
         L.append("        return dy")
         return prior + "\n\n" + "\n".join(L) + "\n"
+
+    def is_mechanistic(self, g: dict[str, str]) -> bool:
+        """Whether a genome adds no network: its fit's residual can rank terms."""
+        return g.get("attach") == "none"
 
     def describe(self, g: dict[str, str]) -> str:
         parts = []

@@ -1,8 +1,10 @@
 """Rank the dynamics grammar's candidate terms by how much of the prior's residual each explains.
 
 The proposer never runs candidate code. It has the observed training trajectories
-(``ProposalContext.train_series``) and the fitted prior's teacher-forced one-step predictions
-on them, as the prior's sandboxed job returned them (``ProposalContext.prior_one_step``).
+(``ProposalContext.train_series``) and a fitted mechanism's teacher-forced one-step
+predictions on them, as its sandboxed job returned them (``ProposalContext.reference_one_step``:
+the user's prior, or when that failed the best model of its equations that ran, e.g. clamped;
+"the prior" below).
 From those two, per observed step ``y_k -> y_{k+1}`` over an interval ``h``:
 
 * the residual ``r = (y_{k+1} - ŷ_{k+1}) / h``, a finite-difference estimate of what the
@@ -68,8 +70,8 @@ class Residual:
 
 def rank_note(rank: int, t: RankedTerm) -> str:
     """How a change text cites a ranked term."""
-    return (f"ranked {rank} on the prior's residual: with the prior refitted it removes "
-            f"{t.with_refit:.0%}, {t.explained:.0%} beyond the prior's own terms")
+    return (f"ranked {rank} on the fitted mechanism's residual: with its constants refitted "
+            f"it removes {t.with_refit:.0%}, {t.explained:.0%} beyond its own terms")
 
 
 def residual_derivative(series: TrainSeries, one_step: np.ndarray) -> Residual | None:

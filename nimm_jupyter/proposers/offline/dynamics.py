@@ -9,6 +9,8 @@ changes one of those choices.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..base import Strategy
 from .grammar import Grammar, Slot, key_of
 from .term_ranking import RankedTerm, rank_note, rank_terms
@@ -117,7 +119,11 @@ class DynamicsGrammar(Grammar):
         series, one_step = self.ctx.train_series, self.ctx.reference_one_step
         if series is None or one_step is None:
             return []
-        return rank_terms(series, one_step, self.states, self.inputs, self.slot("term").choices)
+        try:
+            return rank_terms(series, one_step, self.states, self.inputs,
+                              self.slot("term").choices)
+        except (ValueError, np.linalg.LinAlgError):  # odd data: propose without a ranking
+            return []
 
     def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:
         """``genome`` with its one added term replaced by ``ranked`` (started at its fit)."""

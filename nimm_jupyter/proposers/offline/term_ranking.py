@@ -70,8 +70,8 @@ class Residual:
 
 def rank_note(rank: int, t: RankedTerm) -> str:
     """How a change text cites a ranked term."""
-    return (f"ranked {rank} on the fitted mechanism's residual: with its constants refitted "
-            f"it removes {t.with_refit:.0%}, {t.explained:.0%} beyond its own terms")
+    return (f"ranked {rank} on the fitted mechanism's residual: removes {t.with_refit:.0%} "
+            "of it with the constants refitted")
 
 
 def residual_derivative(series: TrainSeries, one_step: np.ndarray) -> Residual | None:

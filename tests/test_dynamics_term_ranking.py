@@ -187,3 +187,16 @@ def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
     assert term and "ranked 1" in term[0].change, [n.change for n in result.nodes]
     # the missing -0.4*x1 acts on dx2/dt
     assert term[0].proposer_meta["genome"]["term_state"] == "x2", term[0].change
+
+
+def test_after_the_prior_failed_drafts_of_its_equations_start_clamped():
+    ctx = _ctx(with_prior_fit=False)
+    p = OfflineProposer(seed=0)
+    strategies = {s.key: s for s in p.strategies(ctx, 6, [])}
+    term, wrap = strategies["dynamics:term"], next(s for k, s in strategies.items()
+                                                   if k.startswith("wrap:"))
+    assert "clamp" not in p.draft(ctx, term).code  # the prior not scored yet
+    ctx.prior_status = "contract_error"
+    for s in (term, wrap):
+        prop = p.draft(ctx, s)
+        assert prop.meta["genome"]["stability"] == "clamp states" and ".clamp = (" in prop.code

@@ -59,6 +59,7 @@ class ProposalContext:
     # user's prior (node 0) once scored ok, else the best ok node its proposer marked
     # ``meta["mechanistic"]`` (search.prior_root.reference_one_step); None before that
     reference_one_step: "np.ndarray | None" = None
+    prior_status: str | None = None  # the user's prior's (node 0) evaluation status once scored
 
 
 @dataclass

@@ -47,6 +47,13 @@ def prior_node(nodes: list) -> object | None:
     return None
 
 
+def prior_status(nodes: list) -> str | None:
+    """The baseline node's evaluation status once it is scored (``ok``, ``contract_error``,
+    ...), None before that or without a user prior."""
+    root = prior_node(nodes)
+    return root.result.status.value if root is not None and root.result is not None else None
+
+
 def reference_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
     """The one-step predictions on the training split of the fitted mechanism a proposer may
     rank terms against (``ProposalContext.reference_one_step``): the prior's once scored ok,

@@ -23,7 +23,7 @@ from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
 from .term_ranking import rank_note
 from .tumour import TumourGrammar
-from .wrap import WrapGrammar
+from .wrap import CLAMP, WrapGrammar
 
 RANKED_TERM = "dynamics:term"  # the strategy whose draft adds the best-ranked term
 TERM_SLOTS = ("term", "term_state")  # the dynamics slots a ranked term move replaces together
@@ -133,6 +133,11 @@ class OfflineProposer(Proposer):
                             error=f"offline proposer does not know strategy {strategy.key!r}")
         grammar = self._grammar(ctx, gname)
         genome = grammar.base_genome(key)
+        if ctx.prior_status not in (None, "ok") and (gname == "dynamics"
+                                                     or getattr(grammar, "dynamics", False)):
+            # the prior in dynamics form failed as given (it blows up, most often): every
+            # model of it would, so start this one clamped instead of spending a debug node
+            genome["stability"] = CLAMP
         ranked = ""
         if strategy.key == RANKED_TERM and isinstance(grammar, DynamicsGrammar):
             best = grammar.ranking()[:1]

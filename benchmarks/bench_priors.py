@@ -123,7 +123,10 @@ def _search(task, budget: int, seed: int) -> dict:
                "best_change": best.change if best else None,
                "test_rmse": best.rmse("test") if best else None,
                "val_rmse": best.rmse("val") if best else None,
-               "params": dict(best.result.parameters) if best else {}}
+               "params": dict(best.result.parameters) if best else {},
+               # every node: what it changed, its status and validation RMSE (for reading)
+               "nodes": [(n.id, n.change[:110], n.status, round(n.rmse("val"), 5))
+                         for n in res.nodes]}
         root = res.nodes[0] if res.nodes and res.nodes[0].proposer_meta.get("prior") else None
         if root is not None and root.ok:
             out["prior"] = {"test_rmse": root.rmse("test"), "val_rmse": root.rmse("val"),
@@ -149,7 +152,8 @@ def run(name: str, budget: int, seed: int) -> dict:
            "true_const_err_%": _const_err(truth.parameters if truth.ok else {}, s["truth"]),
            "seeded_params": {k: round(float(v), 4) for k, v in seeded["params"].items()
                              if "net" not in k},
-           "seconds": {"seeded": seeded["seconds"], "no_prior": blank["seconds"]}}
+           "seconds": {"seeded": seeded["seconds"], "no_prior": blank["seconds"]},
+           "seeded_nodes": seeded["nodes"]}
     return row
 
 

@@ -149,8 +149,10 @@ class Job:
 def save_predictions(weights: str, predictions: dict[str, np.ndarray]) -> None:
     """Keep the val/test predictions the driver scored next to the weights
     (:func:`~nimm_jupyter.modeling.scoring.predictions_file`), so the end-of-search plot
-    needs no candidate code; best effort, a plot is not worth failing a node for."""
-    kept = {s: predictions[s] for s in ("val", "test") if s in predictions}
+    needs no candidate code, and the teacher-forced one-step predictions on the training
+    split, which a proposer may screen residuals against (the search hands only those on);
+    best effort, a plot is not worth failing a node for."""
+    kept = {s: predictions[s] for s in ("val", "test", one_step_key("train")) if s in predictions}
     if not kept:
         return
     try:

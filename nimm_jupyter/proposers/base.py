@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -13,6 +16,18 @@ class Strategy:
     title: str  # short, e.g. "neural time-varying growth rate"
     description: str  # what attaches where, and why
     key: str = ""  # stable identifier used by grammar-based proposers
+
+
+@dataclass(frozen=True)
+class TrainSeries:
+    """The training split of a trajectory task as arrays, for a proposer that screens
+    residuals against it (the offline proposer's term ranking). Never put into a prompt:
+    raw values can coincide with a simulator's constants."""
+
+    time: "np.ndarray"  # (T,)
+    states: "np.ndarray"  # (N, T, S) the observed targets, NaN where missing
+    inputs: "np.ndarray"  # (N, T, U)
+    context: int  # observed steps the model is given before it forecasts
 
 
 @dataclass
@@ -35,9 +50,16 @@ class ProposalContext:
     extras: dict[str, Any] = field(default_factory=dict)
     training: str = ""  # how candidates are trained (TrainConfig.describe()), set by the search
     data_view: str = ""  # bounded summary of the training data (dataview.data_view)
+    train_series: TrainSeries | None = None  # trajectory tasks: the training split's arrays
     # Per call (the search sets these on a copy; they are not part of the cached task block):
     memory: list[str] = field(default_factory=list)  # search-wide findings: edit -> effect
     in_progress: list[str] = field(default_factory=list)  # nodes proposed but not yet scored
+    # teacher-forced one-step predictions ``(N, T-C, S)`` on the training split of a fitted
+    # mechanism, as its sandboxed job returned them, to rank terms on its residual: the
+    # user's prior (node 0) once scored ok, else the best ok node its proposer marked
+    # ``meta["mechanistic"]`` (search.prior_root.reference_one_step); None before that
+    reference_one_step: "np.ndarray | None" = None
+    prior_status: str | None = None  # the user's prior's (node 0) evaluation status once scored
 
 
 @dataclass

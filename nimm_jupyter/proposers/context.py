@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..modeling.config import TrainConfig
 from ..tasks.base import Task
-from .base import ProposalContext
+from .base import ProposalContext, TrainSeries
 from .dataview import data_view
 
 _DOC = Path(__file__).resolve().parents[1] / "candidate_interface.md"
@@ -42,4 +44,15 @@ def context_for(task: Task, user_notes: str = "", seed_code: str | None = None,
         extras={"constants": sorted(task.constants), "context": task.context},
         training=(train or TrainConfig()).describe(),
         data_view=data_view(task),
+        train_series=_train_series(task),
     )
+
+
+def _train_series(task: Task) -> TrainSeries | None:
+    if task.kind.value != "trajectory":
+        return None
+    states = np.asarray(task.train.targets, dtype=np.float64)
+    time = task.time if task.time is not None else np.arange(states.shape[1])
+    return TrainSeries(time=np.asarray(time, dtype=np.float64), states=states,
+                       inputs=np.asarray(task.train.inputs, dtype=np.float64),
+                       context=int(task.context))

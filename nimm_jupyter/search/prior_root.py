@@ -9,8 +9,14 @@ left as they were.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from ..modeling.scoring import one_step_key, predictions_file
 from ..proposers.base import Proposal, Strategy
 from ..tasks.base import Task
+from .rundir import RunDir
 
 PRIOR_STRATEGY = Strategy("the prior as given",
                           "the user's mechanistic prior, fitted unchanged: the baseline", "prior")
@@ -39,3 +45,31 @@ def prior_node(nodes: list) -> object | None:
         if (getattr(n, "proposer_meta", None) or {}).get("prior"):
             return n
     return None
+
+
+def prior_status(nodes: list) -> str | None:
+    """The baseline node's evaluation status once it is scored (``ok``, ``contract_error``,
+    ...), None before that or without a user prior."""
+    root = prior_node(nodes)
+    return root.result.status.value if root is not None and root.result is not None else None
+
+
+def reference_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
+    """The one-step predictions on the training split of the fitted mechanism a proposer may
+    rank terms against (``ProposalContext.reference_one_step``): the prior's once scored ok,
+    else those of the best ok node its proposer marked ``meta["mechanistic"]`` (a prior that
+    fails can be made to run, e.g. clamped, and its residual then ranks the terms); None when
+    there is none yet. Read from the file the driver keeps next to each node's weights, and
+    only that array: the file's test predictions stay in the driver."""
+    root = prior_node(nodes)
+    if root is None or not root.ok:
+        fits = [n for n in nodes if n.ok and (n.proposer_meta or {}).get("mechanistic")]
+        root = min(fits, key=lambda n: n.score) if fits else None
+    if root is None:
+        return None
+    try:
+        with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(root))) as saved:
+            key = one_step_key("train")
+            return np.array(saved[key]) if key in saved.files else None
+    except (OSError, ValueError):
+        return None

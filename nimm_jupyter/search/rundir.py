@@ -7,6 +7,7 @@ Layout (one home for every name)::
     <run_dir>/task.pkl              the pickled Task, for tasks a fresh process cannot rebuild
     <run_dir>/weights/node_N.pt     the state_dict the harness saved for node N
     <run_dir>/weights/node_N.pred.npz  the val/test predictions the driver scored for it
+                                    and its one-step predictions on the training split
                                     (named by ``modeling.scoring.predictions_file``)
     <run_dir>/search.lock           held while a process searches the run
 

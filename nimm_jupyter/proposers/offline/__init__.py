@@ -6,7 +6,10 @@ dynamics form (``blocks.Dynamics``) also gets the ``dynamics`` grammar, which ed
 equations. Strategies root branches (where
 the network attaches); refinement changes exactly one slot of the parent's genome, favouring
 slots whose earlier edits in the branch lowered the validation error; debugging falls back
-to a more conservative neural part. Deterministic for a seed.
+to a more conservative neural part. Once the user's prior is scored, the dynamics grammar's
+term moves (the term draft, and every refinement that edits the added term) take the
+catalogue's terms in the order of how much of the prior's residual each explains
+(:mod:`.term_ranking`), best first. Deterministic for a seed.
 """
 from __future__ import annotations
 
@@ -18,9 +21,12 @@ from .alloy import AlloyGrammar
 from .dynamics import DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
+from .term_ranking import rank_note
 from .tumour import TumourGrammar
-from .wrap import WrapGrammar
+from .wrap import CLAMP, WrapGrammar
 
+RANKED_TERM = "dynamics:term"  # the strategy whose draft adds the best-ranked term
+TERM_SLOTS = ("term", "term_state")  # the dynamics slots a ranked term move replaces together
 GRAMMARS: dict[str, Callable[[ProposalContext], Grammar]] = {
     "tumour": lambda ctx: TumourGrammar(ctx),
     "epidemic": lambda ctx: EpidemicGrammar(ctx),
@@ -73,6 +79,8 @@ class OfflineProposer(Proposer):
             code = grammar.render(genome)
         except ValueError as exc:  # e.g. a user prior without a Model class
             return Proposal(code=None, change=change, error=f"offline grammar: {exc}")
+        if isinstance(grammar, DynamicsGrammar) and grammar.is_mechanistic(genome):
+            meta["mechanistic"] = True  # its fit may stand in for a failed prior's residual
         return Proposal(code=code, change=change,
                         meta={"grammar": grammar_name, "genome": genome, **meta})
 
@@ -103,6 +111,10 @@ class OfflineProposer(Proposer):
                     s = pool[i]
                     if s.key not in taken and s.title.lower() not in taken:
                         out.append(s)
+        if out and out[0].key == RANKED_TERM and ctx.reference_one_step is None and len(out) > 1:
+            # the term draft is ranked on the prior's residual; asked before the prior is
+            # scored (the first call, while node 0 trains), draft it second, so it is ranked
+            out[0], out[1] = out[1], out[0]
         return out[:k]
 
     def draft(self, ctx: ProposalContext, strategy: Strategy | None) -> Proposal:
@@ -121,8 +133,19 @@ class OfflineProposer(Proposer):
                             error=f"offline proposer does not know strategy {strategy.key!r}")
         grammar = self._grammar(ctx, gname)
         genome = grammar.base_genome(key)
+        if ctx.prior_status not in (None, "ok") and (gname == "dynamics"
+                                                     or getattr(grammar, "dynamics", False)):
+            # the prior in dynamics form failed as given (it blows up, most often): every
+            # model of it would, so start this one clamped instead of spending a debug node
+            genome["stability"] = CLAMP
+        ranked = ""
+        if strategy.key == RANKED_TERM and isinstance(grammar, DynamicsGrammar):
+            best = grammar.ranking()[:1]
+            if best:  # the term that explains most of the prior's residual
+                genome = grammar.with_term(genome, best[0])
+                ranked = f" ({rank_note(1, best[0])})"
         return self._proposal(gname, grammar, genome,
-                              f"draft ({strategy.title}): {grammar.describe(genome)}")
+                              f"draft ({strategy.title}): {grammar.describe(genome)}{ranked}")
 
     def _own(self, ctx: ProposalContext, node: NodeView, verb: str
              ) -> tuple[str, Grammar, dict[str, str]] | Proposal:
@@ -161,6 +184,13 @@ class OfflineProposer(Proposer):
                             error="every single-slot edit of this model was already tried")
         child, change = picked
         slot = next(k for k in child if child[k] != genome.get(k))
+        if slot in TERM_SLOTS and isinstance(grammar, DynamicsGrammar):
+            # a term edit takes the best-ranked untried term, not a random one
+            ranked = grammar.ranked_move(genome, seen)
+            if ranked is not None:
+                (child, change), slot = ranked, "term"
+            else:  # an unranked term starts from the grammar's default, not the old fit
+                child.pop("_coef", None)
         return self._proposal(gname, grammar, child, change, edited_slot=slot,
                               parent_val=_val(parent.metrics))
 

@@ -9,13 +9,14 @@ changes one of those choices.
 """
 from __future__ import annotations
 
-import re
+import numpy as np
 
 from ..base import Strategy
-from .grammar import Grammar, Slot
-from .wrap import prior_as_class
+from .grammar import Grammar, Slot, key_of
+from .term_ranking import RankedTerm, rank_note, rank_terms
+from .wrap import clamp_lines, is_dynamics_prior, prior_as_class
 
-_DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
+__all__ = ["DynamicsGrammar", "is_dynamics_prior", "term_catalogue"]
 
 STRATEGIES = [
     Strategy("mechanistic term in one derivative",
@@ -30,13 +31,11 @@ STRATEGIES = [
 ]
 
 
-# how a failing rollout is made safe, mildest first; the debug operator walks this list
-STABILITY = ("as prior", "substeps x4", "clamp states")
-
-
-def is_dynamics_prior(prior_code: str) -> bool:
-    """Whether the prior is written in dynamics form (``class Model(Dynamics)`` with ``rhs``)."""
-    return bool(_DYNAMICS.search(prior_code or "")) and "def rhs(" in prior_code
+# how a failing rollout is made safe; the debug operator walks this list. One step: on a
+# prior that blows up (benchmarks/bench_priors.py, brusselator) smaller steps alone never
+# made it run, so an intermediate "substeps x4" level only spent a node; the clamp comes
+# with 4x smaller steps
+STABILITY = ("as prior", "clamp states")
 
 
 def term_catalogue(variables: list[str]) -> tuple[str, ...]:
@@ -111,14 +110,40 @@ class DynamicsGrammar(Grammar):
         return None
 
     def _stability(self, g: dict[str, str]) -> list[str]:
-        if g["stability"] == "substeps x4":
-            return ["        self.substeps = 4 * max(int(self.substeps), 1)  # smaller RK4 steps"]
-        if g["stability"] == "clamp states":
-            return ["        self.substeps = 4 * max(int(self.substeps), 1)",
-                    "        # keep every state within 20 training spreads of its mean",
-                    "        self.clamp = (float((spec.target_mean - 20 * spec.target_scale).min()),",
-                    "                      float((spec.target_mean + 20 * spec.target_scale).max()))"]
-        return []
+        return clamp_lines("self") if g["stability"] == "clamp states" else []
+
+    # -- ranked term moves ---------------------------------------------------------------
+    def ranking(self) -> list[RankedTerm]:
+        """The catalogue's (state, term) pairs ranked on the residual of the fitted mechanism
+        the search hands on (:mod:`.term_ranking`); empty before one is scored."""
+        series, one_step = self.ctx.train_series, self.ctx.reference_one_step
+        if series is None or one_step is None:
+            return []
+        try:
+            return rank_terms(series, one_step, self.states, self.inputs,
+                              self.slot("term").choices)
+        except (ValueError, np.linalg.LinAlgError):  # odd data: propose without a ranking
+            return []
+
+    def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:
+        """``genome`` with its one added term replaced by ``ranked`` (started at its fit)."""
+        return {**genome, "term_state": ranked.state, "term": ranked.term,
+                "_coef": f"{ranked.coef:.6g}"}
+
+    def ranked_move(self, genome: dict[str, str], seen: set[str]
+                    ) -> tuple[dict[str, str], str] | None:
+        """The best-ranked term not tried yet in place of the genome's added term, and the
+        change text; None without a ranking or when every ranked term was tried. One atomic
+        edit: the one added term (where it acts and what it is) is replaced."""
+        for rank, t in enumerate(self.ranking(), 1):
+            child = self.with_term(genome, t)
+            if key_of(child) in seen:
+                continue
+            old = (f"{genome['term']} in d{genome['term_state']}/dt"
+                   if genome.get("term", "none") != "none" else "none")
+            return child, (f"mechanistic term: {old} -> {t.term} in d{t.state}/dt "
+                           f"({rank_note(rank, t)})")
+        return None
 
     # -- rendering -----------------------------------------------------------------------
     def _var(self, name: str) -> str:
@@ -126,14 +151,18 @@ class DynamicsGrammar(Grammar):
             return f"y[:, {self.states.index(name)}]"
         return f"u[:, {self.inputs.index(name)}]"
 
-    def _term(self, term: str, own: str) -> tuple[list[str], str]:
-        """``__init__`` lines and the expression ``(B,)`` of one term (coefficient included)."""
-        init = ["        self.term_coef = _Real(0.0)  # fitted coefficient of the added term"]
+    def _term(self, term: str, own: str, start: float | None = None) -> tuple[list[str], str]:
+        """``__init__`` lines and the expression ``(B,)`` of one term (coefficient included);
+        ``start`` is the coefficient's starting value (the ranking's least-squares fit)."""
+        init = [f"        self.term_coef = _Real({0.0 if start is None else start:.6g})"
+                "  # fitted coefficient of the added term"]
         if term == "damp(self)":  # a linear loss of the state, sign fixed: -c * x
-            return (["        self.term_coef = _Positive(1e-2)  # damping rate of the added term"],
+            c = 1e-2 if start is None or start <= 0 else start
+            return ([f"        self.term_coef = _Positive({c:.6g})  # damping rate of the added term"],
                     f"-self.term_coef() * {self._var(own)}")
         if term == "drag(self)":  # quadratic drag: -c * x * |x|
-            return (["        self.term_coef = _Positive(1e-3)  # drag coefficient of the added term"],
+            c = 1e-3 if start is None or start <= 0 else start
+            return ([f"        self.term_coef = _Positive({c:.6g})  # drag coefficient of the added term"],
                     f"-self.term_coef() * {self._var(own)} * {self._var(own)}.abs()")
         if term.endswith(")") and "/(1+c*" in term:
             v = self._var(term.split("/", 1)[0])
@@ -191,7 +220,8 @@ class DynamicsGrammar(Grammar):
         L += self._stability(g)
         adds: list[tuple[int, str]] = []
         if g["term"] != "none":
-            init, expr = self._term(g["term"], g["term_state"])
+            start = float(g["_coef"]) if g.get("_coef") else None
+            init, expr = self._term(g["term"], g["term_state"], start)
             L += init
             adds.append((self.states.index(g["term_state"]), expr))
         if g["attach"] != "none":
@@ -207,6 +237,10 @@ class DynamicsGrammar(Grammar):
             L.append(f"        dy = dy + ({expr}).unsqueeze(1) * self._onehot{k}")
         L.append("        return dy")
         return prior + "\n\n" + "\n".join(L) + "\n"
+
+    def is_mechanistic(self, g: dict[str, str]) -> bool:
+        """Whether a genome adds no network: its fit's residual can rank terms."""
+        return g.get("attach") == "none"
 
     def describe(self, g: dict[str, str]) -> str:
         parts = []

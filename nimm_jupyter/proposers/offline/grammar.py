@@ -108,4 +108,7 @@ class Grammar:
 
 
 def key_of(genome: dict[str, str]) -> str:
-    return "|".join(f"{k}={genome[k]}" for k in sorted(genome))
+    """The structure a genome names. Keys starting with ``_`` are starting values for the
+    rendering (e.g. a ranked term's coefficient), not structure: two genomes that differ only
+    there are the same model."""
+    return "|".join(f"{k}={genome[k]}" for k in sorted(genome) if not k.startswith("_"))

@@ -24,6 +24,24 @@ STRATEGIES = [
 ]
 
 
+_DYNAMICS = re.compile(r"^class\s+Model\s*\(\s*(?:\w+\.)*Dynamics\s*\)", re.M)
+CLAMP = "clamp states"  # the integration safeguard of a prior in dynamics form
+
+
+def is_dynamics_prior(prior_code: str) -> bool:
+    """Whether the prior is written in dynamics form (``class Model(Dynamics)`` with ``rhs``)."""
+    return bool(_DYNAMICS.search(prior_code or "")) and "def rhs(" in prior_code
+
+
+def clamp_lines(owner: str) -> list[str]:
+    """``__init__`` lines (8-space indent) that make the ``blocks.Dynamics`` rollout of
+    ``owner`` (``self`` or ``self.prior``) safe: 4x smaller RK4 steps, states clamped."""
+    return [f"        {owner}.substeps = 4 * max(int({owner}.substeps), 1)",
+            "        # keep every state within 20 training spreads of its mean",
+            f"        {owner}.clamp = (float((spec.target_mean - 20 * spec.target_scale).min()),",
+            "                         float((spec.target_mean + 20 * spec.target_scale).max()))"]
+
+
 def prior_as_class(prior_code: str) -> str:
     """The prior source with its ``Model`` class renamed ``Prior``."""
     code, n = re.subn(r"^class\s+Model\s*\(", "class Prior(", prior_code, flags=re.M)
@@ -48,6 +66,8 @@ class WrapGrammar(Grammar):
         if self.tabular and self.n_comp and self.n_comp < len(self.ctx.input_names):
             self.slots.append(Slot("nn_inputs", ("all", "composition"), "network inputs"))
         self.strategy_list = list(STRATEGIES)
+        # a prior in dynamics form whose rollout blows up can be clamped (the debug operator)
+        self.dynamics = self.ctx.kind == "trajectory" and is_dynamics_prior(self.ctx.prior_code)
         self.extra_slots = self.mechanism_slots()
         self.slots[1:1] = self.extra_slots
 
@@ -70,6 +90,15 @@ class WrapGrammar(Grammar):
         if any(s.name == "nn_inputs" for s in self.slots):
             g["nn_inputs"] = "all"
         return g
+
+    def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
+        """A wrapped prior in dynamics form that has not been seen to run (no fitted
+        mechanism yet) is clamped first: the failure is likely the prior's, and a network on
+        the output cannot make its rollout finite."""
+        unproven = self.ctx.reference_one_step is None
+        if self.dynamics and unproven and genome.get("stability") != CLAMP:
+            return {**genome, "stability": CLAMP}, "clamp the prior's states (smaller steps)"
+        return super().safer(genome)
 
     def render(self, g: dict[str, str]) -> str:
         prior = prior_as_class(self.ctx.prior_code)
@@ -130,6 +159,8 @@ class WrapGrammar(Grammar):
     def _trajectory(self, g: dict[str, str]) -> str:
         extra = " + spec.n_targets" if g["attach"] == "augmented" else ""
         L = self._head(g, f"spec.n_inputs + 2{extra}", "Mechanistic prior with a neural correction")
+        if g.get("stability") == CLAMP:
+            L += clamp_lines("self.prior")
         if g["base_term"] == "linear":
             L.append("        self.gain = _nn.Parameter(_torch.zeros(spec.n_targets))")
         L += [

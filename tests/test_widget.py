@@ -462,3 +462,4 @@ def test_node_panel_shows_intervention_error_beside_validation():
     d = node_details(Node(id=4, parent=None, branch=0, operator="draft", result=res))
     assert d["metrics"]["val_rmse"] == 0.5
     assert d["metrics"]["intervention no_treatment: RMSE"] == 7.5
+    assert not any(k.startswith("scenarios") for k in d["notes"])  # not dumped again as notes

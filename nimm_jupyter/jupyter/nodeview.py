@@ -18,7 +18,8 @@ MAX_DIFF_LINES = 400
 # convergence flags, stop reasons a newer harness adds) is listed under "notes"
 _SHOWN_RESULT_KEYS = frozenset({
     "status", "message", "train", "val", "test", "loss_curve", "parameters", "n_parameters",
-    "epochs", "wall_time", "device", "seed", "restarts", "weights_path"})
+    "epochs", "wall_time", "device", "seed", "restarts", "weights_path",
+    "scenarios"})  # scenarios: shown as intervention metrics
 # display states beyond the node lifecycle: evaluated nodes are done/failed; a node that
 # was still pending or running when its search ended is "cancelled" (resume re-runs it)
 CANCELLED = "cancelled"

@@ -98,18 +98,19 @@ def _polish_best(fit: Fit, k: int, data: dict[str, SplitData], inv_scale: torch.
 
 
 def _holdout(task: Task, train: SplitData, config: TrainConfig,
-             notes: list[str]) -> tuple[SplitData, SplitData]:
+             notes: list[str]) -> tuple[SplitData, SplitData, torch.Tensor]:
     """The training split cut into what the model is fitted on and the hold-out it stops on
-    (:func:`~nimm_jupyter.tasks.splits.holdout_indices`); a note when none could be carved."""
+    (:func:`~nimm_jupyter.tasks.splits.holdout_indices`), plus the hold-out's sample indices
+    in ``train``; a note when none could be carved."""
     horizon = train.target.shape[1] if task.kind is TaskKind.TRAJECTORY else 0
     fit_idx, hold_idx, how = holdout_indices(task.train, config.holdout,
                                              windows=task.kind is TaskKind.TRAJECTORY,
                                              horizon=horizon)
+    as_index = lambda i: torch.as_tensor(i, dtype=torch.long, device=train.target.device)  # noqa: E731
     if len(fit_idx) == len(hold_idx) == train.n:
         notes.append(how)
-        return train, train
-    as_index = lambda i: torch.as_tensor(i, dtype=torch.long, device=train.target.device)  # noqa: E731
-    return train.take(as_index(fit_idx)), train.take(as_index(hold_idx))
+        return train, train, as_index(hold_idx)
+    return train.take(as_index(fit_idx)), train.take(as_index(hold_idx)), as_index(hold_idx)
 
 
 def _report(result: EvalResult, model: nn.Module, fit: Fit, k: int, pol: Polish | None,
@@ -258,7 +259,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     dtype = getattr(torch, config.dtype)
     data = {s: split_data(task, s, device, dtype) for s in ("train", "val", "test")}
     notes: list[str] = []
-    data["fit"], data["hold"] = _holdout(task, data["train"], config, notes)
+    data["fit"], data["hold"], hold_index = _holdout(task, data["train"], config, notes)
     seed_all(int(config.seed))
     fit = fit_restarts(model_class, spec, data["fit"], data["hold"], inv_scale, config,
                         device, deadline, progress)
@@ -300,6 +301,8 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
             pred = forward_chunks(model, data[s])
             setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
             preds[s] = pred.cpu().numpy()  # the model's dtype: exact, half the bytes
+            if s == "train":  # the hold-out is part of it: its error needs no second forward
+                hold_mse = float(sq_err_norm(pred[hold_index], data["hold"], inv_scale))
             if task.kind is TaskKind.TRAJECTORY and data[s].count > 0:  # true states held
                 try:
                     one = forward_one_step(model, data[s])
@@ -311,7 +314,6 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                 preds[one_step_key(s)] = one.cpu().numpy()
         for name in task.scenarios:  # scored by the driver, never by the job
             preds[name] = forward_chunks(model, split_data(task, name, device, dtype)).cpu().numpy()
-        hold_mse = float(sq_err_norm(forward_chunks(model, data["hold"]), data["hold"], inv_scale))
     # the job holds no validation targets: its own check is on the hold-out (the driver
     # checks the validation split on the predictions)
     if not math.isfinite(hold_mse) or (data["val"].count and not math.isfinite(result.val.rmse)):

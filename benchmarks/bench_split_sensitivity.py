@@ -11,6 +11,10 @@ offline proposer, the references) once per split seed into ``OUT/split<k>/`` (re
 * per split: mean validation and test RMSE of the prior, neural and hybrid references and of
   each policy's selected node, and whether the first policy beats prior and neural on test;
 * the mean over splits (each split weighted equally);
+* the headline verdict of issue 16 over every (split, seed) unit: each model's mean test RMSE
+  with its standard error, the paired t-test of the first policy against the prior and the
+  neural reference over the units, and whether the first policy's mean beats each by more
+  than their combined standard error;
 * how well validation predicts test: Kendall's tau between the validation and the test ranking
   of the models of each split, and the mean Spearman correlation between validation and test
   RMSE over the evaluated nodes inside each search run.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nimm_jupyter.bench import BenchConfig, run_benchmark, run_dir_for  # noqa: E402
+from nimm_jupyter.bench.stats import cell, paired_t_test  # noqa: E402
 from nimm_jupyter.modeling.references import REFERENCES  # noqa: E402
 from nimm_jupyter.search.api import open_run  # noqa: E402
 
@@ -63,6 +69,39 @@ def _model_scores(out: Path, task: str) -> dict[str, tuple[float, float]]:
                                                      float(r["best_test_rmse"])))
     return {m: (statistics.mean(v for v, _ in xs), statistics.mean(t for _, t in xs))
             for m, xs in vals.items()}
+
+
+def _unit_tests(out: Path, task: str, split: int) -> dict[str, dict[tuple[int, int], float]]:
+    """model -> {(split, seed): test RMSE}: the units the headline verdict pairs on (a run
+    without a model is left out of its pairs)."""
+    units: dict[str, dict[tuple[int, int], float]] = {}
+    for r in csv.DictReader(open(out / "references.csv")):
+        if r["task"] == task and r["status"] == "ok":
+            units.setdefault(r["reference"], {})[(split, int(r["seed"]))] = float(r["test_rmse"])
+    for r in csv.DictReader(open(out / "results.csv")):
+        if r["task"] == task and r["best_test_rmse"]:
+            units.setdefault(r["policy"], {})[(split, int(r["seed"]))] = float(r["best_test_rmse"])
+    return units
+
+
+def _verdict_lines(units: dict[str, dict[tuple[int, int], float]], models: list[str],
+                   lead: str) -> list[str]:
+    """Mean ± SE per model over the units, and the lead's paired tests and SE criterion."""
+    cells = {m: cell(list(units.get(m, {}).values())) for m in models}
+    lines = ["Over every (split, seed) unit: mean test RMSE ± standard error (n units): "
+             + "; ".join(f"{m} {c.mean:.0f} ± {c.se:.0f} (n={c.n})" for m, c in cells.items())
+             + ".", ""]
+    for ref in ("prior", "neural"):
+        t = paired_t_test(units.get(lead, {}), units.get(ref, {}))
+        a, b = cells[lead], cells[ref]
+        margin = b.mean - a.mean
+        beyond = margin > math.hypot(a.se, b.se)
+        lines.append(f"* {lead} vs {ref}: mean {abs(margin):.0f} {'below' if margin > 0 else 'above'}"
+                     f" {ref}'s; margin beyond the combined standard error "
+                     f"({math.hypot(a.se, b.se):.0f}): {'yes' if beyond else 'no'}; paired t over "
+                     f"the units ({t.describe()}) holds at 0.05: "
+                     f"{'yes' if t.a_beats_b else 'no'}.")
+    return lines + [""]
 
 
 def _node_spearman(config: BenchConfig, task: str) -> list[float]:
@@ -101,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         run_benchmark(config)
         for t in tasks:
             scores = _model_scores(config.out, t)
-            per_task[t].append({"split": k, "scores": scores,
+            per_task[t].append({"split": k, "scores": scores, "units": _unit_tests(config.out, t, k),
                                 "node_rho": _node_spearman(config, t)})
 
     lines = ["# Alloy tasks: sensitivity of the verdicts to the grouped split", "",
@@ -133,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{statistics.mean(r['scores'][m][1] for r in rows):.0f}" for m in models)
         lines += [f"| mean | {mean_cells} | {wins}/{len(rows)} | {statistics.mean(taus):+.2f} "
                   f"| {np.nanmean(rhos):+.2f} |", ""]
+        units = {m: {u: v for row in rows for u, v in row["units"].get(m, {}).items()}
+                 for m in models}
+        lines += _verdict_lines(units, models, lead)
     text = "\n".join(lines)
     (args.out / "split_sensitivity.md").write_text(text + "\n")
     print(text)

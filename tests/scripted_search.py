@@ -97,7 +97,9 @@ def check_prompts(system_texts: list[str], user_texts: list[str], nodes: list[An
         assert "failed: running" not in text and "failed: pending" not in text
         if not text.startswith("Refine"):
             continue
-        assert "validation trajectories; no standard error is computed" in text
+        # the parent's score with its bootstrap standard error over the validation trajectories
+        assert re.search(r"standard error of about [0-9.e+-]+ \(\d+ validation trajectories\)",
+                         text), text
         history = text.split("## Earlier edits", 1)[1].split("## What the search has learnt", 1)[0]
         for m in _ENTRY.finditer(history):
             node_id, parent = int(m.group(1)), m.group(3)

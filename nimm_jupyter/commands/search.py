@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -211,6 +212,27 @@ def _vs_prior(node: Any, prior: Any) -> str:
     return f"{v / p:.3g}x"
 
 
+def _se_text(node: Any) -> str:
+    """`` ± SE`` of a node's validation RMSE in original units (from the bootstrap standard
+    error of its normalised score), or "" when none was computed."""
+    se, score = node.score_se, node.score
+    if se is None or not math.isfinite(se) or not score or not math.isfinite(score):
+        return ""
+    return f" ± {_fmt(node.rmse('val') * se / score)} (bootstrap SE)"
+
+
+def _answer_lines(answer: Any, nodes: list[Any]) -> list[str]:
+    """Why the answer is not the lowest-scoring node, when it is not."""
+    from ..search.tree import lowest_score
+
+    low = lowest_score(nodes)
+    if low is None or low.id == answer.id:
+        return []
+    return [f"  (the simplest model within one standard error of the lowest validation score, "
+            f"node {low.id}'s val RMSE {_fmt(low.rmse('val'))}: "
+            f"{answer.result.n_parameters} trainable parameters against {low.result.n_parameters})"]
+
+
 def summary_text(result: Any) -> str:
     """The tree summary and the best model, for people."""
     lines = [f"run {result.run_id} ({result.task_name}): {result.status}, "
@@ -238,7 +260,9 @@ def summary_text(result: Any) -> str:
     else:
         lines.append(f"best: node {best.id} (branch {best.branch}, {best.strategy or '-'}): "
                      f"{best.change}")
-        lines.append(f"  val RMSE {_fmt(best.rmse('val'))}, test RMSE {_fmt(best.rmse('test'))}"
+        lines += _answer_lines(best, result.nodes)
+        lines.append(f"  val RMSE {_fmt(best.rmse('val'))}{_se_text(best)}, "
+                     f"test RMSE {_fmt(best.rmse('test'))}"
                      f", train RMSE {_fmt(best.rmse('train'))}"
                      + ("" if prior is None else f"; {_vs_prior(best, prior)} the prior's "
                         f"val RMSE {_fmt(prior.rmse('val'))}"))

@@ -160,6 +160,7 @@ def node_details(node: "Node", parent: "Node | None" = None) -> dict[str, Any]:
             "train_rmse": finite(res.train.rmse),
             "val_rmse": finite(res.val.rmse),
             "val_rmse_norm": finite(res.val.rmse_norm),
+            "val_rmse_norm bootstrap SE": finite(res.val.rmse_norm_se),
             "epochs": int(res.epochs),
             "n_parameters": int(res.n_parameters),
             "wall_time": round(float(res.wall_time), 2),

@@ -56,6 +56,8 @@ class SplitScores:
     from the true previous steps, :func:`~.scoring.forward_one_step`) on trajectory tasks;
     they are None for tabular tasks (where one-step is the plain RMSE), for rows written
     before they existed, and where the split's true states were hidden from the job (test).
+    ``rmse_norm_se`` is the bootstrap standard error of ``rmse_norm`` over the split's
+    trajectories or rows (:mod:`.noise`; None for one unit and for older rows).
     """
 
     rmse: float = float("nan")
@@ -66,6 +68,7 @@ class SplitScores:
     per_target_one_step: dict[str, float] | None = None
     # trajectory tasks: normalised rollout RMSE over ranges of forecast steps ("1-10": ...)
     by_horizon: dict[str, float] | None = None
+    rmse_norm_se: float | None = None
 
 
 @dataclass

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..blocks import Param, param_memo
 from ..tasks.base import Split, Task, TaskKind
+from .noise import bootstrap_rmse_se
 from .result import SplitScores
 
 __all__ = [
@@ -211,9 +212,17 @@ def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names
     per = (sq / counts.clamp_min(1)).sqrt()
     rmse = math.sqrt(float(sq.sum()) / total) if total else float("nan")
     norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
-    return SplitScores(rmse=rmse, rmse_norm=norm,
+    return SplitScores(rmse=rmse, rmse_norm=norm, rmse_norm_se=_norm_se(err, data, scale),
                        per_target={n: float(v) for n, v in zip(names, per.tolist())},
                        by_horizon=_by_horizon(err, data, scale) if err.dim() == 3 else None)
+
+
+def _norm_se(err: torch.Tensor, data: SplitData, scale: torch.Tensor) -> float | None:
+    """Bootstrap standard error of the normalised RMSE over the split's units (first axis)."""
+    z = (err / scale.double()).pow(2).reshape(err.shape[0], -1).sum(1)
+    counts = (data.mask.reshape(err.shape[0], -1).sum(1) if data.mask is not None
+              else torch.full((err.shape[0],), err[0].numel()))
+    return bootstrap_rmse_se(z.cpu().numpy(), counts.double().cpu().numpy())
 
 
 HORIZON_BUCKETS = 6  # at most this many forecast-step ranges in ``SplitScores.by_horizon``

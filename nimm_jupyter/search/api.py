@@ -113,7 +113,9 @@ class Search:
 
     @property
     def best(self) -> Node | None:
-        return self._runner.tree.best()
+        """The node handed back (:meth:`~.tree.Tree.answer`: the simplest within noise of the
+        lowest validation score)."""
+        return self._runner.tree.answer()
 
     def status(self) -> dict[str, Any]:
         nodes = self.nodes
@@ -139,7 +141,7 @@ class Search:
         nodes = r.tree.snapshot()
         return SearchResult(
             run_id=self.run_id, run_dir=self.run_dir, task_name=self.task.name,
-            best=r.tree.best(nodes), nodes=nodes, counts=r.tree.counts(), tokens=r.tokens,
+            best=r.tree.answer(nodes), nodes=nodes, counts=r.tree.counts(), tokens=r.tokens,
             cost=r.cost, wall_time=r.elapsed, stop_reason=r.stop_reason, status=r.status,
             branches=r.tree.branch_stats(), settings=self.settings, _task=self.task,
         )

@@ -107,6 +107,11 @@ class Node:
         return self.result.score if self.result is not None else float("inf")
 
     @property
+    def score_se(self) -> float | None:
+        """Bootstrap standard error of :attr:`score` (None when not computed)."""
+        return self.result.val.rmse_norm_se if self.ok else None
+
+    @property
     def message(self) -> str:
         if self.result is not None and self.result.message:
             return self.result.message

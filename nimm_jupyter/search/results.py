@@ -145,7 +145,7 @@ def open_run(run_dir: str | Path) -> SearchResult:
     if status == RunState.RUNNING and not rd.lock_held():
         status = RunState.INTERRUPTED  # the journal says running, but its process is gone
     return SearchResult(
-        run_id=row["run_id"], run_dir=rd.path, task_name=row["task_name"], best=tree.best(nodes),
+        run_id=row["run_id"], run_dir=rd.path, task_name=row["task_name"], best=tree.answer(nodes),
         nodes=nodes, counts=tree.counts(), tokens=totals["tokens_in"] + totals["tokens_out"],
         cost=totals["cost"], wall_time=elapsed, stop_reason=row["stop_reason"],
         status=status, branches=tree.branch_stats(), settings=row["settings"],

@@ -117,9 +117,14 @@ class Tree:
 
     def best(self, nodes: Iterable[Node] | None = None) -> Node | None:
         """Lowest validation score among ok nodes (ties: the earlier node)."""
-        pool = [n for n in (self.snapshot() if nodes is None else nodes) if n.ok]
-        finite = [n for n in pool if math.isfinite(n.score)]
-        return min(finite, key=lambda n: (n.score, n.id)) if finite else None
+        return lowest_score(self.snapshot() if nodes is None else nodes)
+
+    def answer(self, nodes: Iterable[Node] | None = None) -> Node | None:
+        """The node a search hands back: the simplest ok node (fewest trainable parameters)
+        whose validation score is within one standard error of the best node's (the
+        one-standard-error rule); the best node itself when its score carries no standard
+        error. Selection inside the search (:meth:`best`) is not changed by this."""
+        return one_se_answer(self.snapshot() if nodes is None else nodes)
 
     def branch_best(self, branch_id: int) -> Node | None:
         return self.best(self.branch_nodes(branch_id))
@@ -244,3 +249,22 @@ def duplicate_of(code: str, nodes: Iterable[Node], near: float | None = None) ->
         if near is not None and code_similarity(code, n.code) > near:
             return n
     return None
+
+
+def lowest_score(nodes: Iterable[Node]) -> Node | None:
+    """The ok node with the lowest validation score (ties: the earlier node)."""
+    finite = [n for n in nodes if n.ok and math.isfinite(n.score)]
+    return min(finite, key=lambda n: (n.score, n.id)) if finite else None
+
+
+def one_se_answer(nodes: Iterable[Node]) -> Node | None:
+    """:meth:`Tree.answer` over ``nodes``: the fewest trainable parameters among the ok
+    nodes scoring within one standard error of the lowest score (ties: lower score, then
+    the earlier node)."""
+    pool = [n for n in nodes if n.ok and math.isfinite(n.score)]
+    best = lowest_score(pool)
+    se = best.score_se if best is not None else None
+    if best is None or se is None or not math.isfinite(se):
+        return best
+    near = [n for n in pool if n.score <= best.score + se]
+    return min(near, key=lambda n: (n.result.n_parameters, n.score, n.id))

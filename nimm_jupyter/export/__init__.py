@@ -4,7 +4,8 @@ For each exported node there are four cells, each tagged ``metadata.nimm = {run_
 node_id, role}`` with role ``header`` (markdown: ids, change, scores), ``model`` (the
 candidate source as is), ``load`` (rebuild the task, load the trained weights from the run
 dir, by a path relative to the notebook, or refit with the harness when they are gone,
-print the validation RMSE, define ``forecast_N``/``predict_N`` for new data) and ``plot``
+print the validation RMSE, define ``forecast_N``/``predict_N`` for new data and
+``what_if_N`` for a changed input schedule) and ``plot``
 (prediction vs data on the test split, on the data's time axis). Exporting again replaces
 the cells carrying the same run/node tags, in a notebook file (:func:`export_notebook`) as
 in JupyterLab (the comm).
@@ -29,11 +30,12 @@ from .cells import NodeRef, Result, choose_nodes, export_cells, fresh_kernel_rec
 from .errors import ExportError
 from .fit import model_source, plot_fit, refit
 from .forecast import forecast, predict_table
+from .whatif import plot_what_if, what_if
 
 __all__ = [
     "export_cells", "export_notebook", "merge_cells", "combined_source", "plot_fit", "refit",
     "model_source", "choose_nodes", "fresh_kernel_recipe", "ExportError", "ROLES",
-    "TASK_PICKLE", "forecast", "predict_table",
+    "TASK_PICKLE", "forecast", "predict_table", "what_if", "plot_what_if",
 ]
 
 ROLES = ("header", "model", "load", "plot")

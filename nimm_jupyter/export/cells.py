@@ -174,7 +174,17 @@ def _use_source(nid: int, kind: str | None) -> list[str]:
                 "    \"\"\"Forecast `steps` (default: the horizon scored) after the last row of "
                 "`history`,",
                 "    a DataFrame with the target columns; see nimm_jupyter.export.forecast.\"\"\"",
-                f"    return forecast(model_{nid}, task, history, steps=steps, inputs=inputs)"]
+                f"    return forecast(model_{nid}, task, history, steps=steps, inputs=inputs)",
+                "",
+                f"def what_if_{nid}(trajectory=0, split='test', scale=None, shift=None, zero=(),",
+                "              inputs=None, against=None):",
+                "    \"\"\"This model's forecast of one trajectory under a changed input schedule, "
+                "beside",
+                "    its forecast under the observed one (and `against`'s, e.g. the prior's "
+                "model);",
+                "    see nimm_jupyter.export.whatif. Plot it with plot_what_if(frame, task).\"\"\"",
+                f"    return what_if(model_{nid}, task, trajectory, split, scale=scale, shift=shift,",
+                "                   zero=zero, inputs=inputs, against=against)"]
     if kind == "tabular":
         return ["",
                 f"def predict_{nid}(df):",
@@ -197,7 +207,7 @@ def _load_source(node: "Node", recipe: TaskRecipe, weights: Path | None,
         "import torch",
         "",
     ]
-    helpers = ["from nimm_jupyter.export import forecast, predict_table, refit",
+    helpers = ["from nimm_jupyter.export import forecast, plot_what_if, predict_table, refit, what_if",
                "from nimm_jupyter.modeling.harness import predict, score_predictions"]
     if recipe.pickle is None:
         name, options = recipe.name, recipe.options
@@ -259,9 +269,10 @@ def export_cells(result: Result, nodes: Iterable[NodeRef] | None = None,
 
     The load cell reaches the run's files by paths relative to ``base``, the folder of the
     notebook the cells go into (default: the working directory, which is the notebook's
-    folder in a Jupyter kernel), and defines ``forecast_N(history, steps)`` (series) or
-    ``predict_N(df)`` (tables) for new data. Raises :class:`ExportError` when a node has no
-    trained model or the task cannot be rebuilt in a fresh kernel.
+    folder in a Jupyter kernel), and defines ``forecast_N(history, steps)`` and
+    ``what_if_N(trajectory, scale=, shift=, zero=)`` (series) or ``predict_N(df)`` (tables)
+    for new data. Raises :class:`ExportError` when a node has no trained model or the task
+    cannot be rebuilt in a fresh kernel.
     """
     result = snapshot(result)
     rundir = RunDir(Path(result.run_dir).resolve())

@@ -1,0 +1,155 @@
+"""What-if on an exported model: take one trajectory of a split, change its input schedule
+(scale an input, move it in time, switch it off, or give a whole new schedule) and compare
+the model's forecast under the changed schedule with its forecast under the observed one,
+and with another model's (typically the fitted prior's) under the same change.
+
+It runs the model in the kernel, as every exported cell does once the user runs it; the
+search itself never does (issue 20: interventions are the user's question, not a score).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ExportError
+from .forecast import _is_trajectory, _tensor_maker
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from matplotlib.figure import Figure
+
+    from ..tasks.base import Task
+
+__all__ = ["changed_schedule", "what_if", "plot_what_if"]
+
+
+def changed_schedule(task: "Task", u: np.ndarray, *, scale: Mapping[str, float] | None = None,
+                     shift: Mapping[str, int] | None = None, zero: Sequence[str] = (),
+                     inputs: Any = None) -> np.ndarray:
+    """``u`` (``(T, U)``, the task's input columns) with the changes applied in this order:
+    ``inputs`` replaces the whole schedule (array or DataFrame with the input columns,
+    ``T`` rows), ``shift`` moves an input ``k`` steps later (earlier for ``k < 0``; what
+    moves past the end is dropped, the gap is 0), ``scale`` multiplies it, ``zero`` switches
+    it off. Raises :class:`ExportError` naming an unknown input or a bad shape."""
+    names = list(task.input_names)
+    out = np.array(u, dtype=np.float64, copy=True)
+    if inputs is not None:
+        cols = getattr(inputs, "columns", None)
+        new = (inputs[names].to_numpy(dtype=np.float64) if cols is not None
+               else np.asarray(inputs, dtype=np.float64))
+        if new.shape != out.shape:
+            raise ExportError(f"inputs has shape {new.shape}; this trajectory's schedule is "
+                              f"{out.shape} (time steps x {', '.join(names)})")
+        out = new.copy()
+
+    def column(name: str, what: str) -> int:
+        if name not in names:
+            raise ExportError(f"{what}: {name!r} is not an input of task {task.name!r}; its "
+                              f"inputs are {', '.join(names) or '(none)'}")
+        return names.index(name)
+
+    for name, k in (shift or {}).items():
+        j, k = column(name, "shift"), int(k)
+        moved = np.zeros(len(out))
+        if k >= 0:
+            moved[k:] = out[:len(out) - k, j]
+        else:
+            moved[:k] = out[-k:, j]
+        out[:, j] = moved
+    for name, factor in (scale or {}).items():
+        out[:, column(name, "scale")] *= float(factor)
+    for name in zero:
+        out[:, column(name, "zero")] = 0.0
+    return out
+
+
+def _rollout(model: "torch.nn.Module", y_context: np.ndarray, u: np.ndarray,
+             t: np.ndarray) -> np.ndarray:
+    import torch
+
+    f32 = _tensor_maker(model)
+    model.eval()
+    with torch.no_grad():
+        out = model(f32(y_context)[None], f32(u)[None], f32(t))
+    return out.double().cpu().numpy()[0]
+
+
+def what_if(model: "torch.nn.Module", task: "Task", trajectory: int = 0, split: str = "test",
+            *, scale: Mapping[str, float] | None = None, shift: Mapping[str, int] | None = None,
+            zero: Sequence[str] = (), inputs: Any = None,
+            against: "torch.nn.Module | None" = None) -> "pd.DataFrame":
+    """Forecast trajectory ``trajectory`` of ``split`` under its observed input schedule and
+    under a changed one (:func:`changed_schedule`'s ``scale``/``shift``/``zero``/``inputs``).
+
+    Returns one row per time step: ``time``, each input as observed and ``<input> what-if``,
+    each target as observed (``<target>``), the model's forecast (``<target> model``) and its
+    what-if forecast (``<target> model what-if``); with ``against`` (e.g. the fitted prior's
+    exported model) also ``<target> against`` and ``<target> against what-if``. Forecast
+    columns are NaN on the context steps the model is given.
+    """
+    import pandas as pd
+
+    if not _is_trajectory(task):
+        raise ExportError(f"task {task.name!r} is a table; a what-if changes a trajectory's "
+                          "input schedule")
+    if not task.input_names:
+        raise ExportError(f"task {task.name!r} has no inputs to change")
+    data = task.split(split)
+    n = int(np.shape(data.targets)[0])
+    if not 0 <= int(trajectory) < n:
+        raise ExportError(f"trajectory must be between 0 and {n - 1} ({split} has {n})")
+    y = np.asarray(data.targets, dtype=np.float64)[int(trajectory)]
+    u = np.asarray(data.inputs, dtype=np.float64)[int(trajectory)]
+    T, C = y.shape[0], int(task.context)
+    changed = changed_schedule(task, u, scale=scale, shift=shift, zero=zero, inputs=inputs)
+    if np.array_equal(changed, u):
+        raise ExportError("the changed schedule equals the observed one: give scale=, "
+                          "shift=, zero= or inputs=")
+    # the model is called exactly as the harness calls it (scoring.split_data)
+    t = np.asarray(task.time if task.time is not None else np.arange(T), dtype=np.float64)
+    frame: dict[str, Any] = {"time": t[:T]}
+    for j, name in enumerate(task.input_names):
+        frame[name] = u[:T, j]
+        frame[f"{name} what-if"] = changed[:T, j]
+    pad = np.full((C, y.shape[1]), np.nan)
+    runs = {"model": model} | ({"against": against} if against is not None else {})
+    forecasts = {}
+    for label, m in runs.items():
+        forecasts[label] = np.concatenate([pad, _rollout(m, y[:C], u, t)])
+        forecasts[f"{label} what-if"] = np.concatenate([pad, _rollout(m, y[:C], changed, t)])
+    for s, name in enumerate(task.target_names):
+        frame[name] = y[:, s]
+        for label, f in forecasts.items():
+            frame[f"{name} {label}"] = f[:, s]
+    return pd.DataFrame(frame)
+
+
+def plot_what_if(frame: "pd.DataFrame", task: "Task", *, figure: "Figure | None" = None,
+                 title: str = "") -> "Figure":
+    """One panel per target (observed points, forecasts under the observed and the changed
+    schedule) and one for the inputs (observed vs changed), from a :func:`what_if` frame."""
+    from matplotlib.figure import Figure
+
+    fig = figure if figure is not None else Figure(figsize=(10, 3 * (len(task.target_names) + 1)))
+    axes = fig.subplots(len(task.target_names) + 1, 1, squeeze=False, sharex=True)[:, 0]
+    t = frame["time"].to_numpy()
+    for ax, v in zip(axes, task.targets):
+        ax.plot(t, frame[v.name], "k.", ms=3, label="observed")
+        for label, style in (("model", "C0-"), ("model what-if", "C0--"),
+                             ("against", "C1-"), ("against what-if", "C1--")):
+            col = f"{v.name} {label}"
+            if col in frame:
+                ax.plot(t, frame[col], style, label=label)
+        ax.set_ylabel(f"{v.name} [{v.unit}]" if v.unit else v.name)
+        ax.legend(fontsize=8)
+    for name in task.input_names:
+        axes[-1].step(t, frame[name], where="post", label=f"{name} observed")
+        axes[-1].step(t, frame[f"{name} what-if"], where="post", ls="--", label=f"{name} what-if")
+    axes[-1].set_ylabel("inputs")
+    axes[-1].set_xlabel("time")
+    axes[-1].legend(fontsize=8)
+    if title:
+        axes[0].set_title(title)
+    return fig

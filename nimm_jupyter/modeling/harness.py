@@ -299,7 +299,8 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     with torch.no_grad():
         for s in SPLITS:
             pred = forward_chunks(model, data[s])
-            setattr(result, s, split_scores(pred, data[s], scale, task.target_names))
+            setattr(result, s, split_scores(pred, data[s], scale, task.target_names,
+                                            task.input_names))
             preds[s] = pred.cpu().numpy()  # the model's dtype: exact, half the bytes
             if s == "train":  # the hold-out is part of it: its error needs no second forward
                 hold_mse = float(sq_err_norm(pred[hold_index], data["hold"], inv_scale))

@@ -69,6 +69,8 @@ class SplitScores:
     # trajectory tasks: normalised rollout RMSE over ranges of forecast steps ("1-10": ...)
     by_horizon: dict[str, float] | None = None
     rmse_norm_se: float | None = None
+    # normalised rollout RMSE by input regime (e.g. "chemo_dose total 0 (n=5)"), driver-scored
+    by_regime: dict[str, float] | None = None
 
 
 @dataclass

@@ -199,7 +199,9 @@ def score_one_step(task: Task, split: str, pred: np.ndarray, scores: SplitScores
     return dataclasses.replace(scores, **fields)
 
 
-def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names: list[str]) -> SplitScores:
+def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names: list[str],
+                 input_names: list[str] | None = None) -> SplitScores:
+    """RMSE of ``pred`` on ``data``; with ``input_names`` also the error by input regime."""
     err = pred.double() - data.target.double()
     if data.mask is not None:
         err = torch.where(data.mask, err, 0.0)
@@ -214,7 +216,8 @@ def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names
     norm = math.sqrt(float((sq / scale.double().pow(2)).sum()) / total) if total else float("nan")
     return SplitScores(rmse=rmse, rmse_norm=norm, rmse_norm_se=_norm_se(err, data, scale),
                        per_target={n: float(v) for n, v in zip(names, per.tolist())},
-                       by_horizon=_by_horizon(err, data, scale) if err.dim() == 3 else None)
+                       by_horizon=_by_horizon(err, data, scale) if err.dim() == 3 else None,
+                       by_regime=_by_regime(err, data, scale, input_names) if input_names else None)
 
 
 def _norm_se(err: torch.Tensor, data: SplitData, scale: torch.Tensor) -> float | None:
@@ -223,6 +226,51 @@ def _norm_se(err: torch.Tensor, data: SplitData, scale: torch.Tensor) -> float |
     counts = (data.mask.reshape(err.shape[0], -1).sum(1) if data.mask is not None
               else torch.full((err.shape[0],), err[0].numel()))
     return bootstrap_rmse_se(z.cpu().numpy(), counts.double().cpu().numpy())
+
+
+REGIME_INPUTS = 4  # at most this many inputs get regimes in ``SplitScores.by_regime``
+
+
+def _by_regime(err: torch.Tensor, data: SplitData, scale: torch.Tensor,
+               input_names: list[str]) -> dict[str, float] | None:
+    """Normalised RMSE by input regime: for each of the first :data:`REGIME_INPUTS` inputs
+    that vary between units (trajectories: the input's total over the trajectory; rows: its
+    value), the units with none of it (when a third or more have none) and the lower and
+    upper half of the rest, else its lower, middle and upper third. Keys name the input and
+    the range, e.g. ``"chemo_dose total 0"`` or ``"dose 2.5-10 (n=12)"``."""
+    z = (err / scale.double()).pow(2).reshape(err.shape[0], -1)
+    counts = (data.mask.reshape(err.shape[0], -1).sum(1).double() if data.mask is not None
+              else torch.full((err.shape[0],), float(z.shape[1]), dtype=torch.float64))
+    sq = z.sum(1).cpu().numpy()
+    n_obs = counts.cpu().numpy()
+    u = data.args[1] if err.dim() == 3 else data.args[0]
+    values = (u.double().sum(1) if err.dim() == 3 else u.double()).cpu().numpy()
+    label = " total" if err.dim() == 3 else ""
+    out: dict[str, float] = {}
+    used = 0
+    for j, name in enumerate(input_names[:values.shape[1]]):
+        v = values[:, j]
+        if used >= REGIME_INPUTS or not np.isfinite(v).all() or np.ptp(v) == 0:
+            continue
+        used += 1
+        none = v == 0
+        groups: list[tuple[str, np.ndarray]] = []
+        rest = v
+        if none.mean() >= 1 / 3:
+            groups.append((f"{name}{label} 0", none))
+            rest = v[~none]
+        cuts = np.quantile(rest, [0.5] if len(groups) else [1 / 3, 2 / 3])
+        edges = [rest.min(), *cuts, rest.max()]
+        for k in range(len(edges) - 1):
+            lo, hi = edges[k], edges[k + 1]
+            sel = (~none if groups else np.ones_like(none)) & (v >= lo) & (
+                (v <= hi) if k == len(edges) - 2 else (v < hi))
+            groups.append((f"{name}{label} {lo:.3g}-{hi:.3g}", sel))
+        for key, sel in groups:
+            n = float(n_obs[sel].sum())
+            if sel.sum() >= 2 and n:
+                out[f"{key} (n={int(sel.sum())})"] = math.sqrt(float(sq[sel].sum()) / n)
+    return out or None
 
 
 HORIZON_BUCKETS = 6  # at most this many forecast-step ranges in ``SplitScores.by_horizon``
@@ -249,7 +297,7 @@ def score_predictions(task: Task, split: str, pred: np.ndarray) -> SplitScores:
     if tuple(p.shape) != tuple(data.target.shape):
         raise ValueError(f"predictions have shape {tuple(p.shape)}; expected {tuple(data.target.shape)}")
     scale = task.spec().target_scale
-    return split_scores(p, data, scale, task.target_names)
+    return split_scores(p, data, scale, task.target_names, task.input_names)
 
 
 @torch.no_grad()

@@ -60,6 +60,7 @@ class ProposalContext:
     # ``meta["mechanistic"]`` (search.prior_root.reference_one_step); None before that
     reference_one_step: "np.ndarray | None" = None
     prior_status: str | None = None  # the user's prior's (node 0) evaluation status once scored
+    prior_note: str = ""  # where the scored prior's validation error is largest (prior_root)
 
 
 @dataclass

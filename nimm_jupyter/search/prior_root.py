@@ -54,6 +54,27 @@ def prior_status(nodes: list) -> str | None:
     return root.result.status.value if root is not None and root.result is not None else None
 
 
+def prior_weak_spots(nodes: list) -> str:
+    """Where the scored prior's validation error is largest, as one line for a proposer:
+    its normalised RMSE, the worst target, forecast-step range and input regime (validation
+    figures only, never test); "" before the prior is scored ok or without a user prior."""
+    root = prior_node(nodes)
+    if root is None or not root.ok:
+        return ""
+    val = root.result.val
+    parts = []
+    for what, scores in (("target", val.per_target), ("forecast steps", val.by_horizon),
+                         ("input regime", val.by_regime)):
+        if scores and len(scores) > 1:
+            key = max(scores, key=lambda k: scores[k])
+            parts.append(f"{what} {key} ({scores[key]:.4g}"
+                         + (" in original units)" if what == "target" else ")"))
+    if not parts:
+        return ""
+    return (f"The prior (node {root.id}) has validation normalised RMSE {val.rmse_norm:.4g}; "
+            "its largest errors: " + "; ".join(parts) + ".")
+
+
 def reference_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
     """The one-step predictions on the training split of the fitted mechanism a proposer may
     rank terms against (``ProposalContext.reference_one_step``): the prior's once scored ok,

@@ -28,7 +28,10 @@ from .history import branch_history, findings, history_view, in_progress
 from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
-from .prior_root import PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, prior_status, reference_one_step, user_prior
+from .prior_root import (
+    PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, prior_status, prior_weak_spots, reference_one_step,
+    user_prior,
+)
 from .rundir import RunDir
 from .states import RunState, StopReason
 from .tree import BranchState, Tree, diverse_strategies, duplicate_of, similar_strategies
@@ -244,9 +247,10 @@ class Runner:
         """Bind the proposer call now (in the driver thread) from a consistent tree view."""
         p = self.proposer
         # what the search has learnt and what is still running, as of this decision
+        nodes = self.tree.snapshot()
         ctx = replace(self.context, memory=findings(self.tree), in_progress=in_progress(self.tree),
-                      reference_one_step=reference_one_step(self.run_dir, self.tree.snapshot()),
-                      prior_status=prior_status(self.tree.snapshot()))
+                      reference_one_step=reference_one_step(self.run_dir, nodes),
+                      prior_status=prior_status(nodes), prior_note=prior_weak_spots(nodes))
         if action.kind == "strategies":
             # near-duplicates rejected earlier are excluded too, so they are not offered again
             exclude = list(action.exclude) + [s for s in self._rejected_strategies

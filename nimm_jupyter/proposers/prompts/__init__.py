@@ -66,6 +66,10 @@ def _split_line(label: str, split: Any) -> str | None:
     if isinstance(horizon, dict) and len(horizon) > 1:
         line += ("; normalised RMSE by forecast step: "
                  + ", ".join(f"steps {k} {_num(v)}" for k, v in list(horizon.items())[:8]))
+    regimes = split.get("by_regime") or {}
+    if isinstance(regimes, dict) and regimes:
+        line += ("; normalised RMSE by input regime: "
+                 + ", ".join(f"{k} {_num(v)}" for k, v in list(regimes.items())[:12]))
     return line
 
 
@@ -156,7 +160,8 @@ def search_state(ctx: ProposalContext) -> str:
                       ctx.memory, "(nothing scored yet)")
     running = _listing("Still being evaluated (do not propose these again)", ctx.in_progress,
                        "(nothing)")
-    return memory + "\n" + running
+    prior = f"## Where the prior fails most\n{ctx.prior_note}\n" if ctx.prior_note else ""
+    return memory + "\n" + running + ("\n" + prior if prior else "")
 
 
 def noise_note(ctx: ProposalContext, metrics: dict[str, Any]) -> str:

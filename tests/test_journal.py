@@ -151,6 +151,38 @@ def test_stop_then_resume_keeps_completed_nodes(tmp_path):
     assert len(ex2.started) == 8 - len(done_before)  # the cancelled one runs again
 
 
+def test_resume_never_evaluates_more_than_the_budget(tmp_path):
+    """A stop leaves a running node and one proposed ahead of it: resuming at the run's
+    evaluated count + 1 re-runs one of them (the oldest), not both (once "4/3 evaluated")."""
+    ex = FakeExecutor(delay=0.6)
+    s = search(TASK, budget=8, branches=2, proposer=FakeProposer(executor=ex), executor=ex,
+               run_dir=tmp_path / "run", background=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and not (
+            any(n.completed for n in s.nodes)
+            and sum(not n.completed for n in s.nodes) >= 2):
+        time.sleep(0.01)
+    s.stop()
+    first = s.result
+    waiting = sorted(n.id for n in first.nodes if not n.completed)
+    assert len(waiting) >= 2, "the stop should have left two unfinished nodes"
+    budget = len(completed(first)) + 1
+
+    ex2 = FakeExecutor()
+    s2 = resume(tmp_path / "run", budget=budget, proposer=FakeProposer(executor=ex2),
+                executor=ex2)
+    r = s2.result
+    assert r.stop_reason == "budget" and s2.status()["evaluated"] == budget
+    assert [int(job.split(":")[1]) for job, _ in ex2.started] == waiting[:1]
+    assert [n.id for n in r.nodes if not n.completed] == waiting[1:]  # kept for later
+    # a larger budget later runs the one left over before proposing anything new
+    ex3 = FakeExecutor()
+    s3 = resume(tmp_path / "run", budget=budget + len(waiting), executor=ex3,
+                proposer=FakeProposer(executor=ex3))
+    assert s3.status()["evaluated"] == budget + len(waiting)
+    assert int(ex3.started[0][0].split(":")[1]) == waiting[1]
+
+
 def test_resume_can_extend_budget_and_rebuilds_user_task(tmp_path):
     ex = FakeExecutor()
     search(TASK, budget=3, proposer=FakeProposer(executor=ex), executor=ex,

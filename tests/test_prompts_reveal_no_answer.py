@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 
+import numpy as np
 import pytest
 
 import nimm_jupyter.tasks as tasks
@@ -119,11 +120,79 @@ def test_the_leak_detector_finds_what_it_should():
     assert leaked_numbers("0.03 and 15000 and 2.8 and x0.0280y", constants) == []
 
 
+EXAMPLES = "Representative training trajectories"
+
+
+def example_lines(text: str) -> list[str]:
+    """The lines of the data view's example trajectories (after their header)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(EXAMPLES)), None)
+    if start is None:
+        return []
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith(("  ", "- trajectory ")):
+            break
+        block.append(line)
+    return block
+
+
+def unverified_example_lines(task, block: list[str]) -> list[str]:
+    """The example lines that are not the task's training data at the shown precision: the
+    time row is the task's grid, each value row the named training trajectory's values."""
+    train = task.train
+    T = train.targets.shape[1]
+    grid = np.asarray(task.time if task.time is not None else np.arange(T), dtype=float)
+
+    def same(token_row: str, true) -> bool:
+        tokens = [float(x) for x in token_row.split(", ")]
+        return len(tokens) == len(true) and all(
+            tok == float(f"{v:.3g}") for tok, v in zip(tokens, true))
+
+    shown, i, bad = None, None, []
+    for line in block:
+        head, _, values = line.strip().partition(": ")
+        if line.startswith("- trajectory "):
+            i = int(head.split()[2])
+        elif head == "time":
+            shown = [int(np.argmin(np.abs(grid - float(x)))) for x in values.split(", ")]
+            if not same(values, grid[shown]):
+                bad.append(line)
+        elif head in task.target_names:
+            if not same(values, train.targets[i, shown, task.target_names.index(head)]):
+                bad.append(line)
+        elif head.split(" non-zero at")[0] in task.input_names:
+            u = np.asarray(train.inputs[i, :, task.input_names.index(head.split(" non-zero at")[0])])
+            if values == "0 throughout":
+                ok = not np.any(u)
+            elif head.endswith("non-zero at (time=value)"):
+                events = np.flatnonzero(u)
+                pairs = [p.split("=") for p in values.split(", ")]
+                ok = len(pairs) == len(events) and same(", ".join(p[0] for p in pairs), grid[events]) \
+                    and same(", ".join(p[1] for p in pairs), u[events])
+            else:
+                ok = same(values, u[shown])
+            if not ok:
+                bad.append(line)
+        else:
+            bad.append(line)
+    return bad
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 def test_prompt_holds_no_true_constant(prompts_sent, name):
+    """No number in the prompt is a true constant, apart from rows of the training data shown
+    as examples, which are checked to be exactly that: rounded training values, of which
+    simulated counts such as 14 or 25 match constants by chance (infection_days=14)."""
     text = prompts_sent[name]
     assert "# Task: " + name in text and "## Candidate interface" in text
-    assert leaked_numbers(text, secrets(name)) == []
+    task = tasks.get(name)
+    block = example_lines(text)
+    assert bool(block) == (task.kind.value == "trajectory")
+    assert unverified_example_lines(task, block) == []
+    data = set(block)
+    rest = "\n".join(line for line in text.splitlines() if line not in data)
+    assert leaked_numbers(rest, secrets(name)) == []
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -147,3 +216,37 @@ def test_what_the_prior_leaves_out_is_said_once(prompts_sent, name):
     text = prompts_sent[name].split("## Candidate interface")[0]
     assert text.count("What the prior leaves out") == 1
     assert text.count(task.prior_omits.strip()[:60]) == 1
+
+
+def test_example_trajectories_are_training_data_only():
+    """A user series whose held-out tail (validation and test) is far above its training part:
+    the data view shows training windows (median, lowest, highest final value), never a
+    validation or test value, and the checker above rejects a changed value."""
+    import pandas as pd
+
+    from nimm_jupyter.proposers.dataview import MAX_CHARS, data_view
+    from nimm_jupyter.tasks import task_from_dataframe
+
+    rng = np.random.default_rng(0)
+    train_part = 200 + 50 * np.sin(np.arange(40) / 3) + rng.normal(0, 5, 40)
+    held_out = 7000 + 100 * np.arange(8) + rng.normal(0, 5, 8)  # the last 8: val + test
+    df = pd.DataFrame({"t": np.arange(48.0), "y": np.r_[train_part, held_out],
+                       "dose": (np.arange(48) % 7 == 0) * 2.0})
+    task = task_from_dataframe(df, time="t", targets="y", inputs=["dose"], test_last=4,
+                               val_last=4, horizon=4, context=6)
+    view = data_view(task)
+    assert len(view) <= MAX_CHARS and EXAMPLES in view
+    block = example_lines(view)
+    assert unverified_example_lines(task, block) == []
+    final = task.train.targets[:, -1, 0]
+    picked = [int(line.split()[2]) for line in block if line.startswith("- trajectory ")]
+    assert picked == [int(np.argsort(final)[(len(final) - 1) // 2]), int(np.argmin(final)),
+                      int(np.argmax(final))]
+    assert any(line.startswith("  dose non-zero at (time=value): ") for line in block)  # the dosing schedule
+    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?", view)]
+    assert max(numbers) < 1000  # nothing of the held-out tail (all above 7000)
+    for split in (task.val, task.test):  # the tail is what they forecast
+        assert np.asarray(split.targets)[:, task.context:].min() > 6900
+    changed = [line.replace(line.split(", ")[-1], "999") if line.startswith("  y:") else line
+               for line in block]
+    assert unverified_example_lines(task, changed) != []

@@ -463,3 +463,43 @@ def test_node_panel_shows_intervention_error_beside_validation():
     assert d["metrics"]["val_rmse"] == 0.5
     assert d["metrics"]["intervention no_treatment: RMSE"] == 7.5
     assert not any(k.startswith("scenarios") for k in d["notes"])  # not dumped again as notes
+
+
+def test_snapshot_lane_titles_are_readable_in_full():
+    """Long strategy titles wrap inside their lane (no overlap with the next one); a title
+    too long even for that ends in an ellipsis and is written out in full below the tree."""
+    import re
+
+    from nimm_jupyter.jupyter.snapshot import (CHAR_W, LABEL_CHARS, LABEL_LINES, snapshot_html,
+                                               tree_svg)
+
+    medium = "a neural residual on the derivative of the infected compartment"
+    huge = ("a state- and input-dependent modulation of the growth rate by a small network "
+            "of the log-volume and the dose, refined one hyperparameter at a time")
+    branches = [{"id": 0, "strategy": medium}, {"id": 1, "strategy": huge},
+                {"id": 2, "strategy": ""}]
+    nodes = [{"id": i, "parent": None, "branch": i, "state": "done", "val": 1.0 + i,
+              "operator": "draft", "status": "ok"} for i in range(3)]
+    svg = tree_svg(nodes, branches, 0)
+    lanes = re.findall(r'<text class="nimm-snapshot-lane"[^>]*>(.*?)<title>(.*?)</title></text>', svg)
+    assert len(lanes) == 3
+    lines = [re.findall(r'<tspan x="(\d+)"[^>]*>(.*?)</tspan>', spans) for spans, _ in lanes]
+    # the medium title is all there, wrapped; the huge one is cut with "…" after 3 lines
+    assert " ".join(t for _, t in lines[0]) == f"0: {medium}" and len(lines[0]) > 1
+    assert len(lines[1]) == LABEL_LINES and lines[1][-1][1].endswith("…")
+    assert [t for _, t in lines[2]] == ["2: branch 2"]
+    assert all(len(t) <= LABEL_CHARS for lane in lines for _, t in lane)
+    # every hover tooltip names the branch and its full title
+    assert [tip for _, tip in lanes] == [f"branch 0: {medium}", f"branch 1: {huge}",
+                                         "branch 2: branch 2"]
+    # each label ends before the next lane begins
+    starts = [int(lane[0][0]) for lane in lines]
+    for lane, nxt in zip(lines, starts[1:]):
+        assert int(lane[0][0]) + max(len(t) for _, t in lane) * CHAR_W < nxt
+    # the nodes sit below the last label line
+    label_bottom = 14 + 12 * (LABEL_LINES - 1)
+    assert all(float(y) - 12 > label_bottom
+               for y in re.findall(r'<g transform="translate\(\d+,(\d+)\)">', svg))
+    page = snapshot_html({"nodes": nodes, "branches": branches, "best_id": 0})
+    key = re.search(r'<p class="nimm-snapshot-lanes">(.*?)</p>', page).group(1)
+    assert huge in key and medium not in key  # only what the tree had to cut

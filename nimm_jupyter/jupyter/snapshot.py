@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from typing import Any, Mapping
 
 DX, DY, PAD, HEADER = 30, 40, 24, 34  # node spacing and margins of the tree, in px
+# Lane titles wrap inside their lane (a static SVG has no other way to show a long one):
+# up to LABEL_CHARS characters a line at about CHAR_W px each, LABEL_LINES lines; a title
+# longer than that ends in an ellipsis and is written out in full in a key below the tree.
+LABEL_CHARS, LABEL_LINES, CHAR_W, LINE_H = 24, 3, 6.0, 12
 _STATE_FILL = {"failed": "#ffffff", "cancelled": "#bdbdbd", "pending": "#e0e0e0",
                "running": "#90caf9"}
 
@@ -28,8 +33,13 @@ def _ramp(t: float) -> str:
     return "#%02x%02x%02x" % tuple(c)
 
 
-def layout(nodes: list[Mapping[str, Any]]) -> tuple[dict[int, tuple[float, float]], list[tuple[int, float]], float, float]:
-    """Positions of the nodes (lane per branch, row per depth), lane x offsets, width, height."""
+def layout(nodes: list[Mapping[str, Any]], min_width: Mapping[int, float] | None = None,
+           header: float = HEADER
+           ) -> tuple[dict[int, tuple[float, float]], list[tuple[int, float]], float, float]:
+    """Positions of the nodes (lane per branch, row per depth), lane x offsets, width, height.
+
+    ``min_width`` (px per branch) leaves room for lane titles; ``header`` is the height above
+    the first row of nodes."""
     by_id = {int(n["id"]): n for n in nodes}
     depth: dict[int, int] = {}
 
@@ -56,12 +66,22 @@ def layout(nodes: list[Mapping[str, Any]]) -> tuple[dict[int, tuple[float, float
     lane_x, x = [], float(PAD)
     for b in lanes:
         lane_x.append((b, x))
-        x += max(width[b], 2) * DX + 16
+        x += max(max(width[b], 2) * DX, (min_width or {}).get(b, 0.0)) + 16
     offset = dict(lane_x)
     pos = {nid: (offset[int(by_id[nid].get("branch") or 0)] + slots[nid] * DX + DX / 2,
-                 HEADER + depth_of(nid) * DY + 10) for nid in by_id}
+                 header + depth_of(nid) * DY + 10) for nid in by_id}
     max_depth = max((depth_of(nid) for nid in by_id), default=0)
-    return pos, lane_x, x + PAD - 16, HEADER + (max_depth + 1) * DY + PAD
+    return pos, lane_x, x + PAD - 16, header + (max_depth + 1) * DY + PAD
+
+
+def lane_label(branch: int, title: str) -> tuple[list[str], bool]:
+    """A lane's title as wrapped lines, and whether it had to be cut (ending in "…")."""
+    words = f"{branch}: {title or f'branch {branch}'}".split()
+    lines = textwrap.wrap(" ".join(words), LABEL_CHARS, break_on_hyphens=False) or [""]
+    if len(lines) <= LABEL_LINES:
+        return lines, False
+    rest = " ".join(lines[LABEL_LINES - 1:])  # more than one line: its first, then "…"
+    return lines[:LABEL_LINES - 1] + [textwrap.wrap(rest, LABEL_CHARS - 1)[0] + "…"], True
 
 
 def tree_svg(nodes: list[Mapping[str, Any]], branches: list[Mapping[str, Any]],
@@ -69,16 +89,22 @@ def tree_svg(nodes: list[Mapping[str, Any]], branches: list[Mapping[str, Any]],
     """The branch tree as an SVG element (ids on nodes, changes in tooltips)."""
     if not nodes:
         return "<p>no nodes yet</p>"
-    pos, lane_x, W, H = layout(nodes)
     titles = {int(b["id"]): str(b.get("strategy") or "") for b in branches}
+    lanes = {b: lane_label(b, titles.get(b, ""))[0]
+             for b in sorted({int(n.get("branch") or 0) for n in nodes})}
+    widths = {b: max(map(len, lines)) * CHAR_W for b, lines in lanes.items()}
+    pos, lane_x, W, H = layout(nodes, widths, HEADER + LINE_H * (max(map(len, lanes.values())) - 1))
     vals = [float(n["val"]) for n in nodes if n.get("val") is not None and n["val"] > 0]
     lo, hi = (math.log(min(vals)), math.log(max(vals))) if vals else (0.0, 0.0)
     out = [f'<svg class="nimm-snapshot-tree" xmlns="http://www.w3.org/2000/svg" width="{W:.0f}" '
            f'height="{H:.0f}" viewBox="0 0 {W:.0f} {H:.0f}" font-family="sans-serif" font-size="10">']
     for b, x in lane_x:
         title = titles.get(b) or f"branch {b}"
-        out.append(f'<text x="{x:.0f}" y="14" font-weight="bold" fill="currentColor">'
-                   f'{html.escape(f"{b}: {title}"[:48])}<title>{html.escape(title)}</title></text>')
+        spans = "".join(f'<tspan x="{x:.0f}" dy="{0 if i == 0 else LINE_H}">{html.escape(line)}</tspan>'
+                        for i, line in enumerate(lanes[b]))
+        out.append(f'<text class="nimm-snapshot-lane" y="14" font-weight="bold" '
+                   f'fill="currentColor">{spans}<title>{html.escape(f"branch {b}: {title}")}'
+                   '</title></text>')
     for n in nodes:
         parent = n.get("parent")
         if parent is not None and parent in pos:
@@ -105,6 +131,16 @@ def tree_svg(nodes: list[Mapping[str, Any]], branches: list[Mapping[str, Any]],
         out.append(f'<text x="10" y="-8" fill="currentColor">{nid}</text></g>')
     out.append("</svg>")
     return "".join(out)
+
+
+def lane_key(branches: list[Mapping[str, Any]]) -> str:
+    """The full titles of the lanes whose label in the tree had to be cut ("" if none)."""
+    cut = [(int(b["id"]), str(b.get("strategy") or "")) for b in branches
+           if lane_label(int(b["id"]), str(b.get("strategy") or ""))[1]]
+    if not cut:
+        return ""
+    items = " · ".join(f"<b>{b}</b>: {html.escape(t)}" for b, t in cut)
+    return f'<p class="nimm-snapshot-lanes">lanes: {items}</p>'
 
 
 def ranked_rows(nodes: list[Mapping[str, Any]], top: int = 10) -> list[Mapping[str, Any]]:
@@ -155,6 +191,7 @@ def snapshot_html(state: Mapping[str, Any]) -> str:
         f"{html.escape(str(state.get('task_name', '')))} (static view)</h4>",
         f"<p>{html.escape(line)}</p>",
         tree_svg(state.get("nodes") or [], state.get("branches") or [], state.get("best_id")),
+        lane_key(state.get("branches") or []),
         "<p>fill: validation RMSE, blue-green = lower (log scale) · white with ✕: failed · "
         "grey: cancelled or not evaluated · gold ring: best · number: node id</p>",
         table, resume, "</div>"])

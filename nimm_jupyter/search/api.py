@@ -405,7 +405,9 @@ def resume(run_dir: str | Path, *, background: bool = False,
     """Continue the search journaled in ``run_dir``.
 
     Completed nodes are kept (not re-run, their budget not re-spent); nodes that were
-    pending or running are evaluated again. ``overrides`` may change the settings in
+    pending or running (cancelled by a stop) are evaluated again, oldest first, as far as the
+    budget allows: the run never evaluates more nodes than its budget, and those left over
+    stay pending for a resume with a larger one. ``overrides`` may change the settings in
     :data:`~.config.RESUMABLE` (budgets and limits, ``workers``, ``device``, ``model``,
     ``executor``/``executor_options``, ``train``, ...) and give ``proposer``/``executor`` as
     names or instances (by default the run's own kind). Budgets count the whole run,

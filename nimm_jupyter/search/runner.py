@@ -94,7 +94,8 @@ class Runner:
 
     # -- public --------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to stop; in-flight evaluations are cancelled and re-run on resume."""
+        """Ask the loop to stop; in-flight evaluations are cancelled and re-run on resume
+        (within its budget)."""
         self._stop.set()
 
     @property
@@ -144,11 +145,14 @@ class Runner:
         best = self.tree.best()
         self._best_id = best.id if best else None
         resumed = bool(self.tree.nodes)
-        # Nodes that never finished (crash, stop) are evaluated again; finished ones are kept.
-        for n in self.tree.snapshot():
-            if not n.state.completed:
-                n.state, n.started = NodeState.PENDING, None
-                self.journal.save_node(n)
+        # Nodes that never finished (crash, stop) are evaluated again, oldest first, as far as
+        # the budget (of evaluated nodes) allows; the rest stay pending for a larger budget.
+        nodes = self.tree.snapshot()
+        room = self.settings.config.budget - sum(n.completed for n in nodes)
+        for n in sorted((n for n in nodes if not n.state.completed), key=lambda n: n.id):
+            n.state, n.started = NodeState.PENDING, None
+            self.journal.save_node(n)
+            if len(self._ready) < room:
                 self._ready.append(n.id)
         self.journal.update_search(status=RunState.RUNNING, settings=self.settings.to_dict())
         self._emit("search_started", {

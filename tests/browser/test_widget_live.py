@@ -102,8 +102,8 @@ def test_live_updates_stop_resume_and_snapshot(page, front_end):
     page.screenshot(path=str(ARTIFACTS / f"live-resumed-{front_end.ui_path}.png"))
 
     # ... and again with the line-magic form, the one the stopped widget's message prints
-    # (its budget one more than the run has evaluated: a stop's cancelled nodes re-run on
-    # resume, so the cell form may evaluate more than its own budget).
+    # (its budget one more than the run has evaluated, so it has one node to evaluate: the
+    # oldest a stop cancelled, if any; a resume never evaluates beyond its budget).
     line_form = '%nimm_search --resume $rd --budget {r.status()["evaluated"] + 1}'
     nb.run_cell(line_form, timeout=90)
     assert "nimm_search: error" not in nb.output_text(line_form)

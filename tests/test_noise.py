@@ -65,3 +65,8 @@ def test_without_a_standard_error_the_answer_is_the_lowest_score():
     nodes = [_node(0, 0.100, None, 10), _node(1, 0.095, None, 500)]
     assert one_se_answer(nodes).id == 1
     assert one_se_answer([]) is None
+
+
+def test_node_rows_carry_the_standard_error_and_the_parameter_count():
+    row = _node(3, 0.1, 0.02, 7).summary()
+    assert row["val_score_se"] == 0.02 and row["n_parameters"] == 7

@@ -158,6 +158,8 @@ class Node:
             "train_rmse": self.rmse("train"), "val_rmse": self.rmse("val"),
             "test_rmse": self.rmse("test"),
             "val_score": self.score if r is not None and r.ok else float("nan"),
+            "val_score_se": self.score_se,
+            "n_parameters": r.n_parameters if r is not None else None,
             "message": self.message,
         }
 

@@ -120,7 +120,7 @@ def _best_dict(n: Node | None) -> dict[str, Any] | None:
     return json_safe({
         "id": n.id, "branch": n.branch, "operator": n.operator, "strategy": n.strategy,
         "change": n.change, "val_rmse": n.rmse("val"), "test_rmse": n.rmse("test"),
-        "train_rmse": n.rmse("train"), "val_score": n.score,
+        "train_rmse": n.rmse("train"), "val_score": n.score, "val_score_se": n.score_se,
         "parameters": dict(r.parameters) if r is not None else {},
         "n_parameters": r.n_parameters if r is not None else 0,
         "weights": r.weights_path if r is not None else None,

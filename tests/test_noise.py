@@ -70,3 +70,30 @@ def test_without_a_standard_error_the_answer_is_the_lowest_score():
 def test_node_rows_carry_the_standard_error_and_the_parameter_count():
     row = _node(3, 0.1, 0.02, 7).summary()
     assert row["val_score_se"] == 0.02 and row["n_parameters"] == 7
+
+
+def test_a_search_hands_back_and_reports_the_one_se_answer(tmp_path):
+    from nimm_jupyter.search.api import open_run
+
+    from fakes import FakeExecutor, Recorder
+    from test_search import run
+
+    class NoisyExecutor(FakeExecutor):
+        """Scores with a 20% standard error; the better a node, the more parameters."""
+
+        def _done(self, req, result):
+            if result.ok:
+                result.val.rmse_norm_se = 0.2 * result.val.rmse_norm
+                result.n_parameters = int(100 / result.val.rmse_norm)
+            super()._done(req, result)
+
+    rec = Recorder()
+    s, _, _ = run(tmp_path, executor=NoisyExecutor(), budget=6, on_event=rec)
+    s.wait(60)
+    nodes = s.result.nodes
+    answer, low = one_se_answer(nodes), lowest_score(nodes)
+    assert answer is not None and answer.id != low.id  # the case this test is about
+    assert s.best.id == s.result.best.id == open_run(s.run_dir).best.id == answer.id
+    best_events = [e for e in rec.events if e.type == "best_changed"]
+    assert best_events[-1].data["node"] == answer.id
+    assert [e for e in rec.events if e.type == "search_finished"][0].data["best"] == answer.id

@@ -35,7 +35,7 @@ def best_changed(best: Node) -> dict[str, Any]:
 
 def search_finished(reason: str, status: str, tree: Tree, *, tokens: int, cost: float,
                     elapsed: float) -> dict[str, Any]:
-    best = tree.best()
+    best = tree.answer()
     return {
         "reason": reason, "status": status, "best": best.id if best else None,
         "best_val": best.rmse("val") if best else None,

@@ -142,7 +142,7 @@ class Runner:
     # -- loop ----------------------------------------------------------------------------
     def _start(self) -> None:
         self.tree.strategies_exhausted = bool(self.journal.get_meta("strategies_exhausted", False))
-        best = self.tree.best()
+        best = self.tree.answer()  # the node a search hands back, as best_changed reports it
         self._best_id = best.id if best else None
         resumed = bool(self.tree.nodes)
         # Nodes that never finished (crash, stop) are evaluated again, oldest first, as far as
@@ -470,8 +470,9 @@ class Runner:
         if branch is not None and branch.rejects and self.tree.branch_best(branch.id) is node:
             branch.rejects = 0  # an improvement restarts the branch's stagnation count
             self.journal.save_branch(branch)
-        best = self.tree.best()
-        if best is not None and best.id != self._best_id and best.id == node.id:
+        # the answer may move to an earlier, simpler node once this one sets a new lowest score
+        best = self.tree.answer()
+        if best is not None and best.id != self._best_id:
             self._best_id = best.id
             events.append(self._event("best_changed", event_data.best_changed(best)))
         self.journal.save_node(node, events)

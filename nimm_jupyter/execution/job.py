@@ -35,7 +35,8 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
     """``result`` with every score the job claimed replaced by the driver's own: RMSE of its
     ``predictions`` against ``task``'s targets (which the job never held), by the harness's
     formulas, the rollout's and, where the job sent them, the teacher-forced one-step
-    predictions' (``<split>_one_step``; only for training: the job lacks the other states).
+    predictions' (``<split>_one_step``: training's from the ``done`` frame, validation's and
+    test's from the sequential reveal of :mod:`.reveal`).
     An ``ok`` result needs predictions of the right shape for every split
     (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
     which trains nothing); a non-finite validation error makes it ``diverged``."""
@@ -99,6 +100,21 @@ class Job:
     predictions_required: bool = True  # False only for the unchecked probe (no training)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # the driver scored these
     cgroup: str | None = None  # the job's memory cgroup (execution.cgroup), where there is one
+    reveal_fd: int | None = None  # the driver's (write) end of the job's reveal pipe (.reveal)
+
+    def flush_reveal(self) -> None:
+        """Send the job the true steps its one-step predictions have earned so far."""
+        if self.reveal_fd is not None and self.reader.reveal is not None:
+            self.reader.reveal.flush(self.reveal_fd)
+
+    def reveal_overdue(self, now: float) -> str | None:
+        """Why the job must be killed for stalling the one-step reveal, or None."""
+        return None if self.reader.reveal is None else self.reader.reveal.overdue(now)
+
+    def close_reveal(self) -> None:
+        if self.reveal_fd is not None:
+            os.close(self.reveal_fd)
+            self.reveal_fd = None
 
     def take_verdict(self, now: float) -> bool:
         """Adopt what the reader decided; True when the job must be killed (a protocol

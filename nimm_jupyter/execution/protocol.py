@@ -19,8 +19,11 @@ untrusted text that goes on into the journal and into the next LLM prompt.
 
 The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
 (:func:`encode_array`), the kept model's outputs for the inputs of each split, and for a
-trajectory task ``"<split>_one_step"`` for each split whose true states the child holds (its
-teacher-forced one-step predictions, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+trajectory task ``"train_one_step"`` (its teacher-forced one-step predictions on the one
+split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+Before ``done``, a trajectory job may send ``one_step`` frames, each answered by the driver
+on a second pipe: the sequential reveal of :mod:`.reveal`, which gives the validation and
+test one-step predictions without the job holding their targets.
 The scores a child claims are parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
@@ -31,7 +34,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -60,9 +63,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u
 _CHILD_STATUSES = frozenset(Status) - {Status.CANCELLED}
 
 
-# each split's rollout, and its teacher-forced one-step predictions (modeling.scoring.one_step_key)
-_PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step", "val_one_step",
-                              "test_one_step"})
+# each split's rollout, and the training split's teacher-forced one-step predictions
+# (modeling.scoring.one_step_key); those of val and test come only from the reveal (.reveal)
+_PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step"})
 
 
 class ProtocolViolation(ValueError):
@@ -235,12 +238,25 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
     )
 
 
+class RevealSide(Protocol):
+    """What the reader needs of the driver's side of the one-step reveal
+    (:class:`.reveal.Revealer`)."""
+
+    def accept(self, frame: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def predictions(self) -> dict[str, np.ndarray]: ...
+
+
 class FrameReader:
     """Parses one job's pipe; see the module docstring for the rules it enforces."""
 
-    def __init__(self, target_names: Iterable[str] | None = None, scenarios: Iterable[str] = ()):
+    def __init__(self, target_names: Iterable[str] | None = None, scenarios: Iterable[str] = (),
+                 reveal: "RevealSide | None" = None):
         self.target_names = list(target_names) if target_names is not None else None
         self.scenarios = tuple(scenarios)  # the task's scenario names: allowed prediction keys
+        self.reveal = reveal  # the driver's side of the one-step reveal, when the job has one
         self.buf = bytearray()
         self.started = False
         self.result: EvalResult | None = None
@@ -293,6 +309,8 @@ class FrameReader:
             return None
         if kind == "error":  # a setup failure may come before "started"; always crashed
             self.error = clean_text(frame.get("message") or "unknown error")
+            if self.reveal is not None:
+                self.reveal.close()
             return None
         if not self.started:
             raise ProtocolViolation(f"a {kind!r} frame before the job was set up")
@@ -301,9 +319,15 @@ class FrameReader:
             if not isinstance(values, dict) or len(values) > 16:
                 raise ProtocolViolation("a malformed progress frame")
             return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
+        if kind == "one_step" and self.reveal is not None:
+            self.reveal.accept(frame)
+            return None
         if kind == "done":
             result = clean_result(frame.get("result"), self.target_names)
             self.predictions = clean_predictions(frame.get("predictions"), self.scenarios)
+            if self.reveal is not None:
+                self.reveal.close()
+                self.predictions.update(self.reveal.predictions())
             self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")

@@ -38,7 +38,7 @@ __all__ = [
     "SplitData", "split_data", "sq_err_norm", "forward_chunks", "split_scores",
     "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
     "MAX_VECTOR_PARAMS", "SPLITS", "HIDDEN_SPLITS", "without_targets", "prediction_shape",
-    "predictions_file", "forward_one_step", "one_step_key", "score_one_step", "one_step_scores",
+    "predictions_file", "forward_one_step", "predict_step", "one_step_key", "score_one_step", "one_step_scores",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -161,15 +161,22 @@ def forward_one_step(model: nn.Module, data: SplitData) -> torch.Tensor:
     """Teacher-forced one-step predictions ``(N, T-C, S)`` of a trajectory split: see the
     module docstring. A window with a missing true state gives NaN there (the driver does
     not score such steps, :func:`score_one_step`)."""
-    y_context, u, t = data.args
-    C = int(y_context.shape[1])
+    C = int(data.args[0].shape[1])
     y = _true_states(data)
-    steps = []
-    for s in range(C, y.shape[1]):
-        cut = SplitData((y[:, :s], u[:, :s + 1], t[:s + 1]), data.per_sample,
-                        data.target[:, s - C:s - C + 1], None, 0.0)
-        steps.append(forward_chunks(model, cut))
-    return torch.cat(steps, dim=1)
+    return torch.cat([predict_step(model, y[:, :s], data.args[1], data.args[2])
+                      for s in range(C, y.shape[1])], dim=1)
+
+
+def predict_step(model: nn.Module, y_known: torch.Tensor, u: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+    """The model's prediction ``(N, 1, S)`` of step ``s = y_known.shape[1]`` from the true
+    steps ``0..s-1`` (``y_known``), i.e. its forward on the trajectory cut after step ``s``
+    (``u[:, :s+1]``, ``t[:s+1]``): one step of :func:`forward_one_step`, and what a job
+    answers in the sequential reveal (:mod:`nimm_jupyter.execution.reveal`)."""
+    s = int(y_known.shape[1])
+    cut = SplitData((y_known, u[:, :s + 1], t[:s + 1]), (True, True, False),
+                    y_known[:, :1], None, 0.0)
+    return forward_chunks(model, cut)
 
 
 def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,

@@ -140,3 +140,77 @@ def test_driver_replaces_claimed_scores_and_checks_shapes():
         reader = FrameReader(TASK.target_names)
         reader.feed(_done({"status": "ok"}, {"val": garbage}))
         assert reader.violation is not None and "predictions" in reader.violation, garbage
+
+
+# -- the sequential one-step reveal (issue 16 item 2): no target before its prediction -------
+READ_AHEAD = '''import torch
+from torch import nn
+
+SEEN = {}  # every state it was ever sent, by batch (its first states): keeps all, uses the latest
+
+
+class Model(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, y_context, u, t):
+        s = y_context.shape[1]
+        key = tuple(y_context[:, 0].flatten().tolist())
+        kept = SEEN.get(key)
+        if kept is None or kept.shape[1] < s:
+            SEEN[key] = kept = y_context.detach().clone()
+        # the latest state it has seen for these samples, as every step it is asked for
+        return kept[:, -1:].expand(-1, t.shape[0] - s, -1) + 0.0 * self.w
+'''
+
+
+def _persistence_rmse(split: str) -> float:
+    """Step s predicted as the true step s-1, computed here from the task alone."""
+    y = np.asarray(TASK.split(split).targets, dtype=np.float64)
+    err = y[:, TASK.context:] - y[:, TASK.context - 1:-1]
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
+def test_a_candidate_that_keeps_what_it_is_sent_gets_only_persistence(harness):
+    """The reveal sends step s only after the prediction of step s: a candidate that hoards
+    every state and answers with the latest one scores exactly the persistence error."""
+    r = run(harness, READ_AHEAD, timeout=120)
+    assert r.ok, r.message
+    for split in ("val", "test"):
+        scores = getattr(r, split)
+        assert scores.rmse_one_step == pytest.approx(_persistence_rmse(split), rel=1e-6), split
+        assert scores.rmse_one_step > 0 and scores.per_target_one_step.keys() == {"y"}
+
+
+STALL = '''import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    """Honest until the driver has revealed a validation or test step (batch of 4, context
+    longer than the task's), then it never answers."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(0.5))
+        self.context = int(spec.context)
+
+    def forward(self, y_context, u, t):
+        if y_context.shape[0] == 4 and y_context.shape[1] > self.context:
+            while True:
+                pass
+        s = y_context.shape[1]
+        dt = (t[s:] - t[s - 1]).reshape(1, -1, 1)
+        return y_context[:, -1:] * torch.exp(-self.k * dt)
+'''
+
+
+def test_a_job_that_stops_answering_mid_reveal_ends_as_a_timeout(harness, monkeypatch):
+    from nimm_jupyter.execution import reveal
+
+    monkeypatch.setattr(reveal, "STEP_TIMEOUT_S", 3.0)
+    r = run(harness, STALL, timeout=120)
+    assert r.status is Status.TIMEOUT, r.message
+    hangs_at = f"val step {TASK.context + 1}"  # the first step after a revealed one
+    assert "stopped answering the one-step reveal" in r.message and hangs_at in r.message, r.message

@@ -223,17 +223,36 @@ def test_a_late_job_is_overdue_and_done_closes_the_reveal(traj):
     from nimm_jupyter.execution.protocol import FrameReader
     from nimm_jupyter.execution.reveal import Revealer
 
-    reveal = Revealer(traj, step_timeout=5.0)
-    reader = FrameReader(traj.target_names, reveal=reveal)
-    frames = [{"kind": "started"}, _one_step_frame("val", 2, np.zeros((6, 2)))]
-    reader.feed(b"".join(json.dumps(f).encode() + b"\n" for f in frames))
+    zeros = {s: encode_array(np.zeros(prediction_shape(traj, s))) for s in ("train", "val", "test")}
+    commit = {"kind": "commit", "result": {"status": "ok"}, "predictions": zeros}
+
+    def reader_after(*frames):
+        reveal = Revealer(traj, step_timeout=5.0)
+        reader = FrameReader(traj.target_names, reveal=reveal)
+        reader.feed(b"".join(json.dumps(f).encode() + b"\n" for f in ({"kind": "started"},) + frames))
+        return reader, reveal
+
+    reader, reveal = reader_after(commit)
+    assert reader.violation is None and "val step 2 did not come" in reveal.overdue(reveal.due + 1)
+    reader, reveal = reader_after(commit, _one_step_frame("val", 2, np.zeros((6, 2))))
     assert reader.violation is None and reveal.overdue(reveal.due - 1) is None
     assert "val step 3 did not come within 5 s" in reveal.overdue(reveal.due + 1)
-    zeros = {s: encode_array(np.zeros(prediction_shape(traj, s))) for s in ("train", "val", "test")}
-    reader.feed(json.dumps({"kind": "done", "result": {"status": "ok"},
-                            "predictions": zeros}).encode() + b"\n")
+    reader.feed(b'{"kind": "done"}\n')
     assert reader.result is not None and reveal.overdue(1e18) is None
+    assert "stopped by the job at val step 3" in reader.result.notes[-1]
     assert one_step_key("val") not in reader.predictions  # an unfinished split has none
+    assert set(reader.predictions) == {"train", "val", "test"}  # the committed rollouts
+    # before commit no one_step; after it nothing that could carry what was revealed
+    for frames in [(_one_step_frame("val", 2, np.zeros((6, 2))),),
+                   (commit, {"kind": "progress", "progress": {"epoch": 1.0}}),
+                   (commit, {"kind": "done", "result": {"status": "ok"}}),
+                   (commit, commit)]:
+        reader, _ = reader_after(*frames)
+        assert reader.violation is not None and reader.result is None, frames[-1]["kind"]
+    from nimm_jupyter.execution.protocol import REVEAL_BROKEN
+
+    reader, _ = reader_after(commit, {"kind": "error", "message": "test targets: 1.5 2.5"})
+    assert reader.error == REVEAL_BROKEN
 
 
 FIXED = '''from torch import nn

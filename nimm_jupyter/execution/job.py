@@ -24,7 +24,7 @@ from ..modeling.scoring import (
 from ..tasks.base import Task, TaskKind
 from .base import EvalRequest, TrainConfig
 from .forkserver import classify_exit
-from .protocol import FrameReader, ProtocolViolation
+from .protocol import REVEAL_BROKEN, FrameReader, ProtocolViolation
 from .sandbox import FILE_SIZE_LIMIT, WEIGHTS_FILE
 
 __all__ = ["Job", "driver_scores"]
@@ -102,8 +102,20 @@ class Job:
     cgroup: str | None = None  # the job's memory cgroup (execution.cgroup), where there is one
     reveal_fd: int | None = None  # the driver's (write) end of the job's reveal pipe (.reveal)
 
-    def flush_reveal(self) -> None:
-        """Send the job the true steps its one-step predictions have earned so far."""
+    weights_frozen: bool = False  # the weights file was copied when the job committed
+
+    def serve_reveal(self) -> None:
+        """Keep the weights as they were at ``commit`` (the job may write its weights
+        descriptor later, after it has seen revealed targets), then send the job the true
+        steps its one-step predictions have earned so far."""
+        if self.reader.committed is not None and not self.weights_frozen:
+            self.weights_frozen = True
+            src = os.path.join(self.workdir, WEIGHTS_FILE)
+            try:
+                if _plain_file(src):
+                    shutil.copyfile(src, src + COMMITTED)
+            except OSError:
+                pass
         if self.reveal_fd is not None and self.reader.reveal is not None:
             self.reader.reveal.flush(self.reveal_fd)
 
@@ -145,10 +157,9 @@ class Job:
         target = self.config.save_weights
         if not (target and result.ok and result.weights_path):
             return None
-        src = os.path.join(self.workdir, WEIGHTS_FILE)
+        src = os.path.join(self.workdir, WEIGHTS_FILE) + (COMMITTED if self.weights_frozen else "")
         try:
-            info = os.lstat(src)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > FILE_SIZE_LIMIT or info.st_nlink != 1:
+            if not _plain_file(src):
                 return None
             shutil.move(src, target)
         except OSError:
@@ -157,9 +168,22 @@ class Job:
         return target
 
     def classify(self) -> EvalResult:
-        """The result of a job that ended without an accepted report."""
+        """The result of a job that ended without an accepted report (after a ``commit``,
+        without its output's tail: by then it had seen revealed targets)."""
+        error = self.error
+        if error is None and self.reader.committed is not None:
+            error = REVEAL_BROKEN
         return classify_exit(self.exit_code, self.workdir, kill_reason=self.kill_reason,
-                             kill_message=self.kill_message, error=self.error)
+                             kill_message=self.kill_message, error=error)
+
+
+COMMITTED = ".committed"  # suffix of the weights the driver copied at the job's commit
+
+
+def _plain_file(path: str) -> bool:
+    """A regular file of a sane size with one link (not a link a candidate planted)."""
+    info = os.lstat(path)
+    return stat.S_ISREG(info.st_mode) and info.st_size <= FILE_SIZE_LIMIT and info.st_nlink == 1
 
 
 def save_predictions(weights: str, predictions: dict[str, np.ndarray]) -> None:

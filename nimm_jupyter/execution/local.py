@@ -388,7 +388,7 @@ class LocalExecutor(Executor):
                 self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
         if job.take_verdict(now):
             self._kill(job, None, "")
-        job.flush_reveal()
+        job.serve_reveal()
 
     def _enforce_limits(self, now: float) -> None:
         watch = []

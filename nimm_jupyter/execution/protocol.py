@@ -21,9 +21,12 @@ The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split:
 (:func:`encode_array`), the kept model's outputs for the inputs of each split, and for a
 trajectory task ``"train_one_step"`` (its teacher-forced one-step predictions on the one
 split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
-Before ``done``, a trajectory job may send ``one_step`` frames, each answered by the driver
-on a second pipe: the sequential reveal of :mod:`.reveal`, which gives the validation and
-test one-step predictions without the job holding their targets.
+A trajectory job with a trained model instead sends that report and those predictions in a
+``commit`` frame, then ``one_step`` frames, each answered by the driver on a second pipe
+(the sequential reveal of :mod:`.reveal`: validation and test one-step predictions without
+the job holding their targets), then an empty ``done``. Nothing but ``one_step`` frames and
+that empty ``done`` may follow a ``commit``: once targets are revealed, the job can change
+no score, report, parameter or note.
 The scores a child claims are parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
@@ -66,6 +69,12 @@ _CHILD_STATUSES = frozenset(Status) - {Status.CANCELLED}
 # each split's rollout, and the training split's teacher-forced one-step predictions
 # (modeling.scoring.one_step_key); those of val and test come only from the reveal (.reveal)
 _PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step"})
+
+
+# What a job that ends the reveal without its empty ``done`` is told; its own words (an error
+# frame, its output) are dropped because it had seen revealed targets by then.
+REVEAL_BROKEN = ("the evaluation ended during the one-step reveal without finishing it (its "
+                 "own error text and output are not kept: it had seen revealed targets)")
 
 
 class ProtocolViolation(ValueError):
@@ -242,9 +251,16 @@ class RevealSide(Protocol):
     """What the reader needs of the driver's side of the one-step reveal
     (:class:`.reveal.Revealer`)."""
 
+    def open(self) -> None: ...
+
     def accept(self, frame: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+    def summary(self) -> str: ...
+
+    @property
+    def spent(self) -> float: ...
 
     def predictions(self) -> dict[str, np.ndarray]: ...
 
@@ -263,6 +279,8 @@ class FrameReader:
         self.predictions: dict[str, np.ndarray] = {}  # with ``result``: what the driver scores
         self.error: str | None = None
         self.violation: str | None = None
+        # the job's report and predictions, sent before the one-step reveal (see .reveal)
+        self.committed: tuple[EvalResult, dict[str, np.ndarray]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -308,29 +326,53 @@ class FrameReader:
             self.started = True
             return None
         if kind == "error":  # a setup failure may come before "started"; always crashed
-            self.error = clean_text(frame.get("message") or "unknown error")
+            self.error = (REVEAL_BROKEN if self.committed is not None  # it had seen targets
+                          else clean_text(frame.get("message") or "unknown error"))
             if self.reveal is not None:
                 self.reveal.close()
             return None
         if not self.started:
             raise ProtocolViolation(f"a {kind!r} frame before the job was set up")
+        if kind == "commit" and self.reveal is not None and self.committed is None:
+            # the report and every rollout prediction, fixed before any target is revealed
+            self.committed = (clean_result(frame.get("result"), self.target_names),
+                              clean_predictions(frame.get("predictions"), self.scenarios))
+            self.reveal.open()
+            return None
+        if self.committed is not None:  # the reveal: one_step frames, then an empty done
+            return self._revealing(kind, frame)
         if kind == "progress":
             values = frame.get("progress")
             if not isinstance(values, dict) or len(values) > 16:
                 raise ProtocolViolation("a malformed progress frame")
             return {clean_text(k, 32): _finite(_number(v, "progress")) for k, v in values.items()}
-        if kind == "one_step" and self.reveal is not None:
-            self.reveal.accept(frame)
-            return None
         if kind == "done":
             result = clean_result(frame.get("result"), self.target_names)
             self.predictions = clean_predictions(frame.get("predictions"), self.scenarios)
             if self.reveal is not None:
                 self.reveal.close()
-                self.predictions.update(self.reveal.predictions())
             self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")
+
+    def _revealing(self, kind: Any, frame: dict[str, Any]) -> None:
+        """After ``commit`` nothing the job sends can change a score or reach a proposer:
+        only ``one_step`` predictions (each checked before its step is revealed) and a
+        ``done`` frame that carries nothing."""
+        assert self.committed is not None and self.reveal is not None
+        if kind == "one_step":
+            self.reveal.accept(frame)
+            return None
+        if kind == "done" and set(frame) == {"kind"}:
+            result, predictions = self.committed
+            self.reveal.close()
+            result.notes.append(self.reveal.summary())  # the driver's words, not the job's
+            result.wall_time += self.reveal.spent  # the evaluation's time includes the reveal
+            self.predictions = {**predictions, **self.reveal.predictions()}
+            self.result = result
+            return None
+        raise ProtocolViolation("an unexpected frame during the one-step reveal (only one_step "
+                                "frames and an empty done may follow commit)")
 
 
 def _finite(x: float) -> float:

@@ -4,30 +4,37 @@ splits from a job that never holds their targets (issues 15 and 16).
 A one-step prediction of step ``s`` needs the true states ``0..s-1`` as input, and those are
 the split's targets, which never enter a job (:data:`~..modeling.scoring.HIDDEN_SPLITS`).
 So, after training, the job (still jailed, its kept model in memory) and the driver take
-turns, one step at a time, every trajectory of a split batched together:
+turns, one step at a time, every trajectory of a split batched together. On the result pipe
+the job first sends ``commit``: its whole report and every rollout prediction (what the
+``done`` frame carries otherwise), and its weights file is closed; only then does the reveal
+start, so nothing the job learns from it can change a score, the weights, the parameters or
+a note. Then the message pair, once per step::
 
     job -> driver, on the result pipe:
         {"kind": "one_step", "split": "val", "step": s, "prediction": (N, S) array}
     driver -> job, on the reveal pipe (only after that prediction was accepted):
         {"kind": "reveal", "split": "val", "step": s, "states": (N, S) array}
 
-The job predicts step ``s`` with :func:`~..modeling.scoring.predict_step` from the context it
-was given (steps ``0..C-1``) plus the steps revealed so far; the driver checks the frame
-(the expected split and step, an encoded float array of shape ``(N, S)``, the frame cap of
-:mod:`.protocol`) and only then sends the true step ``s`` (NaN where it is unobserved). So a
-candidate never sees a target before it has committed its prediction of it: the best it can
-do with what it was sent is what the true previous states allow. The order is fixed by the
-driver: every hidden split in :data:`HIDDEN_SPLITS` order, steps ``C..T-1``; the last step
-of a split is never revealed. Anything else is a protocol violation (``crashed``).
+and finally an empty ``{"kind": "done"}``. The job predicts step ``s`` with
+:func:`~..modeling.scoring.predict_step` from the context it was given (steps ``0..C-1``)
+plus the steps revealed so far; the driver checks the frame (the expected split and step, an
+encoded float array of shape ``(N, S)``, the frame cap of :mod:`.protocol`) and only then
+sends the true step ``s`` (NaN where it is unobserved). So a candidate never sees a target
+before it has committed its prediction of it: the best it can do with what it was sent is
+what the true previous states allow. The order is fixed by the driver: every hidden split in
+:data:`HIDDEN_SPLITS` order, steps ``C..T-1``; the last step of a split is never revealed.
+Anything else after ``commit`` (a progress frame, a ``done`` with content, a step out of
+order) is a protocol violation (``crashed``), and no text the job sends after ``commit`` is
+kept (its error messages and output are replaced by the driver's words): it may carry
+revealed targets.
 
-Time: the first ``one_step`` frame comes after training (the job's wall-clock limit governs
-it); from then on every next frame (``one_step`` or ``done``) must come within
-:data:`STEP_TIMEOUT_S`, and the job's own limit still applies: a job that stops answering
-ends ``timeout``, never as a hang. A ``done`` before the sequence ends closes the phase (the
-job's model failed on a longer context, and says so in a note): the splits not completed
-have no one-step scores. Collected predictions go to :func:`~.job.driver_scores` as
-``<split>_one_step``, exactly like the training split's (which the job computes itself,
-holding those states).
+Time: from ``commit`` on, every next frame (``one_step`` or ``done``) must come within
+:data:`STEP_TIMEOUT_S`, and the job's own wall-clock limit still applies: a job that stops
+answering ends ``timeout``, never as a hang. An empty ``done`` before the sequence ends closes
+the phase (the model failed on a longer context): the splits not completed have no one-step
+scores, and the driver's note (:meth:`Revealer.summary`) says where it stopped. Collected
+predictions go to :func:`~.job.driver_scores` as ``<split>_one_step``, exactly like the
+training split's (which the job computes itself, holding those states).
 
 What one-step means per task kind: a tabular task has no rollout (its one-step RMSE is the
 plain RMSE; no reveal). A trajectory task, windowed series included, is revealed per
@@ -93,21 +100,32 @@ class Revealer:
         self.outbox = bytearray()  # reveal frames not yet written to the job
         self.collected: dict[str, list[np.ndarray]] = {}
         self.due: float | None = None  # when the next frame must have come (monotonic)
+        self.opened_at: float | None = None
+        self.closed_at: float | None = None
+
+    def open(self) -> None:
+        """The job committed its report and predictions: the reveal starts, and the first
+        prediction is due."""
+        self.opened_at = time.monotonic()
+        self.due = self.opened_at + self.step_timeout
 
     def accept(self, frame: dict[str, Any]) -> None:
         """Take one ``one_step`` frame; :class:`ProtocolViolation` unless it is the expected
-        step's prediction, of shape ``(N, S)``."""
+        step's prediction, of shape ``(N, S)``. The messages quote nothing the job sent
+        (it may have seen revealed targets)."""
         if self.pos >= len(self.steps):
             raise ProtocolViolation("a one_step frame after the last step of the reveal")
         split, step = self.steps[self.pos]
         if frame.get("split") != split or frame.get("step") != step or isinstance(frame.get("step"), bool):
-            raise ProtocolViolation(f"a one_step frame for {frame.get('split')!r} step "
-                                    f"{frame.get('step')!r}; expected {split!r} step {step}")
+            raise ProtocolViolation(f"a one_step frame out of order (expected {split} step {step})")
         truth = np.asarray(self.task.split(split).targets, dtype=np.float64)
-        pred = decode_array(frame.get("prediction"), f"{split} one-step prediction")
-        if pred.shape != (truth.shape[0], truth.shape[2]):
-            raise ProtocolViolation(f"{split} one-step prediction of shape {pred.shape}; "
-                                    f"expected {(truth.shape[0], truth.shape[2])}")
+        try:
+            pred = decode_array(frame.get("prediction"), "a one-step prediction")
+        except ProtocolViolation:
+            pred = None
+        if pred is None or pred.shape != (truth.shape[0], truth.shape[2]):
+            raise ProtocolViolation(f"the one-step prediction of {split} step {step} is not an "
+                                    f"encoded float array of shape {(truth.shape[0], truth.shape[2])}")
         self.collected.setdefault(split, []).append(pred)
         self.pos += 1
         if step < truth.shape[1] - 1:  # earned: the true step it has just predicted
@@ -120,6 +138,24 @@ class Revealer:
         """The job sent its final frame: nothing more is due."""
         self.due = None
         self.outbox.clear()
+        self.closed_at = time.monotonic()
+
+    @property
+    def spent(self) -> float:
+        """Seconds from ``commit`` to the end of the reveal (so far)."""
+        now = time.monotonic()
+        return (self.closed_at or now) - (self.opened_at or now)
+
+    def summary(self) -> str:
+        """The note the driver adds to a committed result: how far the reveal got, its time."""
+        spent = self.spent
+        if self.pos == len(self.steps):
+            return (f"one-step reveal: {len(self.steps)} steps of "
+                    f"{', '.join(dict.fromkeys(s for s, _ in self.steps))} in {spent:.2f} s")
+        split, step = self.steps[self.pos]
+        return (f"one-step reveal stopped by the job at {split} step {step} after {spent:.2f} s "
+                "(its model failed on a longer context; see the output log): no one-step "
+                "scores for the splits it did not finish")
 
     def flush(self, fd: int) -> None:
         """Write what the pipe takes now (non-blocking); a job that is gone takes nothing."""

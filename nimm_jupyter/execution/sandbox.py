@@ -392,20 +392,21 @@ def _export_weights(path: str, weights_fd: int | None) -> None:
             dst.write(chunk)
 
 
-def _one_step_reveal(result: Any, model: Any, task: Any, reveal_fd: int, frames: _Frames,
-                     config: Any) -> None:
-    """The job's turn of the sequential reveal (:func:`.reveal.answer_reveals`); its time and
-    any early end go into the result's notes."""
+def _commit_and_reveal(report: dict[str, Any], model: Any, task: Any, reveal_fd: int,
+                       frames: _Frames, config: Any) -> None:
+    """Send the report and predictions as a ``commit``, answer the sequential one-step
+    reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
+    longer context ends the reveal early (the driver notes where); why goes to the output log."""
     import torch
 
     from .reveal import answer_reveals
 
-    started = time.perf_counter()
-    note = answer_reveals(model, task, reveal_fd, frames.send, config.device,
-                          getattr(torch, config.dtype))
-    spent = time.perf_counter() - started
-    result.wall_time += spent
-    result.notes.append(note or f"one-step reveal (validation, test): {spent:.2f} s")
+    frames.send({"kind": "commit", **report})
+    failure = answer_reveals(model, task, reveal_fd, frames.send, config.device,
+                             getattr(torch, config.dtype))
+    if failure:
+        print(failure, flush=True)
+    frames.send({"kind": "done"})
 
 
 def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
@@ -471,16 +472,20 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
                 result = probe(task, payload["source"], config.device)
         except BaseException as exc:  # noqa: BLE001 - the harness promised not to, but still
             result = _failure_from_exception(exc, Status.RUNTIME_ERROR)
-        if model is not None and reveal_fd is not None:
-            _one_step_reveal(result, model, task, reveal_fd, frames, config)
         if result.status is Status.RUNTIME_ERROR and _OOM_TEXT.search(result.message or ""):
             result.status = Status.OUT_OF_MEMORY
-        if result.weights_path:
+        if result.weights_path:  # closes weights_fd: fixed before any target is revealed
             _export_weights(result.weights_path, weights_fd)
         # the driver scores these (the task here has no test targets); its scores are ignored
-        frames.send({"kind": "done", "result": result.to_dict(),
-                     "predictions": {s: encode_array(p) for s, p in predictions.items()}
-                     if result.ok else {}})
+        report = {"result": result.to_dict(),
+                  "predictions": {s: encode_array(p) for s, p in predictions.items()}
+                  if result.ok else {}}
+        from .reveal import reveal_steps
+
+        if model is not None and reveal_fd is not None and reveal_steps(task):
+            _commit_and_reveal(report, model, task, reveal_fd, frames, config)
+        else:
+            frames.send({"kind": "done", **report})
     except BaseException as exc:  # noqa: BLE001
         try:
             frames.send({"kind": "error", "message": f"{type(exc).__name__}: {exc}"})

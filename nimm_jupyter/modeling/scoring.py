@@ -15,8 +15,11 @@ own ``forward(y_context, u, t)`` on the trajectory cut after step ``s`` (context
 ``u[:, :s+1]``, ``t[:s+1]``): the time origin and the first observed steps stay what the model
 was trained with; only the context is longer than ``C`` (a candidate that cannot take that
 gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
-of one step each, about the cost of one more rollout. Tabular tasks have no rollout: their one-step RMSE *is* the plain RMSE, so it is not
-computed twice (the ``*_one_step`` fields stay None).
+of one step each, about the cost of one more rollout. A job holds the true states of the
+training split only; validation and test steps reach it one at a time, each after its
+prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`). Tabular tasks
+have no rollout: their one-step RMSE *is* the plain RMSE, so it is not computed twice (the
+``*_one_step`` fields stay None).
 """
 from __future__ import annotations
 

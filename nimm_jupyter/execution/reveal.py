@@ -6,9 +6,10 @@ the split's targets, which never enter a job (:data:`~..modeling.scoring.HIDDEN_
 So, after training, the job (still jailed, its kept model in memory) and the driver take
 turns, one step at a time, every trajectory of a split batched together. On the result pipe
 the job first sends ``commit``: its whole report and every rollout prediction (what the
-``done`` frame carries otherwise), and its weights file is closed; only then does the reveal
-start, so nothing the job learns from it can change a score, the weights, the parameters or
-a note. Then the message pair, once per step::
+``done`` frame carries otherwise) and closes its weights descriptor (the driver keeps the
+weights file as it is at that moment, :meth:`.job.Job.serve_reveal`); only then does the
+reveal start, so nothing the job learns from it can change a score, the weights, the
+parameters or a note. Then the message pair, once per step::
 
     job -> driver, on the result pipe:
         {"kind": "one_step", "split": "val", "step": s, "prediction": (N, S) array}
@@ -40,7 +41,9 @@ What one-step means per task kind: a tabular task has no rollout (its one-step R
 plain RMSE; no reveal). A trajectory task, windowed series included, is revealed per
 sample: for a window, step ``s`` is predicted from the window's own true steps before it
 (its time origin unchanged), so the first forecast step of every window is both its rollout's
-step 1 and its one-step prediction.
+step 1 and its one-step prediction. (Overlapping windows of one series, stride 1, carry in
+their contexts the true states of earlier windows' forecast steps; that is how such a split
+is given to a job at all, reveal or not: docs/SECURITY.md, "Still open".)
 """
 from __future__ import annotations
 

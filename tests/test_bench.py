@@ -89,6 +89,7 @@ def test_grid_files_then_second_invocation_reruns_nothing(tmp_path, toy_task, ca
     assert sorted((r["reference"], r["seed"]) for r in refs) == sorted(
         (w, s) for w in ("prior", "neural", "hybrid") for s in ("0", "1"))
     assert all(r["status"] == "ok" for r in refs)
+    assert all(float(r["test_rmse_one_step"]) > 0 for r in refs)  # beside the rollout's
 
     md = (out / "results.md").read_text()
     assert "| model | test RMSE mean ± s.e. (n) | worst test RMSE | valid-node rate" in md

@@ -321,3 +321,16 @@ def test_trained_models_reveal_scores_match_its_weights(executor, traj, tmp_path
         assert getattr(r, split).rmse_one_step == pytest.approx(want["rmse_one_step"], rel=1e-5)
         assert getattr(r, split).rmse_one_step < getattr(r, split).rmse  # from the truth: better
     assert "test" not in r.for_proposer()  # test one-step rides with test: never proposed on
+
+
+def test_the_output_cap_grows_by_what_the_reveal_may_send(traj):
+    import json
+
+    from nimm_jupyter.execution.reveal import Revealer
+
+    reveal = Revealer(traj)
+    frames = [json.dumps(_one_step_frame(s, k, np.zeros((traj.split(s).targets.shape[0], 2))))
+              for s, k in reveal.steps]
+    assert sum(len(f) + 1 for f in frames) <= reveal.output_allowance < 2 * sum(map(len, frames))
+    tab = make_toy_tabular(n_train=8, n_val=4, n_test=4)
+    assert Revealer(tab).steps == [] and Revealer(tab).output_allowance == 0

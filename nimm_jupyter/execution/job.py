@@ -123,6 +123,11 @@ class Job:
         """Why the job must be killed for stalling the one-step reveal, or None."""
         return None if self.reader.reveal is None else self.reader.reveal.overdue(now)
 
+    @property
+    def reveal_allowance(self) -> int:
+        """Output bytes the one-step reveal may add to the job's cap (0 without a reveal)."""
+        return 0 if self.reader.reveal is None else self.reader.reveal.output_allowance
+
     def close_reveal(self) -> None:
         if self.reveal_fd is not None:
             os.close(self.reveal_fd)

@@ -380,8 +380,9 @@ class LocalExecutor(Executor):
                 job.reader.close()
                 break
             job.received += len(chunk)
-            if job.received > MAX_OUTPUT_BYTES:
-                self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results")
+            if job.received > MAX_OUTPUT_BYTES + job.reveal_allowance:
+                self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results"
+                           + (" (plus its one-step predictions)" if job.reveal_allowance else ""))
                 job.eof, job.eof_at = True, now
                 break
             for progress in job.reader.feed(chunk):

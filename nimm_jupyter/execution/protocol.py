@@ -259,6 +259,8 @@ class RevealSide(Protocol):
 
     def summary(self) -> str: ...
 
+    output_allowance: int
+
     @property
     def spent(self) -> float: ...
 

@@ -105,6 +105,11 @@ class Revealer:
         self.due: float | None = None  # when the next frame must have come (monotonic)
         self.opened_at: float | None = None
         self.closed_at: float | None = None
+        # what the one_step frames may add to the job's output cap: every step's (N, S)
+        # prediction as float64 in base64, plus the frame's keys
+        n_s = {split: int(np.prod(np.shape(task.split(split).targets)[::2]))
+               for split, _ in self.steps}
+        self.output_allowance = sum(4 * (8 * n_s[split] + 2) // 3 + 256 for split, _ in self.steps)
 
     def open(self) -> None:
         """The job committed its report and predictions: the reveal starts, and the first

@@ -82,10 +82,14 @@ def test_grid_files_then_second_invocation_reruns_nothing(tmp_path, toy_task, ca
         best = open_run(r["run_dir"]).best
         assert int(r["best_node"]) == best.id
         assert float(r["best_test_rmse"]) == pytest.approx(best.rmse("test"))
+        # a trajectory task: the teacher-forced one-step columns beside the rollout's
+        assert float(r["best_test_rmse_one_step"]) == pytest.approx(best.result.test.rmse_one_step)
+        assert float(r["best_val_rmse_one_step"]) > 0
     refs = _rows(out / "references.csv")
     assert sorted((r["reference"], r["seed"]) for r in refs) == sorted(
         (w, s) for w in ("prior", "neural", "hybrid") for s in ("0", "1"))
     assert all(r["status"] == "ok" for r in refs)
+    assert all(float(r["test_rmse_one_step"]) > 0 for r in refs)  # beside the rollout's
 
     md = (out / "results.md").read_text()
     assert "| model | test RMSE mean ± s.e. (n) | worst test RMSE | valid-node rate" in md

@@ -134,6 +134,9 @@ def test_good_candidate_matches_local_and_task_is_put_once(executor, task, monke
         assert done.status is Status.OK, done.message
         assert done.val.rmse_norm == pytest.approx(local.val.rmse_norm, rel=1e-6)
         assert done.test.rmse == pytest.approx(local.test.rmse, rel=1e-6)
+        # the sequential one-step reveal runs inside the worker, which acts as the driver
+        assert local.test.rmse_one_step is not None
+        assert done.test.rmse_one_step == pytest.approx(local.test.rmse_one_step, rel=1e-6)
         assert done.epochs == local.epochs and done.seed == 3 and done.device == "cpu"
         progress = [e.progress for e in evs[:-1]]
         assert progress and all(e.kind == "progress" for e in evs[:-1])

@@ -19,7 +19,8 @@ from .stats import cell, paired_t_test
 
 STATUS_COLUMNS = tuple(s.value for s in Status) + (PROPOSAL_ERROR, "pending", "running")
 RUN_FIELDS = (("task", "policy", "seed", "status", "stop_reason", "best_node", "best_val_rmse",
-               "best_test_rmse", "best_val_rmse_norm", "best_test_rmse_norm", "n_nodes",
+               "best_test_rmse", "best_val_rmse_norm", "best_test_rmse_norm",
+               "best_val_rmse_one_step", "best_test_rmse_one_step", "n_nodes",
                "n_completed", "n_failed") + tuple(f"n_{s}" for s in STATUS_COLUMNS)
               + ("wall_time", "tokens", "cost", "run_dir"))
 
@@ -44,6 +45,9 @@ def _run_row(config: BenchConfig, task: str, policy: str,
         best_test_rmse=best.rmse("test") if best else None,
         best_val_rmse_norm=best.result.val.rmse_norm if best and best.result else None,
         best_test_rmse_norm=best.result.test.rmse_norm if best and best.result else None,
+        # teacher-forced one-step (trajectory tasks; the sequential reveal), next to the rollout
+        best_val_rmse_one_step=best.result.val.rmse_one_step if best and best.result else None,
+        best_test_rmse_one_step=best.result.test.rmse_one_step if best and best.result else None,
         n_nodes=len(r.nodes), n_completed=len(completed),
         n_failed=sum(not n.ok for n in completed),
         wall_time=r.wall_time, tokens=r.tokens, cost=r.cost,

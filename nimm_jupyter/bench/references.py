@@ -13,7 +13,8 @@ from .config import REFERENCES_CSV, BenchConfig, BenchError, Log, log_stderr
 from .files import _fmt, _read_csv, _write_csv
 
 _REF_FIELDS = ("task", "reference", "seed", "status", "val_rmse", "test_rmse", "val_rmse_norm",
-               "test_rmse_norm", "epochs", "wall_time", "n_parameters", "message", "config")
+               "test_rmse_norm", "val_rmse_one_step", "test_rmse_one_step", "epochs",
+               "wall_time", "n_parameters", "message", "config")
 
 
 def _config_key(config: BenchConfig, task: str) -> str:
@@ -69,6 +70,8 @@ def run_references(config: BenchConfig, built: dict[str, Any] | None = None,
             "val_rmse": r.val.rmse if r else None, "test_rmse": r.test.rmse if r else None,
             "val_rmse_norm": r.val.rmse_norm if r else None,
             "test_rmse_norm": r.test.rmse_norm if r else None,
+            "val_rmse_one_step": r.val.rmse_one_step if r else None,  # trajectory tasks
+            "test_rmse_one_step": r.test.rmse_one_step if r else None,
             "epochs": r.epochs if r else None, "wall_time": r.wall_time if r else None,
             "n_parameters": r.n_parameters if r else None,
             "message": (message or (r.message if r else ""))[:300].replace("\n", " "),

@@ -183,7 +183,7 @@ def format_summary(task: Any, label: str, result: Any) -> str:
             one = [getattr(result, s).rmse_one_step for s in ("train", "val", "test")]
             lines.append("one-step    " + "   ".join(
                 f"{s} {'n/a' if v is None else _num(v)}" for s, v in zip(("train", "val", "test"), one))
-                + "   (each step from the true previous ones; val/test n/a: their states stay hidden)")
+                + "   (each step from the true previous ones; val/test revealed step by step)")
         names = list(result.test.per_target) or list(result.val.per_target)
         if names:
             width = max(10, max(len(n) for n in names) + 2)

@@ -39,10 +39,10 @@ def node_usage(node: Any) -> dict[str, Any]:
 
 def one_step_columns(node: Any) -> dict[str, Any]:
     """``<split>_rmse_one_step`` and ``<split>_per_target_one_step`` of ``node``: the
-    teacher-forced one-step RMSE beside the rollout's ``<split>_rmse`` (None for tabular
-    tasks, where it is the plain RMSE, for validation and test, whose states a job never
-    holds, and for
-    nodes without a result or from journals older than the field)."""
+    teacher-forced one-step RMSE beside the rollout's ``<split>_rmse`` (validation and test
+    through the sequential reveal, :mod:`nimm_jupyter.execution.reveal`; None for tabular
+    tasks, where it is the plain RMSE, and for nodes without a result or from journals older
+    than the field)."""
     out: dict[str, Any] = {}
     for s in ("train", "val", "test"):
         scores = getattr(node.result, s, None)

@@ -121,8 +121,8 @@ def _signal_name(num: int) -> str:
 
 
 # -- the fork server ------------------------------------------------------------------------
-def _send(sock: socket.socket, msg: dict[str, Any], fd: int | None = None) -> None:
-    socket.send_fds(sock, [json.dumps(msg).encode()], [fd] if fd is not None else [])
+def _send(sock: socket.socket, msg: dict[str, Any], fds: Sequence[int] = ()) -> None:
+    socket.send_fds(sock, [json.dumps(msg).encode()], list(fds))
 
 
 def _set_subreaper() -> None:
@@ -208,22 +208,25 @@ def server_main(boot: dict[str, Any]) -> None:
                 except Exception as exc:  # noqa: BLE001
                     _send(ctrl, {"op": "task_error", "key": msg["key"], "message": repr(exc)})
             elif op == "run":
-                out_fd = fds[0]
+                # the result pipe, then (optionally) the read end of the one-step reveal pipe
+                out_fd, job_fds = fds[0], fds[:2]
+                reveal_fd = fds[1] if len(fds) > 1 else None
                 task = tasks.get(msg["key"])
                 if task is None:
-                    os.close(out_fd)
+                    _close_all(job_fds)
                     _send(ctrl, {"op": "error", "job": msg["job"],
                                  "message": "task not loaded in the fork server"})
                     continue
                 try:
                     pid = os.fork()
                 except OSError as exc:
-                    os.close(out_fd)
+                    _close_all(job_fds)
                     _send(ctrl, {"op": "error", "job": msg["job"], "message": f"fork failed: {exc}"})
                     continue
                 if pid == 0:
-                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"], jail is None)
-                os.close(out_fd)
+                    _job_child(ctrl, wake_r, wake_w, task, out_fd, msg["payload"], jail is None,
+                               reveal_fd)
+                _close_all(job_fds)
                 jobs[pid] = msg["job"]
                 pids[msg["job"]] = pid
                 _send(ctrl, {"op": "spawned", "job": msg["job"], "pid": pid})
@@ -231,8 +234,7 @@ def server_main(boot: dict[str, Any]) -> None:
                 pid = pids.get(msg["job"])
                 if pid is not None:
                     kill_session(pid)
-            for fd in fds[1:] if op == "run" else fds:
-                os.close(fd)
+            _close_all(fds[2:] if op == "run" else fds)
     finally:
         for pid in list(jobs):
             kill_session(pid)
@@ -240,6 +242,11 @@ def server_main(boot: dict[str, Any]) -> None:
         if driver_died or os.getppid() != boot.get("driver"):  # nobody else will clean up
             shutil.rmtree(boot.get("root") or os.devnull, ignore_errors=True)
         os._exit(0)
+
+
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _kill_orphans(live_sessions: set[int]) -> None:
@@ -262,7 +269,7 @@ def _probe_jail() -> str | None:
 
 
 def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd: int,
-               payload_path: str, jail_ok: bool) -> None:
+               payload_path: str, jail_ok: bool, reveal_fd: int | None = None) -> None:
     """First instructions of a forked job child; never returns.
 
     Everything read from the driver's side (the order, the output log, the weights file) is
@@ -291,9 +298,9 @@ def _job_child(ctrl: socket.socket, wake_r: int, wake_w: int, task: Task, out_fd
             if payload.get("weights"):
                 weights_fd = os.open(os.path.join(host_workdir, WEIGHTS_FILE),
                                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            keep = [out_fd] + ([weights_fd] if weights_fd is not None else [])
+            keep = [fd for fd in (out_fd, weights_fd, reveal_fd) if fd is not None]
             workdir = oslayer.enter_jail(oslayer.JailLimits(**payload["jail"]), keep)
-        run_job(task, out_fd, payload, workdir, weights_fd)
+        run_job(task, out_fd, payload, workdir, weights_fd, reveal_fd)
     except BaseException as exc:  # noqa: BLE001 - before any candidate code: say why
         try:
             os.write(2, f"sandbox: the job could not start: {type(exc).__name__}: {exc}\n".encode())
@@ -331,12 +338,12 @@ class ForkServer:
         self.loaded_tasks: set[str] = set()
         self.info: dict[str, Any] = {}
 
-    def send(self, msg: dict[str, Any], fd: int | None = None) -> bool:
+    def send(self, msg: dict[str, Any], fds: Sequence[int] = ()) -> bool:
         if self.dead:
             return False
         try:
             self.sock.setblocking(True)
-            _send(self.sock, msg, fd)
+            _send(self.sock, msg, fds)
             return True
         except OSError:
             self.dead = True

@@ -24,7 +24,7 @@ from ..modeling.scoring import (
 from ..tasks.base import Task, TaskKind
 from .base import EvalRequest, TrainConfig
 from .forkserver import classify_exit
-from .protocol import FrameReader, ProtocolViolation
+from .protocol import REVEAL_BROKEN, FrameReader, ProtocolViolation
 from .sandbox import FILE_SIZE_LIMIT, WEIGHTS_FILE
 
 __all__ = ["Job", "driver_scores"]
@@ -35,7 +35,8 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
     """``result`` with every score the job claimed replaced by the driver's own: RMSE of its
     ``predictions`` against ``task``'s targets (which the job never held), by the harness's
     formulas, the rollout's and, where the job sent them, the teacher-forced one-step
-    predictions' (``<split>_one_step``; only for training: the job lacks the other states).
+    predictions' (``<split>_one_step``: training's from the ``done`` frame, validation's and
+    test's from the sequential reveal of :mod:`.reveal`).
     An ``ok`` result needs predictions of the right shape for every split
     (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
     which trains nothing); a non-finite validation error makes it ``diverged``."""
@@ -99,6 +100,38 @@ class Job:
     predictions_required: bool = True  # False only for the unchecked probe (no training)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # the driver scored these
     cgroup: str | None = None  # the job's memory cgroup (execution.cgroup), where there is one
+    reveal_fd: int | None = None  # the driver's (write) end of the job's reveal pipe (.reveal)
+
+    weights_frozen: bool = False  # the weights file was copied when the job committed
+
+    def serve_reveal(self) -> None:
+        """Keep the weights as they were at ``commit`` (the job may write its weights
+        descriptor later, after it has seen revealed targets), then send the job the true
+        steps its one-step predictions have earned so far."""
+        if self.reader.committed is not None and not self.weights_frozen:
+            self.weights_frozen = True
+            src = os.path.join(self.workdir, WEIGHTS_FILE)
+            try:
+                if _plain_file(src):
+                    shutil.copyfile(src, src + COMMITTED)
+            except OSError:
+                pass
+        if self.reveal_fd is not None and self.reader.reveal is not None:
+            self.reader.reveal.flush(self.reveal_fd)
+
+    def reveal_overdue(self, now: float) -> str | None:
+        """Why the job must be killed for stalling the one-step reveal, or None."""
+        return None if self.reader.reveal is None else self.reader.reveal.overdue(now)
+
+    @property
+    def reveal_allowance(self) -> int:
+        """Output bytes the one-step reveal may add to the job's cap (0 without a reveal)."""
+        return 0 if self.reader.reveal is None else self.reader.reveal.output_allowance
+
+    def close_reveal(self) -> None:
+        if self.reveal_fd is not None:
+            os.close(self.reveal_fd)
+            self.reveal_fd = None
 
     def take_verdict(self, now: float) -> bool:
         """Adopt what the reader decided; True when the job must be killed (a protocol
@@ -129,10 +162,9 @@ class Job:
         target = self.config.save_weights
         if not (target and result.ok and result.weights_path):
             return None
-        src = os.path.join(self.workdir, WEIGHTS_FILE)
+        src = os.path.join(self.workdir, WEIGHTS_FILE) + (COMMITTED if self.weights_frozen else "")
         try:
-            info = os.lstat(src)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > FILE_SIZE_LIMIT or info.st_nlink != 1:
+            if not _plain_file(src):
                 return None
             shutil.move(src, target)
         except OSError:
@@ -141,9 +173,22 @@ class Job:
         return target
 
     def classify(self) -> EvalResult:
-        """The result of a job that ended without an accepted report."""
+        """The result of a job that ended without an accepted report (after a ``commit``,
+        without its output's tail: by then it had seen revealed targets)."""
+        error = self.error
+        if error is None and self.reader.committed is not None:
+            error = REVEAL_BROKEN
         return classify_exit(self.exit_code, self.workdir, kill_reason=self.kill_reason,
-                             kill_message=self.kill_message, error=self.error)
+                             kill_message=self.kill_message, error=error)
+
+
+COMMITTED = ".committed"  # suffix of the weights the driver copied at the job's commit
+
+
+def _plain_file(path: str) -> bool:
+    """A regular file of a sane size with one link (not a link a candidate planted)."""
+    info = os.lstat(path)
+    return stat.S_ISREG(info.st_mode) and info.st_size <= FILE_SIZE_LIMIT and info.st_nlink == 1
 
 
 def save_predictions(weights: str, predictions: dict[str, np.ndarray]) -> None:

@@ -52,6 +52,7 @@ from .forkserver import (DEFAULT_PRELOAD, OWNER_FILE, SERVER_START_S, ForkServer
 from .job import Job
 from .oslayer import JailLimits
 from .protocol import FrameReader
+from .reveal import Revealer, reveal_pipe
 from .sandbox import SandboxPolicy, redact
 
 __all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
@@ -183,6 +184,7 @@ class LocalExecutor(Executor):
             for job in self._active.values():
                 if job.fd is not None:
                     os.close(job.fd)
+                job.close_reveal()
             self._active.clear()
             self._events.clear()
             self._open.clear()
@@ -285,12 +287,18 @@ class LocalExecutor(Executor):
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
+        reveal_read, reveal_write = reveal_pipe()  # the driver answers one-step frames here
+        # the unchecked probe trains nothing: no one-step reveal
+        reveal = Revealer(request.task) if self.policy.static_check else None
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
-                   reader=FrameReader(request.task.target_names, request.task.scenarios), fd=read_fd,
-                   predictions_required=self.policy.static_check, cgroup=group)
+                   reader=FrameReader(request.task.target_names, request.task.scenarios, reveal),
+                   fd=read_fd, predictions_required=self.policy.static_check, cgroup=group,
+                   reveal_fd=reveal_write)
         self._active[request.job_id] = job
-        sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
+        sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path},
+                           [write_fd, reveal_read])
         os.close(write_fd)
+        os.close(reveal_read)
         if not sent:
             job.error = "the evaluation fork server is not running"
             job.exit_known = True
@@ -372,14 +380,16 @@ class LocalExecutor(Executor):
                 job.reader.close()
                 break
             job.received += len(chunk)
-            if job.received > MAX_OUTPUT_BYTES:
-                self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results")
+            if job.received > MAX_OUTPUT_BYTES + job.reveal_allowance:
+                self._kill(job, Status.CRASHED, f"the evaluation sent more than {MAX_OUTPUT_BYTES >> 20} MiB of results"
+                           + (" (plus its one-step predictions)" if job.reveal_allowance else ""))
                 job.eof, job.eof_at = True, now
                 break
             for progress in job.reader.feed(chunk):
                 self._events.append(JobEvent(job.request.job_id, "progress", progress=progress))
         if job.take_verdict(now):
             self._kill(job, None, "")
+        job.serve_reveal()
 
     def _enforce_limits(self, now: float) -> None:
         watch = []
@@ -392,6 +402,8 @@ class LocalExecutor(Executor):
             elif job.deadline is not None and now > job.deadline and job.kill_reason is None:
                 self._kill(job, Status.TIMEOUT,
                            f"exceeded the wall-clock limit of {job.request.timeout:g} s; the process group was killed")
+            elif (late := job.reveal_overdue(now)) and job.kill_reason is None:
+                self._kill(job, Status.TIMEOUT, late)
             else:
                 watch.append(job)
         if watch and now - self._last_memory_check >= _MEMORY_CHECK_S:
@@ -448,6 +460,7 @@ class LocalExecutor(Executor):
         if job.fd is not None:
             os.close(job.fd)
             job.fd = None
+        job.close_reveal()
         shutil.rmtree(job.workdir, ignore_errors=True)
         if job.cgroup is not None and self._groups is not None:
             self._groups.remove(job.cgroup)

@@ -19,8 +19,14 @@ untrusted text that goes on into the journal and into the next LLM prompt.
 
 The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
 (:func:`encode_array`), the kept model's outputs for the inputs of each split, and for a
-trajectory task ``"<split>_one_step"`` for each split whose true states the child holds (its
-teacher-forced one-step predictions, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+trajectory task ``"train_one_step"`` (its teacher-forced one-step predictions on the one
+split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+A trajectory job with a trained model instead sends that report and those predictions in a
+``commit`` frame, then ``one_step`` frames, each answered by the driver on a second pipe
+(the sequential reveal of :mod:`.reveal`: validation and test one-step predictions without
+the job holding their targets), then an empty ``done``. Nothing but ``one_step`` frames and
+that empty ``done`` may follow a ``commit``: once targets are revealed, the job can change
+no score, report, parameter or note.
 The scores a child claims are parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
@@ -31,7 +37,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -60,9 +66,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u
 _CHILD_STATUSES = frozenset(Status) - {Status.CANCELLED}
 
 
-# each split's rollout, and its teacher-forced one-step predictions (modeling.scoring.one_step_key)
-_PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step", "val_one_step",
-                              "test_one_step"})
+# each split's rollout, and the training split's teacher-forced one-step predictions
+# (modeling.scoring.one_step_key); those of val and test come only from the reveal (.reveal)
+_PREDICTION_KEYS = frozenset({"train", "val", "test", "train_one_step"})
+
+
+# What a job that ends the reveal without its empty ``done`` is told; its own words (an error
+# frame, its output) are dropped because it had seen revealed targets by then.
+REVEAL_BROKEN = ("the evaluation ended during the one-step reveal without finishing it (its "
+                 "own error text and output are not kept: it had seen revealed targets)")
 
 
 class ProtocolViolation(ValueError):
@@ -235,18 +247,42 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
     )
 
 
+class RevealSide(Protocol):
+    """What the reader needs of the driver's side of the one-step reveal
+    (:class:`.reveal.Revealer`)."""
+
+    def open(self) -> None: ...
+
+    def accept(self, frame: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def summary(self) -> str: ...
+
+    output_allowance: int
+
+    @property
+    def spent(self) -> float: ...
+
+    def predictions(self) -> dict[str, np.ndarray]: ...
+
+
 class FrameReader:
     """Parses one job's pipe; see the module docstring for the rules it enforces."""
 
-    def __init__(self, target_names: Iterable[str] | None = None, scenarios: Iterable[str] = ()):
+    def __init__(self, target_names: Iterable[str] | None = None, scenarios: Iterable[str] = (),
+                 reveal: "RevealSide | None" = None):
         self.target_names = list(target_names) if target_names is not None else None
         self.scenarios = tuple(scenarios)  # the task's scenario names: allowed prediction keys
+        self.reveal = reveal  # the driver's side of the one-step reveal, when the job has one
         self.buf = bytearray()
         self.started = False
         self.result: EvalResult | None = None
         self.predictions: dict[str, np.ndarray] = {}  # with ``result``: what the driver scores
         self.error: str | None = None
         self.violation: str | None = None
+        # the job's report and predictions, sent before the one-step reveal (see .reveal)
+        self.committed: tuple[EvalResult, dict[str, np.ndarray]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -292,10 +328,21 @@ class FrameReader:
             self.started = True
             return None
         if kind == "error":  # a setup failure may come before "started"; always crashed
-            self.error = clean_text(frame.get("message") or "unknown error")
+            self.error = (REVEAL_BROKEN if self.committed is not None  # it had seen targets
+                          else clean_text(frame.get("message") or "unknown error"))
+            if self.reveal is not None:
+                self.reveal.close()
             return None
         if not self.started:
             raise ProtocolViolation(f"a {kind!r} frame before the job was set up")
+        if kind == "commit" and self.reveal is not None and self.committed is None:
+            # the report and every rollout prediction, fixed before any target is revealed
+            self.committed = (clean_result(frame.get("result"), self.target_names),
+                              clean_predictions(frame.get("predictions"), self.scenarios))
+            self.reveal.open()
+            return None
+        if self.committed is not None:  # the reveal: one_step frames, then an empty done
+            return self._revealing(kind, frame)
         if kind == "progress":
             values = frame.get("progress")
             if not isinstance(values, dict) or len(values) > 16:
@@ -304,9 +351,30 @@ class FrameReader:
         if kind == "done":
             result = clean_result(frame.get("result"), self.target_names)
             self.predictions = clean_predictions(frame.get("predictions"), self.scenarios)
+            if self.reveal is not None:
+                self.reveal.close()
             self.result = result
             return None
         raise ProtocolViolation(f"an unexpected {kind!r} frame")
+
+    def _revealing(self, kind: Any, frame: dict[str, Any]) -> None:
+        """After ``commit`` nothing the job sends can change a score or reach a proposer:
+        only ``one_step`` predictions (each checked before its step is revealed) and a
+        ``done`` frame that carries nothing."""
+        assert self.committed is not None and self.reveal is not None
+        if kind == "one_step":
+            self.reveal.accept(frame)
+            return None
+        if kind == "done" and set(frame) == {"kind"}:
+            result, predictions = self.committed
+            self.reveal.close()
+            result.notes.append(self.reveal.summary())  # the driver's words, not the job's
+            result.wall_time += self.reveal.spent  # the evaluation's time includes the reveal
+            self.predictions = {**predictions, **self.reveal.predictions()}
+            self.result = result
+            return None
+        raise ProtocolViolation("an unexpected frame during the one-step reveal (only one_step "
+                                "frames and an empty done may follow commit)")
 
 
 def _finite(x: float) -> float:

@@ -392,13 +392,32 @@ def _export_weights(path: str, weights_fd: int | None) -> None:
             dst.write(chunk)
 
 
+def _commit_and_reveal(report: dict[str, Any], model: Any, task: Any, reveal_fd: int,
+                       frames: _Frames, config: Any) -> None:
+    """Send the report and predictions as a ``commit``, answer the sequential one-step
+    reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
+    longer context ends the reveal early (the driver notes where); why goes to the output log."""
+    import torch
+
+    from .reveal import answer_reveals
+
+    frames.send({"kind": "commit", **report})
+    failure = answer_reveals(model, task, reveal_fd, frames.send, config.device,
+                             getattr(torch, config.dtype))
+    if failure:
+        print(failure, flush=True)
+    frames.send({"kind": "done"})
+
+
 def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
-            weights_fd: int | None = None) -> None:
+            weights_fd: int | None = None, reveal_fd: int | None = None) -> None:
     """Body of one evaluation child (after ``fork`` and, when on, the jail); never returns.
 
     ``workdir`` is the job's work dir as this process sees it; stdout/stderr already go to
     the output log. When weights are asked for, the harness writes them to
-    ``workdir/weights.pt``; inside the jail they leave through ``weights_fd``.
+    ``workdir/weights.pt``; inside the jail they leave through ``weights_fd``. With a
+    ``reveal_fd`` (the driver's reveal pipe), a trained model of a trajectory task then
+    answers the sequential one-step reveal (:mod:`.reveal`) before the ``done`` frame.
     """
     frames = _Frames(out_fd)
     status = 0
@@ -430,7 +449,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         evaluate = None
         if policy.static_check:
             try:
-                from ..modeling.harness import fit_and_predict as evaluate
+                from ..modeling.harness import fit_keeping_model as evaluate
             except Exception as exc:  # an installation fault, not the candidate's
                 frames.send({"kind": "error", "message": f"evaluation harness unavailable: {exc!r}"})
                 os._exit(3)
@@ -445,21 +464,28 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         from .protocol import encode_array
 
         predictions: dict[str, Any] = {}
+        model = None
         try:
             if evaluate is not None:
-                result, predictions = evaluate(task, payload["source"], config, progress)
+                result, predictions, model = evaluate(task, payload["source"], config, progress)
             else:
                 result = probe(task, payload["source"], config.device)
         except BaseException as exc:  # noqa: BLE001 - the harness promised not to, but still
             result = _failure_from_exception(exc, Status.RUNTIME_ERROR)
         if result.status is Status.RUNTIME_ERROR and _OOM_TEXT.search(result.message or ""):
             result.status = Status.OUT_OF_MEMORY
-        if result.weights_path:
+        if result.weights_path:  # closes weights_fd: fixed before any target is revealed
             _export_weights(result.weights_path, weights_fd)
         # the driver scores these (the task here has no test targets); its scores are ignored
-        frames.send({"kind": "done", "result": result.to_dict(),
-                     "predictions": {s: encode_array(p) for s, p in predictions.items()}
-                     if result.ok else {}})
+        report = {"result": result.to_dict(),
+                  "predictions": {s: encode_array(p) for s, p in predictions.items()}
+                  if result.ok else {}}
+        from .reveal import reveal_steps
+
+        if model is not None and reveal_fd is not None and reveal_steps(task):
+            _commit_and_reveal(report, model, task, reveal_fd, frames, config)
+        else:
+            frames.send({"kind": "done", **report})
     except BaseException as exc:  # noqa: BLE001
         try:
             frames.send({"kind": "error", "message": f"{type(exc).__name__}: {exc}"})

@@ -38,7 +38,7 @@ from .training import (
 )
 
 __all__ = [
-    "evaluate", "fit_and_predict", "Predictions", "not_finite_on_val", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
+    "evaluate", "fit_and_predict", "fit_keeping_model", "Predictions", "not_finite_on_val", "load_trained", "predict", "score_predictions", "mechanistic_parameters",
     "MAX_RECOVERIES", "MAX_VECTOR_PARAMS",
 ]
 
@@ -217,6 +217,16 @@ def fit_and_predict(task: Task, source: str, config: TrainConfig | None = None,
     unless the result is ``ok``). The scores cover only the targets ``task`` holds: a job
     gets a task without validation or test targets (:func:`~.scoring.without_targets`) and the driver
     scores the predictions itself."""
+    result, preds, _model = fit_keeping_model(task, source, config, progress)
+    return result, preds
+
+
+def fit_keeping_model(task: Task, source: str, config: TrainConfig | None = None,
+                      progress: ProgressFn | None = None
+                      ) -> tuple[EvalResult, Predictions, nn.Module | None]:
+    """:func:`fit_and_predict`, also returning the kept model (eval mode; None unless the
+    result is ``ok``): a job keeps it in memory for the sequential one-step reveal
+    (:mod:`nimm_jupyter.execution.reveal`)."""
     if config is None:
         config = TrainConfig()
     if int(config.restarts) < 1:
@@ -242,18 +252,18 @@ def fit_and_predict(task: Task, source: str, config: TrainConfig | None = None,
         seed_all(int(config.seed))
         report = check_candidate(source, task, device=str(device))
         if not report.ok:
-            return done(EvalResult.failure(report.status, report.message)), {}
+            return done(EvalResult.failure(report.status, report.message)), {}, None
         try:
-            result, preds = _evaluate(task, source, report.model_class, config, device,
-                                      deadline, Progress(progress))
-            return done(result), preds
+            result, preds, model = _evaluate(task, source, report.model_class, config, device,
+                                             deadline, Progress(progress))
+            return done(result), preds, model if result.ok else None
         except Exception as exc:
-            return done(_classify(exc, source)), {}
+            return done(_classify(exc, source)), {}, None
 
 
 def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
               device: torch.device, deadline: float | None, progress: Progress
-              ) -> tuple[EvalResult, Predictions]:
+              ) -> tuple[EvalResult, Predictions, nn.Module | None]:
     spec = spec_on_device(task, device)
     inv_scale = (1.0 / spec.target_scale).to(device)
     dtype = getattr(torch, config.dtype)
@@ -281,7 +291,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         result = EvalResult.failure(Status.DIVERGED, reason)
         result.loss_curve = fit.curves[0]
         result.epochs = fit.epochs
-        return result, {}
+        return result, {}, None
     if failed and K > 1:
         notes.append(f"{len(failed)} of {K} copies diverged: {fit.failures[failed[0]]}")
     if fit.stopped_by_time:
@@ -318,7 +328,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     # the job holds no validation targets: its own check is on the hold-out (the driver
     # checks the validation split on the predictions)
     if not math.isfinite(hold_mse) or (data["val"].count and not math.isfinite(result.val.rmse)):
-        return not_finite_on_val(fit.curves[k], fit.epochs), {}
+        return not_finite_on_val(fit.curves[k], fit.epochs), {}, None
     result.loss_curve = curve
     result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs
     result.n_parameters = count_trainable(model)
@@ -336,7 +346,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
         last = result.loss_curve[-1]
         progress(last["epoch"], last["train"], last["val"], final=True)
     result.notes = [n[:2000] for n in notes]
-    return result, preds
+    return result, preds, model
 
 
 def not_finite_on_val(loss_curve: list[dict[str, float]] | None = None, epochs: int = 0) -> EvalResult:

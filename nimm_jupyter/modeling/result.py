@@ -55,7 +55,10 @@ class SplitScores:
     on). The ``*_one_step`` fields score its teacher-forced one-step predictions (each step
     from the true previous steps, :func:`~.scoring.forward_one_step`) on trajectory tasks;
     they are None for tabular tasks (where one-step is the plain RMSE), for rows written
-    before they existed, and where the split's true states were hidden from the job (test).
+    before they existed, and where the job's model failed on a longer context. Validation
+    and test ones come from the sequential reveal (:mod:`nimm_jupyter.execution.reveal`):
+    the job never holds a target before it has predicted it. Test one-step fields leave
+    with ``test`` in :meth:`EvalResult.for_proposer`.
     ``rmse_norm_se`` is the bootstrap standard error of ``rmse_norm`` over the split's
     trajectories or rows (:mod:`.noise`; None for one unit and for older rows).
     """

@@ -15,8 +15,11 @@ own ``forward(y_context, u, t)`` on the trajectory cut after step ``s`` (context
 ``u[:, :s+1]``, ``t[:s+1]``): the time origin and the first observed steps stay what the model
 was trained with; only the context is longer than ``C`` (a candidate that cannot take that
 gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
-of one step each, about the cost of one more rollout. Tabular tasks have no rollout: their one-step RMSE *is* the plain RMSE, so it is not
-computed twice (the ``*_one_step`` fields stay None).
+of one step each, about the cost of one more rollout. A job holds the true states of the
+training split only; validation and test steps reach it one at a time, each after its
+prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`). Tabular tasks
+have no rollout: their one-step RMSE *is* the plain RMSE, so it is not computed twice (the
+``*_one_step`` fields stay None).
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ __all__ = [
     "SplitData", "split_data", "sq_err_norm", "forward_chunks", "split_scores",
     "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
     "MAX_VECTOR_PARAMS", "SPLITS", "HIDDEN_SPLITS", "without_targets", "prediction_shape",
-    "predictions_file", "forward_one_step", "one_step_key", "score_one_step", "one_step_scores",
+    "predictions_file", "forward_one_step", "predict_step", "one_step_key", "score_one_step", "one_step_scores",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -162,15 +165,22 @@ def forward_one_step(model: nn.Module, data: SplitData) -> torch.Tensor:
     """Teacher-forced one-step predictions ``(N, T-C, S)`` of a trajectory split: see the
     module docstring. A window with a missing true state gives NaN there (the driver does
     not score such steps, :func:`score_one_step`)."""
-    y_context, u, t = data.args
-    C = int(y_context.shape[1])
+    C = int(data.args[0].shape[1])
     y = _true_states(data)
-    steps = []
-    for s in range(C, y.shape[1]):
-        cut = SplitData((y[:, :s], u[:, :s + 1], t[:s + 1]), data.per_sample,
-                        data.target[:, s - C:s - C + 1], None, 0.0)
-        steps.append(forward_chunks(model, cut))
-    return torch.cat(steps, dim=1)
+    return torch.cat([predict_step(model, y[:, :s], data.args[1], data.args[2])
+                      for s in range(C, y.shape[1])], dim=1)
+
+
+def predict_step(model: nn.Module, y_known: torch.Tensor, u: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+    """The model's prediction ``(N, 1, S)`` of step ``s = y_known.shape[1]`` from the true
+    steps ``0..s-1`` (``y_known``), i.e. its forward on the trajectory cut after step ``s``
+    (``u[:, :s+1]``, ``t[:s+1]``): one step of :func:`forward_one_step`, and what a job
+    answers in the sequential reveal (:mod:`nimm_jupyter.execution.reveal`)."""
+    s = int(y_known.shape[1])
+    cut = SplitData((y_known, u[:, :s + 1], t[:s + 1]), (True, True, False),
+                    y_known[:, :1], None, 0.0)
+    return forward_chunks(model, cut)
 
 
 def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,

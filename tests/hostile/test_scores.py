@@ -140,3 +140,154 @@ def test_driver_replaces_claimed_scores_and_checks_shapes():
         reader = FrameReader(TASK.target_names)
         reader.feed(_done({"status": "ok"}, {"val": garbage}))
         assert reader.violation is not None and "predictions" in reader.violation, garbage
+
+
+# -- the sequential one-step reveal (issue 16 item 2): no target before its prediction -------
+READ_AHEAD = '''import torch
+from torch import nn
+
+SEEN = {}  # every state it was ever sent, by batch (its first states): keeps all, uses the latest
+
+
+class Model(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, y_context, u, t):
+        s = y_context.shape[1]
+        key = tuple(y_context[:, 0].flatten().tolist())
+        kept = SEEN.get(key)
+        if kept is None or kept.shape[1] < s:
+            SEEN[key] = kept = y_context.detach().clone()
+        # the latest state it has seen for these samples, as every step it is asked for
+        return kept[:, -1:].expand(-1, t.shape[0] - s, -1) + 0.0 * self.w
+'''
+
+
+def _persistence_rmse(split: str) -> float:
+    """Step s predicted as the true step s-1, computed here from the task alone."""
+    y = np.asarray(TASK.split(split).targets, dtype=np.float64)
+    err = y[:, TASK.context:] - y[:, TASK.context - 1:-1]
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
+def test_a_candidate_that_keeps_what_it_is_sent_gets_only_persistence(harness):
+    """The reveal sends step s only after the prediction of step s: a candidate that hoards
+    every state and answers with the latest one scores exactly the persistence error."""
+    r = run(harness, READ_AHEAD, timeout=120)
+    assert r.ok, r.message
+    for split in ("val", "test"):
+        scores = getattr(r, split)
+        assert scores.rmse_one_step == pytest.approx(_persistence_rmse(split), rel=1e-6), split
+        assert scores.rmse_one_step > 0 and scores.per_target_one_step.keys() == {"y"}
+
+
+STALL = '''import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    """Honest until the driver has revealed a validation or test step (batch of 4, context
+    longer than the task's), then it never answers."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(0.5))
+        self.context = int(spec.context)
+
+    def forward(self, y_context, u, t):
+        if y_context.shape[0] == 4 and y_context.shape[1] > self.context:
+            while True:
+                pass
+        s = y_context.shape[1]
+        dt = (t[s:] - t[s - 1]).reshape(1, -1, 1)
+        return y_context[:, -1:] * torch.exp(-self.k * dt)
+'''
+
+
+def test_a_job_that_stops_answering_mid_reveal_ends_as_a_timeout(harness, monkeypatch):
+    from nimm_jupyter.execution import reveal
+
+    monkeypatch.setattr(reveal, "STEP_TIMEOUT_S", 3.0)
+    r = run(harness, STALL, timeout=120)
+    assert r.status is Status.TIMEOUT, r.message
+    hangs_at = f"val step {TASK.context + 1}"  # the first step after a revealed one
+    assert "stopped answering the one-step reveal" in r.message and hangs_at in r.message, r.message
+
+
+def _frame(obj) -> bytes:
+    return json.dumps(obj).encode() + b"\n"
+
+
+@pytest.mark.parametrize("forge", [True, False])
+def test_targets_harvested_by_forging_the_reveal_buy_nothing(harness, scratch, forge):
+    """The candidate plays the job's side itself: it commits zero predictions, walks the whole
+    reveal with zero one-step predictions (reading every true step off the reveal pipe), then
+    either forges a ``done`` with perfect predictions (refused: ``crashed``) or ends the
+    reveal and exits (scored on what it committed before it saw anything; what it writes
+    into its weights file afterwards is not kept)."""
+    steps = [(s, k) for s in ("val", "test") for k in range(TASK.context, TASK.val.targets.shape[1])]
+    n, _, S = TASK.val.targets.shape
+    zeros = {s: encode_array(np.zeros(prediction_shape(TASK, s))) for s in ("train", "val", "test")}
+    commit = _frame({"kind": "commit", "result": {"status": "ok", "weights_path": "w.pt"},
+                     "predictions": zeros})
+    one_steps = [_frame({"kind": "one_step", "split": s, "step": k,
+                         "prediction": encode_array(np.zeros((n, S)))}) for s, k in steps]
+    perfect = {s: encode_array(np.asarray(TASK.split(s).targets)[:, TASK.context:])
+               for s in ("val", "test")}
+    end = _frame({"kind": "done", "result": {"status": "ok"}, "predictions": {**zeros, **perfect}}
+                 if forge else {"kind": "done"})
+    src = f'''import torch
+from torch import nn
+os = torch.os
+COMMIT, STEPS, END = {commit!r}, {one_steps!r}, {end!r}
+LAST = {[k == TASK.val.targets.shape[1] - 1 for _, k in steps]!r}
+writers, readers, harvested = [], [], []
+weights = [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 2
+           and os.path.exists("/proc/self/fd/%d" % fd)
+           and os.readlink("/proc/self/fd/%d" % fd).endswith("weights.pt")]
+for fd in weights:
+    os.write(fd, b"before the reveal")
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if fd <= 2 or os.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe
+            continue
+    except OSError:  # the listing's own descriptor, closed by now
+        continue
+    try:
+        os.write(fd, COMMIT)
+        writers.append(fd)  # the result pipe
+    except OSError:
+        readers.append(fd)  # the read end: the reveal pipe
+for frame, last in zip(STEPS, LAST):
+    for fd in writers:
+        os.write(fd, frame)
+    if not last:
+        got = b""
+        while not got.endswith(b"\\n"):
+            got += os.read(readers[0], 1 << 20)
+        harvested.append(got)
+for fd in weights:  # what it saw, into the weights a user may load later
+    os.write(fd, b" and after: " + b"".join(harvested))
+for fd in writers:
+    os.write(fd, END)
+os._exit(0)
+
+
+class Model(nn.Module):
+    pass
+'''
+    saved = scratch / f"weights_{forge}.pt"
+    r = run(harness, src, timeout=120, save_weights=str(saved))
+    if forge:
+        assert r.status is Status.CRASHED and "one-step reveal" in r.message, r.message
+    else:  # exactly what the zeros it committed earn, rollout and one-step
+        assert r.status is Status.OK, r.message
+        for s in ("val", "test"):
+            want = score_predictions(TASK, s, np.zeros(prediction_shape(TASK, s)))
+            assert getattr(r, s).rmse == pytest.approx(want.rmse) and want.rmse > 0.5
+            y = np.asarray(TASK.split(s).targets)[:, TASK.context:]
+            assert getattr(r, s).rmse_one_step == pytest.approx(float(np.sqrt(np.mean(y ** 2))))
+        # the weights are kept as they were at commit, before anything was revealed
+        assert r.weights_path == str(saved) and saved.read_bytes() == b"before the reveal"

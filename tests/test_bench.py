@@ -92,8 +92,11 @@ def test_grid_files_then_second_invocation_reruns_nothing(tmp_path, toy_task, ca
     assert all(float(r["test_rmse_one_step"]) > 0 for r in refs)  # beside the rollout's
 
     md = (out / "results.md").read_text()
-    assert "| model | test RMSE mean ± s.e. (n) | worst test RMSE | valid-node rate" in md
+    assert ("| model | test RMSE mean ± s.e. (n) | one-step test RMSE mean ± s.e. (n) "
+            "| worst test RMSE | valid-node rate") in md
     assert "NIMM paper NIMMGen test RMSE" in md and "## Stability" in md
+    nimmgen_row = next(line for line in md.splitlines() if line.startswith("| nimmgen |"))
+    assert "±" in nimmgen_row.split("|")[3]  # the one-step column holds a figure
     for label in ("prior (reference)", "neural (reference)", "hybrid (reference)",
                   "| nimmgen |", "| greedy |", "NIMMGen std ≤ ½ greedy std"):
         assert label in md
@@ -181,7 +184,7 @@ def test_report_only_and_paper_column_for_real_and_stand_in_tasks(tmp_path, caps
     report = json.loads(capsys.readouterr().out)
     assert report["runs"] == {"ran": [], "resumed": [], "skipped": [], "errors": []}
     md = (out / "results.md").read_text()
-    assert "| nimmgen | no valid model | - | - | 0/2 |" in md
+    assert "| nimmgen | no valid model | - | - | - | 0/2 |" in md
     assert "| 0.08 |" in md  # lung cancer with chemo, comparable row
     assert "139.2 MPa" in md
     assert "333.9 (synthetic stand-in, not comparable)" in md and "**not comparable**" in md

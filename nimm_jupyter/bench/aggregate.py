@@ -92,7 +92,8 @@ def _summarise_policy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = sum(int(r.get("n_ok") or 0) for r in rows)
     walls = [num(r.get("wall_time")) for r in rows if r.get("status") != "missing"]
     st = _stats(tests)
-    return {**st, "by_seed": _by_seed(rows, "best_test_rmse"), "runs": len(rows),
+    one_step = _stats([num(r.get("best_test_rmse_one_step")) for r in rows])
+    return {**st, "one_step": one_step, "by_seed": _by_seed(rows, "best_test_rmse"), "runs": len(rows),
             "valid_runs": st["n"],
             "valid_run_rate": st["n"] / len(rows) if rows else math.nan,
             "valid_node_rate": ok / completed if completed else math.nan,
@@ -105,8 +106,11 @@ def _summarise_reference(rows: list[dict[str, str]]) -> dict[str, Any]:
         return {"available": False, "runs": len(rows)}
     tests = [num(r["test_rmse"]) if r["status"] == "ok" else math.nan for r in rows]
     st = _stats(tests)
+    one_step = _stats([num(r.get("test_rmse_one_step")) if r["status"] == "ok" else math.nan
+                       for r in rows])
     walls = [num(r["wall_time"]) for r in rows if math.isfinite(num(r["wall_time"]))]
-    return {**st, "by_seed": _by_seed(rows, "test_rmse"), "available": True, "runs": len(rows),
+    return {**st, "one_step": one_step, "by_seed": _by_seed(rows, "test_rmse"),
+            "available": True, "runs": len(rows),
             "valid_runs": st["n"],
             "valid_run_rate": st["n"] / len(rows) if rows else math.nan,
             "valid_node_rate": st["n"] / len(rows) if rows else math.nan,

@@ -36,7 +36,9 @@ def results_markdown(config: BenchConfig, summary: dict[str, Any]) -> str:
              + (f". Task options: {json.dumps(config.task_options)}" if config.task_options else "")
              + ".", "",
              "Test RMSE is in the task's original units, of the node with the best validation "
-             "RMSE in each run (references: one training per seed). Mean ± standard error "
+             "RMSE in each run (references: one training per seed), scored on the full rollout; "
+             "the one-step column scores the same model's teacher-forced one-step predictions "
+             "(each step from the true previous states, as HDTwinGen scores). Mean ± standard error "
              "(sample std / √n) over the n runs that produced a valid model; worst = the largest "
              "of those. Valid-node rate = ok evaluations / all evaluations; runs with a valid "
              "model = runs whose best node exists. Wall time: mean per run (s).", "",
@@ -109,13 +111,14 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
         lines.append(f"Targets: {', '.join(targets)}.")
     text, paper_cell, protocol = _paper_text(task, paper)
     lines.append(text)
-    lines += ["", "| model | test RMSE mean ± s.e. (n) | worst test RMSE | valid-node rate "
+    lines += ["", "| model | test RMSE mean ± s.e. (n) | one-step test RMSE mean ± s.e. (n) "
+              "| worst test RMSE | valid-node rate "
               "| runs with a valid model | wall time (s) | NIMM paper NIMMGen test RMSE "
               "| paper's protocol | vs sampling (paired t over seeds) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for which, st in s["references"].items():
         if not st.get("available", True):
-            lines.append(f"| {which} (reference) | n/a | n/a | n/a | n/a | - | | | |")
+            lines.append(f"| {which} (reference) | n/a | n/a | n/a | n/a | n/a | - | | | |")
             continue
         lines.append(_table_row(f"{which} (reference)", st, "", "", ""))
     c = s["checks"]
@@ -126,7 +129,7 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
         lines.append(_table_row(p, st, paper_cell if mine else "", protocol if mine else "",
                                 floor))
     if "nimmgen" not in s["policies"] and paper is not None:
-        lines.append(f"| NIMMGen (paper) | | | | | | {paper_cell} | {protocol} | |")
+        lines.append(f"| NIMMGen (paper) | | | | | | | {paper_cell} | {protocol} | |")
     lines += ["", f"NIMMGen beats prior: {_yes(c['nimmgen_beats_prior'])} "
               f"[{_verdict(tests['nimmgen_vs_prior'])}]; beats neural: "
               f"{_yes(c['nimmgen_beats_neural'])} [{_verdict(tests['nimmgen_vs_neural'])}]; "
@@ -139,10 +142,18 @@ def _task_section(task: str, s: dict[str, Any], config: BenchConfig) -> list[str
     return lines
 
 
+def _mean_cell(st: dict[str, Any] | None, missing: str) -> str:
+    if not st or not math.isfinite(st["mean"]):
+        return missing
+    return f"{_fmt(st['mean'])} ± {_fmt(st['se'])} (n={st['n']})"
+
+
 def _table_row(name: str, st: dict[str, Any], paper_cell: str, protocol: str,
                verdict: str) -> str:
-    mean = (f"{_fmt(st['mean'])} ± {_fmt(st['se'])} (n={st['n']})" if math.isfinite(st["mean"])
-            else "no valid model")
-    return (f"| {name} | {mean} | {_fmt(st['worst'])} | {_pct(st['valid_node_rate'])} | "
+    mean = _mean_cell(st, "no valid model")
+    # teacher-forced one-step (each step from the true previous states; "-" for tables and
+    # runs journaled before the reveal existed)
+    one_step = _mean_cell(st.get("one_step"), "-")
+    return (f"| {name} | {mean} | {one_step} | {_fmt(st['worst'])} | {_pct(st['valid_node_rate'])} | "
             f"{st['valid_runs']}/{st['runs']} | {_fmt(st['wall_time'])} | {paper_cell} "
             f"| {protocol} | {verdict} |")

@@ -23,6 +23,7 @@ See :mod:`.sandbox` for what a child does to itself before candidate code runs.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import warnings
@@ -280,6 +281,8 @@ class LocalExecutor(Executor):
             "policy": self.policy.to_dict(),
             "cgroup": group,
         }
+        if request.network_probe is not None:
+            payload["network_probe"] = base64.b64encode(request.network_probe).decode()
         payload_path = os.path.join(workdir, "request.json")
         with open(payload_path, "w") as f:
             json.dump(payload, f)
@@ -287,7 +290,8 @@ class LocalExecutor(Executor):
         os.set_blocking(read_fd, False)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
                    reader=FrameReader(request.task.target_names, request.task.scenarios), fd=read_fd,
-                   predictions_required=self.policy.static_check, cgroup=group)
+                   predictions_required=self.policy.static_check and request.network_probe is None,
+                   cgroup=group)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path}, write_fd)
         os.close(write_fd)

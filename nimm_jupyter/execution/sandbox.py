@@ -365,6 +365,16 @@ def probe(task: Any, source: str, device: str) -> Any:
         return _failure_from_exception(exc, Status.RUNTIME_ERROR)
 
 
+def _probe_networks(task: Any, payload: dict[str, Any], config: Any) -> tuple[Any, dict[str, Any]]:
+    """The distill probe (:mod:`~nimm_jupyter.modeling.network_probe`): no training, the
+    parent's weights from the payload, its networks' tables on the training split."""
+    import base64
+
+    from ..modeling.network_probe import sample_networks
+
+    return sample_networks(task, payload["source"], base64.b64decode(payload["network_probe"]), config)
+
+
 WEIGHTS_FILE = "weights.pt"  # in the job's work dir; the driver moves it where it belongs
 
 
@@ -431,6 +441,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         if policy.static_check:
             try:
                 from ..modeling.harness import fit_and_predict as evaluate
+                from ..modeling import network_probe  # noqa: F401 - imported before the guards
             except Exception as exc:  # an installation fault, not the candidate's
                 frames.send({"kind": "error", "message": f"evaluation harness unavailable: {exc!r}"})
                 os._exit(3)
@@ -445,8 +456,11 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         from .protocol import encode_array
 
         predictions: dict[str, Any] = {}
+        networks: dict[str, Any] = {}
         try:
-            if evaluate is not None:
+            if payload.get("network_probe") and evaluate is not None:
+                result, networks = _probe_networks(task, payload, config)
+            elif evaluate is not None:
                 result, predictions = evaluate(task, payload["source"], config, progress)
             else:
                 result = probe(task, payload["source"], config.device)
@@ -459,7 +473,9 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         # the driver scores these (the task here has no test targets); its scores are ignored
         frames.send({"kind": "done", "result": result.to_dict(),
                      "predictions": {s: encode_array(p) for s, p in predictions.items()}
-                     if result.ok else {}})
+                     if result.ok else {},
+                     **({"networks": {name: {"inputs": encode_array(x), "outputs": encode_array(y)}
+                                      for name, (x, y) in networks.items()}} if networks else {})})
     except BaseException as exc:  # noqa: BLE001
         try:
             frames.send({"kind": "error", "message": f"{type(exc).__name__}: {exc}"})

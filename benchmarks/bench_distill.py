@@ -9,8 +9,8 @@ remain. Then it reports, for every distilled node: its network parameters (targe
 validation RMSE against its neural parent's (target: within 10 %), the law, and whether the
 law has the Gompertz form ``rho * ln(K / V)`` up to rearrangement: the growth-rate network
 (input ``x0 = ln(V) / 5``) became ``a + b * x0`` with ``b < 0`` plus, optionally, terms in the
-drug input ``x1`` only (the per-volume rate is then ``rho + 0.1 * (a + b ln V / 5)``, i.e.
-``rho' ln(K'/V)`` with ``rho' = -b / 50``).
+drug input ``x1`` only; the per-volume growth rate at zero drug is then ``rho' ln(K'/V)``,
+and the ``rho'``, ``K'`` it implies are printed beside the simulator's.
 
 Usage: ``python benchmarks/bench_distill.py [--patients 16] [--budget 8] [--seed 0]``;
 prints a markdown table and one JSON line.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import math
 import tempfile
 import time
 
@@ -28,7 +28,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+from nimm_jupyter.distill import laws_from_meta, refitted  # noqa: E402
 from nimm_jupyter.proposers.offline import OfflineProposer  # noqa: E402
+from nimm_jupyter.search.distill_step import fitted_formula  # noqa: E402
+from nimm_jupyter.tasks.pkpd_sim import K as SIM_K, RHO as SIM_RHO  # noqa: E402  (reported, never shown to a proposer)
 from nimm_jupyter.search.api import open_run, search  # noqa: E402
 
 BRANCHES = ("tumour:none", "tumour:rate_net")
@@ -41,15 +44,28 @@ class GrowthRateSearch(OfflineProposer):
         return [s for s in super().strategies(ctx, 99, exclude) if s.key in BRANCHES][:k]
 
 
-def gompertz_form(formula: str) -> bool:
-    """``net(x) = a + b*x0 (+ terms in x1 alone)`` with ``b < 0``: the Gompertz law."""
-    rhs = formula.split("=", 1)[1].replace(" ", "")
-    terms = re.findall(r"[+-]?[^+-]+(?:e[+-]\d+)?[^+-]*", rhs.replace("e-", "e~").replace("e+", "e^"))
-    terms = [t.replace("e~", "e-").replace("e^", "e+") for t in terms]
-    in_x0 = [t for t in terms if "x0" in t]
-    if len(in_x0) != 1 or not re.fullmatch(r"[+-]?\d+(\.\d+)?(e[+-]?\d+)?\*x0", in_x0[0]):
-        return False
-    return float(in_x0[0].split("*")[0]) < 0
+def gompertz_form(law: dict[str, float]) -> bool:
+    """The growth-rate network's law (input ``x0 = ln(V) / 5``, ``x1`` the scaled drug
+    level) is ``a + b * x0 (+ terms of x1 alone)`` with ``b < 0``: Gompertz in ``V``."""
+    in_x0 = [t for t in law if "x0" in t]
+    return in_x0 == ["x0"] and law["x0"] < 0
+
+
+def growth_constants(law: dict[str, float], genome: dict, params: dict[str, float]) -> tuple[float, float]:
+    """The per-volume growth rate ``rho' * ln(K' / V)`` the distilled model implies at zero
+    drug: the parent's growth law (exponential ``rho`` or Gompertz ``rho ln(K/V)``) plus
+    ``nn_scale * law(ln(V) / 5, 0)`` (the tumour grammar's rate_net); NaN where not Gompertz."""
+    growth, scale = genome.get("growth"), float(genome.get("nn_scale", "nan"))
+    if not gompertz_form(law) or growth not in ("exponential", "gompertz"):
+        return float("nan"), float("nan")
+    at_zero = {"1": 1.0, "x1": 0.0, "x1^2": 0.0, "exp(-x1)": 1.0, "x1/(1+|x1|)": 0.0}
+    if any(t not in at_zero for t in law if t != "x0"):
+        return float("nan"), float("nan")
+    slope = scale * law["x0"] / 5.0 - (params["rho"] if growth == "gompertz" else 0.0)
+    const = scale * sum(c * at_zero[t] for t, c in law.items() if t != "x0") + (
+        params["rho"] * math.log(params["K"]) if growth == "gompertz" else params["rho"])
+    rho = -slope
+    return rho, math.exp(const / rho)
 
 
 def main() -> None:
@@ -74,6 +90,11 @@ def main() -> None:
             continue
         parent = by_id[n.parent]
         text = (n.proposer_meta.get("formula") or {}).get("text", "")
+        params = n.result.parameters if n.result else {}
+        law = refitted(laws_from_meta(n.proposer_meta.get("laws")), params).get("net")
+        fitted = law.laws[0] if law is not None and len(law.laws) == 1 else {}
+        genome = parent.proposer_meta.get("genome") or {}
+        rho, K = growth_constants(fitted, genome, params)
         rows.append({
             "node": n.id, "parent": parent.id, "status": n.status,
             "parent_network_parameters": parent.result.n_network_parameters,
@@ -81,21 +102,27 @@ def main() -> None:
             "parent_val_rmse": parent.rmse("val"), "val_rmse": n.rmse("val"),
             "val_ratio": n.rmse("val") / parent.rmse("val"),
             "parent_test_rmse": parent.rmse("test"), "test_rmse": n.rmse("test"),
-            "gompertz_form": gompertz_form(text.splitlines()[0]) if text else False,
-            "formula": text, "fitted": n.result.parameters if n.result else {},
+            "parent_growth_law": genome.get("growth"),
+            "gompertz_form": gompertz_form(fitted), "rho": rho, "K": K,
+            "formula": text, "fitted_formula": (fitted_formula(n) or {}).get("text"),
+            "fitted": params,
         })
     best = result.best
     print(f"lung_cancer_chemo, {args.patients} patients/split, budget {args.budget}, "
           f"seed {args.seed}: {wall:.0f} s; best node {best.id if best else None} "
           f"({best.operator if best else ''}, val RMSE {best.rmse('val') if best else float('nan'):.4g})\n")
-    print("| distilled node | of | network params (parent -> child) | val RMSE parent -> child "
-          "(ratio) | test RMSE parent -> child | Gompertz form | law |")
-    print("|---|---|---|---|---|---|---|")
+    print("| distilled node | of (growth law) | network params parent -> child | val RMSE parent "
+          "-> child (ratio) | test RMSE parent -> child | Gompertz form | implied rho', K' | "
+          "law as trained |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['node']} ({r['status']}) | {r['parent']} | {r['parent_network_parameters']} -> "
-              f"{r['network_parameters']} | {r['parent_val_rmse']:.4g} -> {r['val_rmse']:.4g} "
-              f"({r['val_ratio']:.3f}) | {r['parent_test_rmse']:.4g} -> {r['test_rmse']:.4g} | "
-              f"{'yes' if r['gompertz_form'] else 'no'} | `{r['formula']}` |")
+        print(f"| {r['node']} ({r['status']}) | {r['parent']} ({r['parent_growth_law']}) | "
+              f"{r['parent_network_parameters']} -> {r['network_parameters']} | "
+              f"{r['parent_val_rmse']:.4g} -> {r['val_rmse']:.4g} ({r['val_ratio']:.3f}) | "
+              f"{r['parent_test_rmse']:.4g} -> {r['test_rmse']:.4g} | "
+              f"{'yes' if r['gompertz_form'] else 'no'} | {r['rho']:.4g}, {r['K']:.4g} | "
+              f"`{r['fitted_formula']}` |")
+    print(f"\n(the simulator: rho = {SIM_RHO:.4g} 1/day, K = {SIM_K:.4g} cm^3)")
     print(json.dumps({"patients": args.patients, "budget": args.budget, "seed": args.seed,
                       "wall_s": round(wall, 1), "run_dir": run_dir, "distilled": rows}))
 

@@ -131,3 +131,12 @@ def test_search_distils_and_show_json_lists_the_law(tab, tmp_path, capsys):
     assert law["formula"]["latex"].startswith(r"\mathrm{net}(x) = ")
     assert law["distilled_from"] == nodes[0].id and law["removed_network_parameters"] == 33
     assert law["vs_neural_parent"]["parent_val_rmse"] == pytest.approx(hybrid["val_rmse"])
+    # the tree's neural -> law lineage, and the law in the exported model cell
+    assert main(["show", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert f"node {nodes[0].id} (neural, 33 network parameters) -> node {nodes[1].id} (law" in text
+    from nimm_jupyter.export.cells import export_cells
+
+    header, model = export_cells(s.result, [nodes[1].id], base=tmp_path)[:2]
+    assert "**Law**" in header.source and law["formula_fitted"]["latex"] in header.source
+    assert law["formula"]["text"] in model.source and "class Model(_NeuralModel):" in model.source

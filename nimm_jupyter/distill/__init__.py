@@ -7,8 +7,9 @@ Pure driver-side numerics and text: the table comes from a jailed probe job
 """
 from __future__ import annotations
 
-from .formula import formula_latex, formula_text
+from .formula import formula_latex, formula_text, refitted
 from .rewrite import distilled_source
-from .sparse import Law, fit_law, library_terms
+from .sparse import Law, fit_law, library_terms, laws_from_meta, laws_to_meta
 
-__all__ = ["Law", "fit_law", "library_terms", "formula_text", "formula_latex", "distilled_source"]
+__all__ = ["Law", "fit_law", "library_terms", "formula_text", "formula_latex", "refitted",
+           "distilled_source", "laws_from_meta", "laws_to_meta"]

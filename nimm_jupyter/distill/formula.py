@@ -7,7 +7,7 @@ import sympy
 
 from .sparse import Law
 
-__all__ = ["law_expressions", "formula_text", "formula_latex", "SIGNIFICANT"]
+__all__ = ["law_expressions", "formula_text", "formula_latex", "refitted", "SIGNIFICANT"]
 
 SIGNIFICANT = 4  # digits of each coefficient shown (the model keeps full precision)
 
@@ -60,3 +60,15 @@ def formula_latex(laws: dict[str, Law]) -> str:
             name = _name(path, k, len(law.laws)).replace("_", r"\_")
             lines.append(rf"\mathrm{{{name}}}(x) = {sympy.latex(expr)}")
     return r" \\ ".join(lines)
+
+
+def refitted(laws: dict[str, Law], parameters: dict[str, float]) -> dict[str, Law]:
+    """``laws`` with the coefficients a trained distilled model reports (its
+    :class:`~nimm_jupyter.blocks.SparseLaw` parameter ``<path>.c<k>_<t>`` is term ``t`` of
+    output ``k``); a coefficient it does not report keeps its starting value."""
+    out = {}
+    for path, law in laws.items():
+        outs = [{term: float(parameters.get(f"{path}.c{k}_{t}", c))
+                 for t, (term, c) in enumerate(terms.items())} for k, terms in enumerate(law.laws)]
+        out[path] = Law(n_in=law.n_in, laws=outs, errors=list(law.errors), rows=law.rows)
+    return out

@@ -20,7 +20,7 @@ import torch
 
 from ..blocks import law_features
 
-__all__ = ["Law", "library_terms", "fit_law", "THRESHOLDS"]
+__all__ = ["Law", "library_terms", "fit_law", "laws_to_meta", "laws_from_meta", "THRESHOLDS"]
 
 # smallest kept contribution of a term, in units of the output's standard deviation
 THRESHOLDS = tuple(float(t) for t in np.geomspace(1e-3, 1.0, 16))
@@ -131,3 +131,17 @@ def fit_law(x: np.ndarray, y: np.ndarray, tolerance: float = 0.05) -> Law:
         laws.append(law)
         errors.append(err)
     return Law(n_in=x.shape[1], laws=laws, errors=errors, rows=len(x))
+
+
+def laws_to_meta(laws: dict[str, Law]) -> dict[str, dict]:
+    """``laws`` as plain JSON values (a node's ``proposer_meta["laws"]``)."""
+    return {path: {"n_in": law.n_in, "laws": law.laws, "rel_rmse": law.errors, "rows": law.rows}
+            for path, law in laws.items()}
+
+
+def laws_from_meta(d: dict) -> dict[str, Law]:
+    """The inverse of :func:`laws_to_meta` (journals are read back through it)."""
+    return {str(path): Law(n_in=int(v["n_in"]), laws=[{str(t): float(c) for t, c in out.items()}
+                                                      for out in v["laws"]],
+                           errors=[float(e) for e in v.get("rel_rmse", [])], rows=int(v.get("rows", 0)))
+            for path, v in (d or {}).items()}

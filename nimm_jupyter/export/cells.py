@@ -12,6 +12,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from .. import tasks
+from ..search.distill_step import fitted_formula
 from ..search.rundir import RunDir, TaskRecipe
 from ..tasks.base import Task
 from .errors import ExportError
@@ -148,6 +149,10 @@ def _header_source(result: "SearchResult", node: "Node") -> str:
     ]
     if node.change:
         lines += [f"**Change:** {_md(node.change)}", ""]
+    formula = fitted_formula(node)  # the sparse fit's law is in the model cell's docstring
+    if formula:
+        lines += [f"**Law** (the network of node {node.parent} distilled, coefficients as "
+                  "trained; x0, x1, ...: its inputs):", "", f"$$ {formula['latex']} $$", ""]
     lines += ["| split | RMSE | normalised RMSE |", "|---|---|---|"]
     for split in ("train", "val", "test"):
         s = getattr(r, split)

@@ -13,8 +13,9 @@ Three steps, each on its own side of the boundary:
 3. **rewrite** (text): :func:`nimm_jupyter.distill.distilled_source`; the child is then
    queued, trained (its coefficients refitted) and scored like any node.
 
-What the node reports goes into ``proposer_meta``: ``formula`` (``text``, ``latex``), the
-network parameters the law removed and the sparse fit's own error on the table.
+What the node reports goes into ``proposer_meta``: ``formula`` (``text``, ``latex``: the
+sparse fit's law, the child's starting point), ``laws`` (its terms, coefficients and error
+on the table), ``distilled_from`` and the network parameters the law removed.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..distill import distilled_source, fit_law, formula_latex, formula_text
+from ..distill import (distilled_source, fit_law, formula_latex, formula_text, laws_from_meta,
+                       laws_to_meta, refitted)
 from ..execution.base import EVAL_TIMEOUT_S, EvalRequest
 from ..execution.local import LocalExecutor, run_one
 from ..modeling.config import TrainConfig
@@ -30,7 +32,8 @@ from ..proposers.base import Proposal
 from ..tasks.base import Task
 from .node import Node
 
-__all__ = ["distill_proposal", "distill_report", "has_network", "MAX_WEIGHTS_BYTES"]
+__all__ = ["distill_proposal", "distill_report", "fitted_formula", "has_network",
+           "MAX_WEIGHTS_BYTES"]
 
 MAX_WEIGHTS_BYTES = 64 << 20  # a state_dict larger than this is no small hybrid's
 
@@ -40,9 +43,20 @@ def has_network(node: Node) -> bool:
     return node.ok and node.result is not None and node.result.n_network_parameters > 0
 
 
+def fitted_formula(node: Node) -> dict[str, str] | None:
+    """A distilled node's law with its trained coefficients (``text``, ``latex``); None
+    for other nodes and for one that did not train ok."""
+    laws = laws_from_meta((node.proposer_meta or {}).get("laws") or {})
+    if node.operator != "distill" or not laws or not node.ok or node.result is None:
+        return None
+    fitted = refitted(laws, node.result.parameters)
+    return {"text": formula_text(fitted), "latex": formula_latex(fitted)}
+
+
 def distill_report(node: Node, parent: Node | None) -> dict[str, Any]:
     """What ``nimm show --json`` adds to a node's row: ``n_network_parameters`` for every
-    node; for a distilled one also ``formula`` (``text``, ``latex``), ``distilled_from``, the
+    node; for a distilled one also ``formula`` (``text``, ``latex``: the sparse fit's law),
+    ``formula_fitted`` (the same law with its trained coefficients), ``distilled_from``, the
     network parameters it removed and its validation RMSE against its neural parent's
     (``val_ratio`` < 1: the law is better)."""
     r = node.result
@@ -51,6 +65,7 @@ def distill_report(node: Node, parent: Node | None) -> dict[str, Any]:
     if node.operator != "distill":
         return row
     row["formula"] = meta.get("formula")
+    row["formula_fitted"] = fitted_formula(node)
     row["distilled_from"] = meta.get("distilled_from")
     row["removed_network_parameters"] = meta.get("removed_network_parameters")
     val, parent_val = node.rmse("val"), parent.rmse("val") if parent is not None else float("nan")
@@ -90,9 +105,7 @@ def distill_proposal(task: Task, parent: Node, weights: Path, train: TrainConfig
         "formula": {"text": text, "latex": latex},
         "distilled_from": parent.id,
         "removed_network_parameters": int(removed),
-        "sparse_fit": {path: {"rows": law.rows, "terms": law.n_terms,
-                              "rel_rmse": [round(e, 6) for e in law.errors]}
-                       for path, law in laws.items()},
+        "laws": laws_to_meta(laws),  # the sparse fit: terms, starting coefficients, error
     }
     change = (f"distil node {parent.id}'s network(s) ({removed} parameters) into "
               f"{sum(law.n_terms for law in laws.values())} fitted terms: "

@@ -13,7 +13,8 @@ drug input ``x1`` only; the per-volume growth rate at zero drug is then ``rho' l
 and the ``rho'``, ``K'`` it implies are printed beside the simulator's.
 
 Usage: ``python benchmarks/bench_distill.py [--patients 16] [--budget 8] [--seed 0]``;
-prints a markdown table and one JSON line.
+prints a markdown table and one JSON line. ``--all-branches K`` runs the unrestricted
+offline proposer with ``K`` branches instead (whatever hybrid wins is distilled).
 """
 from __future__ import annotations
 
@@ -74,12 +75,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--all-branches", type=int, default=0, metavar="K",
+                    help="the unrestricted offline proposer with K branches instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="bench-distill-")
     t0 = time.perf_counter()
     search("lung_cancer_chemo", task_options={"n_patients": args.patients, "seed": args.seed},
-           budget=args.budget, branches=2, proposer=GrowthRateSearch(seed=args.seed),
+           budget=args.budget, branches=args.all_branches or 2,
+           proposer=(OfflineProposer if args.all_branches else GrowthRateSearch)(seed=args.seed),
            workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
     wall = time.perf_counter() - t0
     result = open_run(run_dir)
@@ -109,8 +113,10 @@ def main() -> None:
         })
     best = result.best
     print(f"lung_cancer_chemo, {args.patients} patients/split, budget {args.budget}, "
-          f"seed {args.seed}: {wall:.0f} s; best node {best.id if best else None} "
-          f"({best.operator if best else ''}, val RMSE {best.rmse('val') if best else float('nan'):.4g})\n")
+          + (f"all offline branches ({args.all_branches}), " if args.all_branches else "")
+          + f"seed {args.seed}: {wall:.0f} s; best node {best.id if best else None} "
+          + f"({best.operator if best else ''}, val RMSE "
+          + f"{best.rmse('val') if best else float('nan'):.4g})\n")
     print("| distilled node | of (growth law) | network params parent -> child | val RMSE parent "
           "-> child (ratio) | test RMSE parent -> child | Gompertz form | implied rho', K' | "
           "law as trained |")

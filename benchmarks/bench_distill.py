@@ -31,7 +31,9 @@ import torch  # noqa: E402
 
 from nimm_jupyter.distill import laws_from_meta, refitted  # noqa: E402
 from nimm_jupyter.proposers.offline import OfflineProposer  # noqa: E402
-from nimm_jupyter.search.distill_step import fitted_formula  # noqa: E402
+from nimm_jupyter.modeling.config import TrainConfig  # noqa: E402
+from nimm_jupyter.search.distill_step import distill_proposal, fitted_formula  # noqa: E402
+from nimm_jupyter.search.rundir import RunDir  # noqa: E402
 from nimm_jupyter.tasks.pkpd_sim import K as SIM_K, RHO as SIM_RHO  # noqa: E402  (reported, never shown to a proposer)
 from nimm_jupyter.search.api import open_run, search  # noqa: E402
 
@@ -67,6 +69,20 @@ def growth_constants(law: dict[str, float], genome: dict, params: dict[str, floa
         params["rho"] * math.log(params["K"]) if growth == "gompertz" else params["rho"])
     rho = -slope
     return rho, math.exp(const / rho)
+
+
+def _time_distill_step(run_dir: str, result, parent_id: int, repeats: int = 3) -> list[float]:
+    """Wall time of :func:`distill_proposal` on the run's node ``parent_id`` (a repeat of
+    what the search did: fresh probe executor, probe job, sparse fit, rewrite)."""
+    rd = RunDir(run_dir)
+    task = rd.load_task(result.task_name, result.settings.get("task_options"))
+    parent = next(n for n in result.nodes if n.id == parent_id)
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        distill_proposal(task, parent, rd.node_weights(parent), TrainConfig())
+        out.append(round(time.perf_counter() - t, 2))
+    return out
 
 
 def main() -> None:
@@ -129,7 +145,11 @@ def main() -> None:
               f"{'yes' if r['gompertz_form'] else 'no'} | {r['rho']:.4g}, {r['K']:.4g} | "
               f"`{r['fitted_formula']}` |")
     print(f"\n(the simulator: rho = {SIM_RHO:.4g} 1/day, K = {SIM_K:.4g} cm^3)")
-    print(json.dumps({"patients": args.patients, "budget": args.budget, "seed": args.seed,
+    step_s = _time_distill_step(run_dir, result, rows[0]["parent"]) if rows else []
+    if step_s:
+        print(f"one distill step (probe executor + job + sparse fit) on node {rows[0]['parent']}: "
+              + ", ".join(f"{t:.2f}" for t in step_s) + " s")
+    print(json.dumps({"patients": args.patients, "distill_step_s": step_s, "budget": args.budget, "seed": args.seed,
                       "wall_s": round(wall, 1), "run_dir": run_dir, "distilled": rows}))
 
 

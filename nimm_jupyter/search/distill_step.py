@@ -11,7 +11,10 @@ Three steps, each on its own side of the boundary:
    about as long as the fork server's start.
 2. **sparse fit** (driver, numbers only): :func:`nimm_jupyter.distill.fit_law` per network.
 3. **rewrite** (text): :func:`nimm_jupyter.distill.distilled_source`; the child is then
-   queued, trained (its coefficients refitted) and scored like any node.
+   queued, trained (its coefficients refitted) and scored like any node. An LLM proposer
+   is first shown the parent, a short view of the table (:func:`table_text`) and the sparse
+   fit (the ``distill`` prompt) and may write the closed form itself, with a physical
+   reading; when it writes none, the sparse fit's child stands.
 
 What the node reports goes into ``proposer_meta``: ``formula`` (``text``, ``latex``: the
 sparse fit's law, the child's starting point), ``laws`` (its terms, coefficients and error
@@ -20,6 +23,8 @@ on the table), ``distilled_from`` and the network parameters the law removed.
 from __future__ import annotations
 
 import uuid
+
+import numpy as np
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +33,15 @@ from ..distill import (distilled_source, fit_law, formula_latex, formula_text, l
 from ..execution.base import EVAL_TIMEOUT_S, EvalRequest
 from ..execution.local import LocalExecutor, run_one
 from ..modeling.config import TrainConfig
-from ..proposers.base import Proposal
+from ..proposers.base import NodeView, Proposal, ProposalContext, Proposer
 from ..tasks.base import Task
 from .node import Node
 
-__all__ = ["distill_proposal", "distill_report", "fitted_formula", "has_network",
+__all__ = ["distill_proposal", "distill_report", "fitted_formula", "has_network", "table_text",
            "MAX_WEIGHTS_BYTES"]
 
 MAX_WEIGHTS_BYTES = 64 << 20  # a state_dict larger than this is no small hybrid's
+TABLE_ROWS = 24  # rows of each network's table a proposer is shown
 
 
 def has_network(node: Node) -> bool:
@@ -74,10 +80,52 @@ def distill_report(node: Node, parent: Node | None) -> dict[str, Any]:
     return row
 
 
+def table_text(samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: int = TABLE_ROWS) -> str:
+    """The sampled tables as short text for a prompt: per network its column ranges and
+    ``rows`` rows spread evenly over the range of its first input."""
+    out = []
+    for path, (x, y) in samples.items():
+        order = np.argsort(x[:, 0], kind="stable")
+        pick = order[np.linspace(0, len(order) - 1, min(rows, len(order))).round().astype(int)]
+        names = [f"x{i}" for i in range(x.shape[1])] + [f"y{k}" for k in range(y.shape[1])]
+        both = np.concatenate([x, y], axis=1)
+        ranges = ", ".join(f"{n} in [{both[:, j].min():.4g}, {both[:, j].max():.4g}]"
+                           for j, n in enumerate(names))
+        lines = [f"network `{path}`: {len(x)} rows; {ranges}", "| " + " | ".join(names) + " |",
+                 "|" + "---|" * len(names)]
+        lines += ["| " + " | ".join(f"{v:.4g}" for v in both[i]) + " |" for i in pick]
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _llm_child(proposer: Proposer, ctx: ProposalContext, view: NodeView, samples: dict,
+               text: str, laws: dict, sparse: Proposal) -> Proposal:
+    """The proposer's closed form in place of the sparse fit's child, when it writes one;
+    else the sparse child, carrying the call's cost and why it was not used."""
+    errors = "; ".join(f"{p}: " + ", ".join(f"{e:.3g}" for e in law.errors) for p, law in laws.items())
+    llm = proposer.distill(ctx, view, table_text(samples), text, errors)
+    if llm is None:
+        return sparse
+    if not llm.code:
+        sparse.meta["llm_error"] = llm.error or "no code"
+        sparse.tokens_in, sparse.tokens_out, sparse.cost = llm.tokens_in, llm.tokens_out, llm.cost
+        sparse.raw = llm.raw
+        return sparse
+    llm.meta = {**llm.meta, "law_by": proposer.name, "distilled_from": sparse.meta["distilled_from"],
+                "removed_network_parameters": sparse.meta["removed_network_parameters"],
+                "formula": {"text": llm.change, "latex": ""}, "sparse_fit": sparse.meta["formula"]}
+    return llm
+
+
 def distill_proposal(task: Task, parent: Node, weights: Path, train: TrainConfig,
-                     timeout: float = EVAL_TIMEOUT_S) -> Proposal:
+                     timeout: float = EVAL_TIMEOUT_S, *, proposer: Proposer | None = None,
+                     ctx: ProposalContext | None = None, view: NodeView | None = None) -> Proposal:
     """The ``distill`` child of ``parent`` (trained weights at ``weights``), or a Proposal
-    with ``error`` saying why there is none (the node then fails, as a proposer's would)."""
+    with ``error`` saying why there is none (the node then fails, as a proposer's would).
+    With a ``proposer`` (and its ``ctx`` and the parent's ``view``), the proposer is shown
+    the table and the sparse fit and may write the closed form itself
+    (:meth:`~nimm_jupyter.proposers.base.Proposer.distill`; the LLM proposers do); its
+    ``formula`` is then its CHANGE line and ``sparse_fit`` the library's law."""
     def failed(why: str) -> Proposal:
         return Proposal(code=None, change="distill the network into a closed-form law", error=why)
 
@@ -110,4 +158,7 @@ def distill_proposal(task: Task, parent: Node, weights: Path, train: TrainConfig
     change = (f"distil node {parent.id}'s network(s) ({removed} parameters) into "
               f"{sum(law.n_terms for law in laws.values())} fitted terms: "
               + "; ".join(text.splitlines()))
-    return Proposal(code=distilled_source(parent.code, laws, parent.id), change=change, meta=meta)
+    sparse = Proposal(code=distilled_source(parent.code, laws, parent.id), change=change, meta=meta)
+    if proposer is None or ctx is None or view is None:
+        return sparse
+    return _llm_child(proposer, ctx, view, probe.network_samples, text, laws, sparse)

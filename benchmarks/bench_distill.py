@@ -14,7 +14,10 @@ and the ``rho'``, ``K'`` it implies are printed beside the simulator's.
 
 Usage: ``python benchmarks/bench_distill.py [--patients 16] [--budget 8] [--seed 0]``;
 prints a markdown table and one JSON line. ``--all-branches K`` runs the unrestricted
-offline proposer with ``K`` branches instead (whatever hybrid wins is distilled).
+offline proposer with ``K`` branches instead (whatever hybrid wins is distilled);
+``--oscillator`` the prior-seeded offline search of ``bench_priors.py``'s damped oscillator,
+whose prior lacks the friction ``-c v`` (the Gompertz columns are then meaningless: read the
+law, over the network's inputs, the normalised states ``x0 = x``, ``x1 = v``).
 """
 from __future__ import annotations
 
@@ -71,6 +74,17 @@ def growth_constants(law: dict[str, float], genome: dict, params: dict[str, floa
     return rho, math.exp(const / rho)
 
 
+def oscillator_task(seed: int):
+    """bench_priors.py's oscillator (x' = v, v' = -k x - c v) with its frictionless prior."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_priors import SYSTEMS, _code, _task, simulate
+
+    s = SYSTEMS["oscillator"]
+    return _task(simulate("oscillator", seed=seed), "oscillator", _code(s["truth"], s["prior"]))
+
+
 def _time_distill_step(run_dir: str, result, parent_id: int, repeats: int = 3) -> list[float]:
     """Wall time of :func:`distill_proposal` on the run's node ``parent_id`` (a repeat of
     what the search did: fresh probe executor, probe job, sparse fit, rewrite)."""
@@ -93,14 +107,21 @@ def main() -> None:
     ap.add_argument("--run-dir", default=None)
     ap.add_argument("--all-branches", type=int, default=0, metavar="K",
                     help="the unrestricted offline proposer with K branches instead")
+    ap.add_argument("--oscillator", action="store_true",
+                    help="the simulated oscillator of bench_priors.py (its prior lacks friction) "
+                         "with the prior-seeded offline proposer (3 branches) instead")
     args = ap.parse_args()
     torch.set_num_threads(1)
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="bench-distill-")
     t0 = time.perf_counter()
-    search("lung_cancer_chemo", task_options={"n_patients": args.patients, "seed": args.seed},
-           budget=args.budget, branches=args.all_branches or 2,
-           proposer=(OfflineProposer if args.all_branches else GrowthRateSearch)(seed=args.seed),
-           workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
+    if args.oscillator:
+        search(oscillator_task(args.seed), budget=args.budget, branches=3, proposer="offline",
+               workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
+    else:
+        search("lung_cancer_chemo", task_options={"n_patients": args.patients, "seed": args.seed},
+               budget=args.budget, branches=args.all_branches or 2,
+               proposer=(OfflineProposer if args.all_branches else GrowthRateSearch)(seed=args.seed),
+               workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
     wall = time.perf_counter() - t0
     result = open_run(run_dir)
     by_id = {n.id: n for n in result.nodes}
@@ -128,7 +149,9 @@ def main() -> None:
             "fitted": params,
         })
     best = result.best
-    print(f"lung_cancer_chemo, {args.patients} patients/split, budget {args.budget}, "
+    print(("oscillator (prior-seeded offline search), " if args.oscillator else
+           f"lung_cancer_chemo, {args.patients} patients/split, ")
+          + f"budget {args.budget}, "
           + (f"all offline branches ({args.all_branches}), " if args.all_branches else "")
           + f"seed {args.seed}: {wall:.0f} s; best node {best.id if best else None} "
           + f"({best.operator if best else ''}, val RMSE "

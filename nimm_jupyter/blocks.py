@@ -306,8 +306,9 @@ def _parse_term(term: str) -> tuple[Callable[..., torch.Tensor], tuple[int, ...]
 
 
 def law_features(x: torch.Tensor, terms: list[str]) -> torch.Tensor:
-    """The library matrix ``(N, len(terms))`` of ``terms`` (names as in :data:`LAW_TERMS`
-    with indices filled in, e.g. ``"x0*x1"``) at inputs ``x`` ``(N, n_in)``."""
+    """The library matrix ``(N, len(terms))`` of ``terms`` at inputs ``x`` ``(N, n_in)``;
+    a term is ``1``, ``xi``, ``xi^2``, ``xi*xj``, ``log|xi|``, ``exp(-xi)`` or
+    ``xi/(1+|xi|)`` with ``i``, ``j`` input indices (e.g. ``"x0*x1"``)."""
     cols = []
     for term in terms:
         fn, idx = _parse_term(term)
@@ -316,8 +317,8 @@ def law_features(x: torch.Tensor, terms: list[str]) -> torch.Tensor:
 
 
 class SparseLaw(nn.Module):
-    """``y_k = sum_t c_kt * term_t(x)``: a closed-form stand-in for an :func:`mlp` with the
-    same call (``(..., n_in) -> (..., n_out)``). ``laws[k]`` maps term names (see
+    """A closed-form stand-in for an :func:`mlp` with the same call (``(..., n_in) ->
+    (..., n_out)``), output ``k`` being ``sum_t c_kt * term_t(x)``. ``laws[k]`` maps term names (see
     :func:`law_features`) to starting coefficients for output ``k``; each coefficient is a
     :class:`Real` parameter ``c<k>_<t>``, so training refits it and reports it by name."""
 

@@ -12,7 +12,6 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from .. import tasks
-from ..search.distill_step import fitted_formula
 from ..search.rundir import RunDir, TaskRecipe
 from ..tasks.base import Task
 from .errors import ExportError
@@ -149,7 +148,11 @@ def _header_source(result: "SearchResult", node: "Node") -> str:
     ]
     if node.change:
         lines += [f"**Change:** {_md(node.change)}", ""]
-    formula = fitted_formula(node)  # the sparse fit's law is in the model cell's docstring
+    formula = None
+    if node.operator == "distill":  # imported here: importing export must not load torch
+        from ..search.distill_step import fitted_formula
+
+        formula = fitted_formula(node)  # the sparse fit's law is in the model cell's docstring
     if formula:
         lines += [f"**Law** (the network of node {node.parent} distilled, coefficients as "
                   "trained; x0, x1, ...: its inputs):", "", f"$$ {formula['latex']} $$", ""]

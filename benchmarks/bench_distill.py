@@ -85,6 +85,19 @@ def oscillator_task(seed: int):
     return _task(simulate("oscillator", seed=seed), "oscillator", _code(s["truth"], s["prior"]))
 
 
+def oscillator_constants(law: dict[str, float], genome: dict, params: dict[str, float],
+                         spec) -> tuple[float, float]:
+    """The friction ``c'`` and spring constant ``k'`` a distilled oscillator implies when its
+    law (a network of the normalised states in dv/dt: ``x0 = (x - m_x) / s_x``, ``x1 =
+    (v - m_v) / s_v``, times ``nn_scale * s_v / T``) is linear in the states; NaN otherwise."""
+    if not set(law) <= {"1", "x0", "x1"} or genome.get("nn_state") != "y":
+        return float("nan"), float("nan")
+    gain = float(genome["nn_scale"]) * float(spec.target_scale[1]) / float(spec.time[-1] - spec.time[0])
+    c = -gain * law.get("x1", 0.0) / float(spec.target_scale[1])
+    k = params["k"] - gain * law.get("x0", 0.0) / float(spec.target_scale[0])
+    return c, k
+
+
 def _time_distill_step(run_dir: str, result, parent_id: int, repeats: int = 3) -> list[float]:
     """Wall time of :func:`distill_proposal` on the run's node ``parent_id`` (a repeat of
     what the search did: fresh probe executor, probe job, sparse fit, rewrite)."""
@@ -115,7 +128,8 @@ def main() -> None:
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="bench-distill-")
     t0 = time.perf_counter()
     if args.oscillator:
-        search(oscillator_task(args.seed), budget=args.budget, branches=3, proposer="offline",
+        task = oscillator_task(args.seed)
+        search(task, budget=args.budget, branches=3, proposer="offline",
                workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
     else:
         search("lung_cancer_chemo", task_options={"n_patients": args.patients, "seed": args.seed},
@@ -135,7 +149,8 @@ def main() -> None:
         law = refitted(laws_from_meta(n.proposer_meta.get("laws")), params).get("net")
         fitted = law.laws[0] if law is not None and len(law.laws) == 1 else {}
         genome = parent.proposer_meta.get("genome") or {}
-        rho, K = growth_constants(fitted, genome, params)
+        rho, K = (oscillator_constants(fitted, genome, params, task.spec()) if args.oscillator
+                  else growth_constants(fitted, genome, params))
         rows.append({
             "node": n.id, "parent": parent.id, "status": n.status,
             "parent_network_parameters": parent.result.n_network_parameters,
@@ -167,7 +182,9 @@ def main() -> None:
               f"{r['parent_test_rmse']:.4g} -> {r['test_rmse']:.4g} | "
               f"{'yes' if r['gompertz_form'] else 'no'} | {r['rho']:.4g}, {r['K']:.4g} | "
               f"`{r['fitted_formula']}` |")
-    print(f"\n(the simulator: rho = {SIM_RHO:.4g} 1/day, K = {SIM_K:.4g} cm^3)")
+    print("\n(the simulator: c = 0.3, k = 2 in place of rho', K'; the Gompertz column does not "
+          "apply)" if args.oscillator else
+          f"\n(the simulator: rho = {SIM_RHO:.4g} 1/day, K = {SIM_K:.4g} cm^3)")
     step_s = _time_distill_step(run_dir, result, rows[0]["parent"]) if rows else []
     if step_s:
         print(f"one distill step (probe executor + job + sparse fit) on node {rows[0]['parent']}: "

@@ -37,16 +37,11 @@ from ..proposers.base import NodeView, Proposal, ProposalContext, Proposer
 from ..tasks.base import Task
 from .node import Node
 
-__all__ = ["distill_proposal", "distill_report", "fitted_formula", "has_network", "table_text",
+__all__ = ["distill_proposal", "distill_report", "fitted_formula", "table_text",
            "MAX_WEIGHTS_BYTES"]
 
 MAX_WEIGHTS_BYTES = 64 << 20  # a state_dict larger than this is no small hybrid's
 TABLE_ROWS = 24  # rows of each network's table a proposer is shown
-
-
-def has_network(node: Node) -> bool:
-    """Whether ``node`` trained ok with network parameters (what a distill child removes)."""
-    return node.ok and node.result is not None and node.result.n_network_parameters > 0
 
 
 def fitted_formula(node: Node) -> dict[str, str] | None:

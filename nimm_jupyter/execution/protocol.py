@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..modeling.network_probe import MAX_COLUMNS, MAX_NETWORKS, MAX_ROWS
 from ..modeling.result import EvalResult, SplitScores, Status, StopReason
 
 __all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_network_samples",
@@ -196,7 +197,6 @@ def clean_predictions(d: Any, scenarios: Iterable[str] = ()) -> dict[str, np.nda
 
 
 _NETWORK_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-MAX_NETWORK_TABLES, MAX_NETWORK_ROWS, MAX_NETWORK_COLUMNS = 4, 4000, 16  # as the probe caps them
 
 
 def clean_network_samples(d: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -206,9 +206,9 @@ def clean_network_samples(d: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     :class:`ProtocolViolation` otherwise."""
     if d is None:
         return {}
-    if not isinstance(d, dict) or len(d) > MAX_NETWORK_TABLES:
+    if not isinstance(d, dict) or len(d) > MAX_NETWORKS:
         raise ProtocolViolation("networks are not an object of at most "
-                                f"{MAX_NETWORK_TABLES} tables")
+                                f"{MAX_NETWORKS} tables")
     out = {}
     for path, table in d.items():
         if not (isinstance(path, str) and len(path) <= LIMITS.max_name_chars
@@ -216,8 +216,8 @@ def clean_network_samples(d: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise ProtocolViolation("a network table without a plain module path")
         x = decode_array(table.get("inputs"), f"network {path} inputs")
         y = decode_array(table.get("outputs"), f"network {path} outputs")
-        if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) > MAX_NETWORK_ROWS \
-                or max(x.shape[1], y.shape[1]) > MAX_NETWORK_COLUMNS:
+        if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) > MAX_ROWS \
+                or max(x.shape[1], y.shape[1]) > MAX_COLUMNS:
             raise ProtocolViolation(f"network {path} table of shapes {x.shape}, {y.shape}")
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise ProtocolViolation(f"network {path} table is not finite")

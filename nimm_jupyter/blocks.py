@@ -4,7 +4,10 @@ Small, dependency-free building blocks so a candidate reads as a normal model de
 
 * constrained mechanistic parameters (:class:`Positive`, :class:`Bounded`, :class:`Real`),
   reported by name as fitted parameters after training;
-* :func:`mlp`, whose last layer starts at zero so a hybrid starts as its mechanistic core;
+* :func:`mlp`, whose last layer starts at zero so a hybrid starts as its mechanistic core
+  (an :class:`MLP`: the harness counts its weights as network parameters);
+* :class:`SparseLaw`, a closed-form replacement for an :func:`mlp` (the ``distill``
+  operator's child swaps it in with :func:`replace_networks`);
 * :func:`euler_rollout` for uniformly sampled data (one step per sample, batched) and
   :func:`ode_rollout`, a torchdiffeq wrapper with a step cap and piecewise-constant inputs;
 * :class:`Dynamics`, the dynamics form of a trajectory prior (``rhs(t, y, u)`` with named
@@ -12,6 +15,7 @@ Small, dependency-free building blocks so a candidate reads as a normal model de
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -20,7 +24,8 @@ from torch import nn
 
 __all__ = [
     "Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
-    "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics",
+    "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics", "MLP",
+    "network_parameters", "law_features", "SparseLaw", "replace_networks",
 ]
 
 # While a forward pass runs under param_memo(), each Param computes its constrained value once
@@ -102,8 +107,28 @@ class Bounded(Param):
         return self.low + (self.high - self.low) * torch.sigmoid(self.raw)
 
 
+class MLP(nn.Sequential):
+    """What :func:`mlp` returns: a plain ``nn.Sequential`` whose type marks it as the
+    model's network part (counted by :func:`network_parameters`, sampled by the distill
+    probe). Its ``state_dict`` keys are those of the ``nn.Sequential``."""
+
+
+def network_parameters(model: nn.Module) -> int:
+    """Trainable parameters inside the :class:`MLP` modules of ``model`` (0 for a model
+    with no network, or whose networks were replaced by laws)."""
+    seen: set[int] = set()
+    n = 0
+    for module in model.modules():
+        if isinstance(module, MLP):
+            for p in module.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    n += p.numel()
+    return n
+
+
 def mlp(n_in: int, n_out: int, hidden: int = 32, depth: int = 2,
-        activation: str = "tanh", zero_last: bool = True) -> nn.Sequential:
+        activation: str = "tanh", zero_last: bool = True) -> MLP:
     """A small fully connected network; ``zero_last`` makes its initial output exactly 0."""
     acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus}
     if activation not in acts:
@@ -118,7 +143,7 @@ def mlp(n_in: int, n_out: int, hidden: int = 32, depth: int = 2,
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
     layers.append(last)
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -249,3 +274,87 @@ class Dynamics(nn.Module):
                 tt = tt + h
             out.append(y)
         return torch.stack(out, dim=1)
+
+
+# -- closed-form laws (the distill operator) --------------------------------------------------
+# The term library of a distilled law, one home for its meaning: the driver's sparse fit
+# evaluates these (numbers only) and a distilled candidate's SparseLaw evaluates the same
+# ones, so a fitted coefficient means the same thing in both. ``{i}`` is an input index.
+LAW_TERMS: dict[str, Callable[..., torch.Tensor]] = {
+    "1": lambda x: torch.ones_like(x[:, 0]),
+    "x{i}": lambda x, i: x[:, i],
+    "x{i}^2": lambda x, i: x[:, i] ** 2,
+    "x{i}*x{j}": lambda x, i, j: x[:, i] * x[:, j],
+    "log|x{i}|": lambda x, i: torch.log(x[:, i].abs().clamp_min(1e-8)),
+    "exp(-x{i})": lambda x, i: torch.exp(-x[:, i].clamp(-30.0, 30.0)),
+    "x{i}/(1+|x{i}|)": lambda x, i: x[:, i] / (1.0 + x[:, i].abs()),
+}
+
+
+def _parse_term(term: str) -> tuple[Callable[..., torch.Tensor], tuple[int, ...]]:
+    indices = tuple(int(i) for i in re.findall(r"x(\d+)", term))
+    pattern = re.sub(r"x\d+", "x{}", term)
+    for name, fn in LAW_TERMS.items():
+        if name.replace("{i}", "{}").replace("{j}", "{}") == pattern:
+            bound: dict[str, int] = {}
+            for slot, i in zip(re.findall(r"\{(\w)\}", name), indices):
+                if bound.setdefault(slot, i) != i:
+                    break
+            else:
+                return fn, tuple(bound.values())
+    raise ValueError(f"unknown law term {term!r}; terms: {', '.join(LAW_TERMS)}")
+
+
+def law_features(x: torch.Tensor, terms: list[str]) -> torch.Tensor:
+    """The library matrix ``(N, len(terms))`` of ``terms`` at inputs ``x`` ``(N, n_in)``;
+    a term is ``1``, ``xi``, ``xi^2``, ``xi*xj``, ``log|xi|``, ``exp(-xi)`` or
+    ``xi/(1+|xi|)`` with ``i``, ``j`` input indices (e.g. ``"x0*x1"``)."""
+    cols = []
+    for term in terms:
+        fn, idx = _parse_term(term)
+        cols.append(fn(x, *idx))
+    return torch.stack(cols, dim=-1)
+
+
+class SparseLaw(nn.Module):
+    """A closed-form stand-in for an :func:`mlp` with the same call (``(..., n_in) ->
+    (..., n_out)``), output ``k`` being ``sum_t c_kt * term_t(x)``. ``laws[k]`` maps term names (see
+    :func:`law_features`) to starting coefficients for output ``k``; each coefficient is a
+    :class:`Real` parameter ``c<k>_<t>``, so training refits it and reports it by name."""
+
+    def __init__(self, n_in: int, laws: list[dict[str, float]]):
+        super().__init__()
+        self.n_in = int(n_in)
+        self.terms = [list(law) for law in laws]
+        for k, law in enumerate(laws):
+            for t, (term, c) in enumerate(law.items()):
+                _, idx = _parse_term(term)
+                if any(i >= self.n_in for i in idx):
+                    raise ValueError(f"law term {term!r} needs more than {n_in} inputs")
+                setattr(self, f"c{k}_{t}", Real(float(c)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        outs = []
+        for k, terms in enumerate(self.terms):
+            y = flat.new_zeros(flat.shape[0])
+            if terms:
+                feats = law_features(flat, terms)
+                coef = torch.stack([getattr(self, f"c{k}_{t}")().reshape(()) for t in range(len(terms))])
+                y = feats @ coef.to(feats.dtype)
+            outs.append(y)
+        return torch.stack(outs, dim=-1).reshape(*x.shape[:-1], len(self.terms))
+
+
+def replace_networks(model: nn.Module, laws: dict[str, nn.Module]) -> None:
+    """Swap each :class:`MLP` of ``model`` named by a key of ``laws`` (a dotted module path
+    as ``named_modules`` gives it, e.g. ``"net"``) for its replacement, in place."""
+    for path, law in laws.items():
+        parent_path, _, name = path.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        if not isinstance(getattr(parent, name, None) if not name.isdigit() else parent[int(name)], MLP):
+            raise ValueError(f"{path!r} is not an mlp() of this model")
+        if name.isdigit():
+            parent[int(name)] = law
+        else:
+            setattr(parent, name, law)

@@ -129,10 +129,26 @@ def test_dynamics_without_rhs_says_so():
         blocks.Dynamics(_Spec())(torch.zeros(1, 1, 2), torch.zeros(1, 2, 0), torch.arange(2.0))
 
 
+def test_network_and_law_helpers():
+    net = blocks.mlp(3, 2, hidden=4)
+    assert isinstance(net, blocks.MLP) and isinstance(net, torch.nn.Sequential)
+    model = torch.nn.Module()
+    model.net = net
+    assert blocks.network_parameters(model) == (3 * 4 + 4) + (4 * 2 + 2)
+    x = torch.tensor([[2.0, -1.0, 0.5]])
+    feats = blocks.law_features(x, ["1", "x0*x2", "log|x1|", "x1/(1+|x1|)"])
+    assert torch.allclose(feats, torch.tensor([[1.0, 1.0, 0.0, -0.5]]))
+    law = blocks.SparseLaw(3, [{"x0": 2.0}, {"1": -1.0, "x2^2": 4.0}])
+    blocks.replace_networks(model, {"net": law})
+    assert blocks.network_parameters(model) == 0
+    assert torch.allclose(model.net(x), torch.tensor([[4.0, 0.0]]))
+
+
 def test_every_public_helper_is_covered():
     """A new helper in blocks.__all__ needs a signature test here."""
     covered = {"Param", "Positive", "Bounded", "Real", "mlp", "euler_rollout", "ode_rollout",
-               "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics"}
+               "normalise", "SolverStepLimit", "safe_log", "param_memo", "Dynamics",
+               "MLP", "network_parameters", "law_features", "SparseLaw", "replace_networks"}
     missing = set(blocks.__all__) - covered
     assert not missing, f"blocks helpers without a signature test: {sorted(missing)}"
     for name in blocks.__all__:

@@ -103,7 +103,9 @@ def test_whole_search_through_the_openai_compatible_proposer(tmp_path, monkeypat
     with FakeOpenAI(responder=respond) as fake:
         proposer = OpenAICompatProposer("local-model", base_url=fake.url, backoff_base=0.0)
         res = search(task, budget=9, branches=2, workers=1, proposer=proposer,
-                     run_dir=tmp_path / "run", train=TrainConfig(max_epochs=5), device="cpu").wait()
+                     run_dir=tmp_path / "run", train=TrainConfig(max_epochs=5), device="cpu",
+                     # the script answers no distill prompt (tests/test_distill_llm.py does)
+                     policy_options={"distill_at": 0}).wait()
         bodies = [r["body"] for r in fake.requests]
     systems = [b["messages"][0]["content"] for b in bodies]
     users = [b["messages"][1]["content"] for b in bodies]

@@ -81,7 +81,9 @@ def test_claude_search_prompts_tell_the_truth(tmp_path, monkeypatch, capsys):
     with FakeAnthropic(responder=respond) as fake:
         proposer = AnthropicProposer(base_url=fake.url, backoff_base=0.01, timeout=20.0)
         res = search(task, budget=9, branches=2, workers=1, proposer=proposer,
-                     run_dir=tmp_path / "run", train=TrainConfig(max_epochs=5), device="cpu").wait()
+                     run_dir=tmp_path / "run", train=TrainConfig(max_epochs=5), device="cpu",
+                     # the script answers no distill prompt (tests/test_distill_llm.py does)
+                     policy_options={"distill_at": 0}).wait()
         bodies = [r.body for r in fake.requests]
 
     systems = ["\n".join(b["text"] for b in body["system"]) for body in bodies]

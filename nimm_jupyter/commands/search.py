@@ -276,7 +276,26 @@ def summary_text(result: Any) -> str:
         if params:
             lines.append("  fitted parameters: " + ", ".join(
                 f"{k}={_fmt(float(v))}" for k, v in list(params.items())[:20]))
+    lines += _law_lines(result.nodes)
     return "\n".join(lines)
+
+
+def _law_lines(nodes: list[Any]) -> list[str]:
+    """The neural -> law lineage: each distilled node against its neural parent."""
+    by_id = {n.id: n for n in nodes}
+    out = []
+    for n in nodes:
+        formula = (n.proposer_meta or {}).get("formula") if n.operator == "distill" else None
+        if not formula:
+            continue
+        parent = by_id.get(n.parent)
+        removed = (n.proposer_meta or {}).get("removed_network_parameters", "?")
+        out.append(f"  node {n.parent} (neural, {removed} network parameters) -> node {n.id} "
+                   f"(law, {n.status}): val RMSE {_fmt(parent.rmse('val') if parent else None)} "
+                   f"-> {_fmt(n.rmse('val'))}")
+        out += [f"      {line}" for line in str(formula.get("text", "")).splitlines()]
+    return ["", "distilled laws (neural -> law; x0, x1, ...: each network's inputs):"] + out \
+        if out else []
 
 
 def run_search(start: Any, args: argparse.Namespace, total: int, done: int) -> int:

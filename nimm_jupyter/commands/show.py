@@ -60,6 +60,7 @@ def scenario_columns(node: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..search.api import SearchError, open_run
+    from ..search.distill_step import distill_report
     from ..search.results import json_safe
 
     try:
@@ -73,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         for row in d["nodes"]:
             row.update(usage[row["id"]])
             row.update(json_safe(one_step[row["id"]]))
+        by_id = {n.id: n for n in result.nodes}
         for n, row in zip(result.nodes, d["nodes"]):
             row.update(json_safe(scenario_columns(n)))
+            row.update(json_safe(distill_report(n, by_id.get(n.parent))))
         print(json.dumps(d))
     else:
         print(summary_text(result))

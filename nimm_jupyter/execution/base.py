@@ -24,6 +24,10 @@ class EvalRequest:
     config: TrainConfig = field(default_factory=TrainConfig)
     timeout: float = EVAL_TIMEOUT_S  # hard wall-clock limit (s); the worker's process group is killed
     memory_mb: int = 4096  # address-space limit of the worker
+    # a distill probe instead of training: the parent's trained state_dict (bytes of the
+    # file the harness saved); the job loads it into ``source``'s model and reports its
+    # networks' inputs/outputs on the training split (modeling.network_probe)
+    network_probe: bytes | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ See :mod:`.sandbox` for what a child does to itself before candidate code runs.
 """
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import warnings
@@ -282,18 +283,22 @@ class LocalExecutor(Executor):
             "policy": self.policy.to_dict(),
             "cgroup": group,
         }
+        if request.network_probe is not None:
+            payload["network_probe"] = base64.b64encode(request.network_probe).decode()
         payload_path = os.path.join(workdir, "request.json")
         with open(payload_path, "w") as f:
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         reveal_read, reveal_write = reveal_pipe()  # the driver answers one-step frames here
-        # the unchecked probe trains nothing: no one-step reveal
-        reveal = Revealer(request.task) if self.policy.static_check else None
+        # the unchecked probe and the distill probe train nothing: no one-step reveal
+        reveal = (Revealer(request.task) if self.policy.static_check
+                  and request.network_probe is None else None)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
                    reader=FrameReader(request.task.target_names, request.task.scenarios, reveal),
-                   fd=read_fd, predictions_required=self.policy.static_check, cgroup=group,
-                   reveal_fd=reveal_write)
+                   fd=read_fd,
+                   predictions_required=self.policy.static_check and request.network_probe is None,
+                   cgroup=group, reveal_fd=reveal_write)
         self._active[request.job_id] = job
         sent = server.send({"op": "run", "job": request.job_id, "key": key, "payload": payload_path},
                            [write_fd, reveal_read])

@@ -41,10 +41,11 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
+from ..modeling.network_probe import MAX_COLUMNS, MAX_NETWORKS, MAX_ROWS
 from ..modeling.result import EvalResult, SplitScores, Status, StopReason
 
-__all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_text", "ReportLimits",
-           "ProtocolViolation", "encode_array", "decode_array"]
+__all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_network_samples",
+           "clean_text", "ReportLimits", "ProtocolViolation", "encode_array", "decode_array"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,35 @@ def clean_predictions(d: Any, scenarios: Iterable[str] = ()) -> dict[str, np.nda
     return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
 
 
+_NETWORK_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+
+def clean_network_samples(d: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A distill probe's ``networks`` (:mod:`~nimm_jupyter.modeling.network_probe`): per
+    network, its module path (a plain dotted name) -> ``{"inputs", "outputs"}``, two finite
+    2-D arrays with the same number of rows, within the probe's caps;
+    :class:`ProtocolViolation` otherwise."""
+    if d is None:
+        return {}
+    if not isinstance(d, dict) or len(d) > MAX_NETWORKS:
+        raise ProtocolViolation("networks are not an object of at most "
+                                f"{MAX_NETWORKS} tables")
+    out = {}
+    for path, table in d.items():
+        if not (isinstance(path, str) and len(path) <= LIMITS.max_name_chars
+                and _NETWORK_PATH.match(path)) or not isinstance(table, dict):
+            raise ProtocolViolation("a network table without a plain module path")
+        x = decode_array(table.get("inputs"), f"network {path} inputs")
+        y = decode_array(table.get("outputs"), f"network {path} outputs")
+        if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) > MAX_ROWS \
+                or max(x.shape[1], y.shape[1]) > MAX_COLUMNS:
+            raise ProtocolViolation(f"network {path} table of shapes {x.shape}, {y.shape}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ProtocolViolation(f"network {path} table is not finite")
+        out[path] = (x, y)
+    return out
+
+
 def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResult:
     """The ``done`` frame's result, type-checked and capped; :class:`ProtocolViolation` if
     its shape is wrong. Per-target scores are kept only for the task's own target names."""
@@ -234,6 +264,8 @@ def clean_result(d: Any, target_names: Iterable[str] | None = None) -> EvalResul
         test=_scores(d.get("test", {}), targets, "test"),
         loss_curve=_curve(d.get("loss_curve") or []), parameters=params,
         n_parameters=max(0, int(_number(d.get("n_parameters", 0), "n_parameters"))),
+        n_network_parameters=max(0, int(_number(d.get("n_network_parameters", 0),
+                                                "n_network_parameters"))),
         epochs=max(0, int(_number(d.get("epochs", 0), "epochs"))),
         wall_time=_number(d.get("wall_time", 0.0), "wall_time"),
         device=clean_text(d.get("device") or "cpu", 32),
@@ -351,6 +383,7 @@ class FrameReader:
         if kind == "done":
             result = clean_result(frame.get("result"), self.target_names)
             self.predictions = clean_predictions(frame.get("predictions"), self.scenarios)
+            result.network_samples = clean_network_samples(frame.get("networks"))
             if self.reveal is not None:
                 self.reveal.close()
             self.result = result

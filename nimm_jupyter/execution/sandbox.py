@@ -365,6 +365,16 @@ def probe(task: Any, source: str, device: str) -> Any:
         return _failure_from_exception(exc, Status.RUNTIME_ERROR)
 
 
+def _probe_networks(task: Any, payload: dict[str, Any], config: Any) -> tuple[Any, dict[str, Any]]:
+    """The distill probe (:mod:`~nimm_jupyter.modeling.network_probe`): no training, the
+    parent's weights from the payload, its networks' tables on the training split."""
+    import base64
+
+    from ..modeling.network_probe import sample_networks
+
+    return sample_networks(task, payload["source"], base64.b64decode(payload["network_probe"]), config)
+
+
 WEIGHTS_FILE = "weights.pt"  # in the job's work dir; the driver moves it where it belongs
 
 
@@ -450,6 +460,7 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         if policy.static_check:
             try:
                 from ..modeling.harness import fit_keeping_model as evaluate
+                from ..modeling import network_probe  # noqa: F401 - imported before the guards
             except Exception as exc:  # an installation fault, not the candidate's
                 frames.send({"kind": "error", "message": f"evaluation harness unavailable: {exc!r}"})
                 os._exit(3)
@@ -464,9 +475,12 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         from .protocol import encode_array
 
         predictions: dict[str, Any] = {}
+        networks: dict[str, Any] = {}
         model = None
         try:
-            if evaluate is not None:
+            if payload.get("network_probe") and evaluate is not None:
+                result, networks = _probe_networks(task, payload, config)
+            elif evaluate is not None:
                 result, predictions, model = evaluate(task, payload["source"], config, progress)
             else:
                 result = probe(task, payload["source"], config.device)
@@ -479,7 +493,9 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         # the driver scores these (the task here has no test targets); its scores are ignored
         report = {"result": result.to_dict(),
                   "predictions": {s: encode_array(p) for s, p in predictions.items()}
-                  if result.ok else {}}
+                  if result.ok else {},
+                  **({"networks": {name: {"inputs": encode_array(x), "outputs": encode_array(y)}
+                                   for name, (x, y) in networks.items()}} if networks else {})}
         from .reveal import reveal_steps
 
         if model is not None and reveal_fd is not None and reveal_steps(task):

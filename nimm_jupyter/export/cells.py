@@ -148,6 +148,14 @@ def _header_source(result: "SearchResult", node: "Node") -> str:
     ]
     if node.change:
         lines += [f"**Change:** {_md(node.change)}", ""]
+    formula = None
+    if node.operator == "distill":  # imported here: importing export must not load torch
+        from ..search.distill_step import fitted_formula
+
+        formula = fitted_formula(node)  # the sparse fit's law is in the model cell's docstring
+    if formula:
+        lines += [f"**Law** (the network of node {node.parent} distilled, coefficients as "
+                  "trained; x0, x1, ...: its inputs):", "", f"$$ {formula['latex']} $$", ""]
     lines += ["| split | RMSE | normalised RMSE |", "|---|---|---|"]
     for split in ("train", "val", "test"):
         s = getattr(r, split)

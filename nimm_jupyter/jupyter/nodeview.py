@@ -18,7 +18,7 @@ MAX_DIFF_LINES = 400
 # convergence flags, stop reasons a newer harness adds) is listed under "notes"
 _SHOWN_RESULT_KEYS = frozenset({
     "status", "message", "train", "val", "test", "loss_curve", "parameters", "n_parameters",
-    "epochs", "wall_time", "device", "seed", "restarts", "weights_path",
+    "n_network_parameters", "epochs", "wall_time", "device", "seed", "restarts", "weights_path",
     "scenarios"})  # scenarios: shown as intervention metrics
 # display states beyond the node lifecycle: evaluated nodes are done/failed; a node that
 # was still pending or running when its search ended is "cancelled" (resume re-runs it)
@@ -163,6 +163,7 @@ def node_details(node: "Node", parent: "Node | None" = None) -> dict[str, Any]:
             "val_rmse_norm bootstrap SE": finite(res.val.rmse_norm_se),
             "epochs": int(res.epochs),
             "n_parameters": int(res.n_parameters),
+            "n_network_parameters": int(res.n_network_parameters),
             "wall_time": round(float(res.wall_time), 2),
         }.items() if v is not None}
         # held-out interventions, beside the in-distribution figures (never selected on)
@@ -171,6 +172,9 @@ def node_details(node: "Node", parent: "Node | None" = None) -> dict[str, Any]:
         d["params"] = {k: v for k, v in ((k, finite(v)) for k, v in res.parameters.items())
                        if v is not None}
         d["notes"] = result_notes(res)
+        law = (node.proposer_meta or {}).get("formula") if node.operator == "distill" else None
+        if isinstance(law, dict) and law.get("text"):  # neural -> law: the sparse fit's law
+            d["notes"]["law (sparse fit; the refit starts here)"] = str(law["text"])
         d["error"] = "" if res.ok else (res.message or res.status.value)
     elif d["status"] not in ("pending", "running"):
         d["error"] = node.message

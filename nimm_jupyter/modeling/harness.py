@@ -20,7 +20,7 @@ from torch import nn
 
 import numpy as np
 
-from ..blocks import SolverStepLimit
+from ..blocks import SolverStepLimit, network_parameters
 from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
@@ -332,6 +332,7 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
     result.loss_curve = curve
     result.epochs = int(fit.curves[k][-1]["epoch"]) if fit.curves[k] else 0  # Adam epochs
     result.n_parameters = count_trainable(model)
+    result.n_network_parameters = network_parameters(model)
     try:
         result.parameters = mechanistic_parameters(model)
     except Exception as exc:  # reporting parameters must not discard a trained model

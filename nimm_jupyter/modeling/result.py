@@ -1,6 +1,7 @@
 """Evaluation outcome of one candidate: a status value, never a stray exception."""
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ class EvalResult:
     loss_curve: list[dict[str, float]] = field(default_factory=list)
     parameters: dict[str, float] = field(default_factory=dict)  # fitted mechanistic params
     n_parameters: int = 0  # trainable parameter count
+    n_network_parameters: int = 0  # of those, the ones inside blocks.mlp networks
     epochs: int = 0  # Adam epochs trained (the polish is counted in notes)
     wall_time: float = 0.0
     device: str = "cpu"
@@ -103,6 +105,9 @@ class EvalResult:
     # RMSE on each held-out intervention scenario of the task (Task.scenarios), computed by
     # the driver; never used for selection, never shown to a proposer
     scenarios: dict[str, SplitScores] = field(default_factory=dict)
+    # a distill probe's answer only (modeling.network_probe): network path -> (inputs,
+    # outputs) on the training split; handed to the caller, never journaled (see to_dict)
+    network_samples: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +121,8 @@ class EvalResult:
         return float(self.val.rmse_norm)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, network_samples={}))
+        d.pop("network_samples")
         d["status"] = self.status.value
         d["stop_reason"] = self.stop_reason.value if self.stop_reason is not None else None
         return d

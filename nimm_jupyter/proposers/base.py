@@ -109,6 +109,13 @@ class Proposer(abc.ABC):
     def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
         """A fix for a failed node, given its error message."""
 
+    def distill(self, ctx: ProposalContext, parent: NodeView, table: str, law: str,
+                law_error: str) -> Proposal | None:
+        """A closed-form child of ``parent`` from its networks' sampled ``table`` and the
+        sparse fit's ``law`` (the ``distill`` operator), or None to keep the sparse fit's
+        own child (the default: only an LLM adds a physical reading)."""
+        return None
+
     def notice(self, ctx: ProposalContext) -> str | None:
         """One line the user should read once before the search starts (what this proposer
         cannot use of what they gave), or None."""

@@ -152,6 +152,11 @@ class ChatProposer(Proposer, abc.ABC):
     def debug(self, ctx: ProposalContext, failed: NodeView) -> Proposal:
         return self._code_call("debug", ctx, prompts.debug_prompt(ctx, failed), f"fix {failed.status}")
 
+    def distill(self, ctx: ProposalContext, parent: NodeView, table: str, law: str,
+                law_error: str) -> Proposal:
+        return self._code_call("distill", ctx, prompts.distill_prompt(ctx, parent, table, law, law_error),
+                               "distil the network into a closed-form law")
+
     def close(self) -> None:
         self._client.close()
 

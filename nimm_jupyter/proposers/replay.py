@@ -20,6 +20,9 @@ from typing import Any
 from .base import NodeView, Proposal, ProposalContext, Proposer, Strategy
 
 OPERATORS = ("draft", "refine", "debug")
+# records a file may hold besides those: a recorded run's distill nodes, which a replayed
+# search derives again itself (the distill operator is no proposer call), so never answered
+RECORDED_ONLY = ("distill",)
 
 
 class ReplayError(ValueError):
@@ -49,9 +52,9 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
             if not isinstance(r.get("strategies"), list):
                 raise ReplayError(f"replay record {i}: 'strategies' must be a list")
             continue
-        if op not in OPERATORS:
+        if op not in OPERATORS + RECORDED_ONLY:
             raise ReplayError(f"replay record {i}: operator must be one of "
-                              f"{('strategies',) + OPERATORS}, got {op!r}")
+                              f"{('strategies',) + OPERATORS + RECORDED_ONLY}, got {op!r}")
         if not isinstance(r.get("code"), str) or not r["code"].strip():
             raise ReplayError(f"replay record {i}: 'code' must be a non-empty string")
     return records

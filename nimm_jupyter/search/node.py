@@ -10,7 +10,7 @@ from ..modeling.result import EvalResult
 from ..proposers.base import NodeView, Strategy
 from .states import TextEnum
 
-OPERATORS = ("draft", "refine", "debug")
+OPERATORS = ("draft", "refine", "debug", "distill")  # distill: search.distill_step
 
 
 class NodeState(TextEnum):

@@ -34,7 +34,7 @@ _DEFAULT = SearchConfig()  # the policies' defaults are the search's
 class Action:
     """One request to the proposer."""
 
-    kind: str  # "strategies" | "draft" | "refine" | "debug"
+    kind: str  # "strategies" | "draft" | "refine" | "debug" | "distill"
     branch: int | None = None  # None for a draft: the runner opens a new branch
     parent: int | None = None
     strategy: Strategy | None = None
@@ -107,7 +107,9 @@ class NimmGenPolicy(Policy):
     """Branch-level exploration + atomic refinement (see the module docstring)."""
 
     name = "nimmgen"
-    options = {"exploration": 1.0, "top": 2}
+    # distill_at: once at most this many nodes remain, the best hybrid gets a distill child
+    # (its networks replaced by sparse laws, search.distill_step); 0 never distils
+    options = {"exploration": 1.0, "top": 2, "distill_at": 2}
 
     def next_action(self, tree: Tree, remaining: int) -> Action | None:
         active = tree.active_branches()
@@ -131,13 +133,31 @@ class NimmGenPolicy(Policy):
         # 4. Prune stagnant or dead branches; the next call reseeds them.
         if self.prune(tree):
             return self.next_action(tree, remaining)
-        # 5. Bandit over branches, refine the chosen branch's best node.
+        # 5. Near the end of the budget, distil the best hybrid into a law (once per node).
+        target = self.distill_target(tree, remaining)
+        if target is not None:
+            return Action("distill", branch=target.branch, parent=target.id)
+        # 6. Bandit over branches, refine the chosen branch's best node.
         b = self.choose_branch(tree)
         if b is None:
             return None
         best = tree.branch_best(b)
         assert best is not None
         return Action("refine", branch=b, parent=best.id, strategy=tree.branches[b].strategy)
+
+    def distill_target(self, tree: Tree, remaining: int) -> Node | None:
+        """The best hybrid node worth distilling now, or None: one whose networks beat its
+        branch's mechanistic parent (:func:`mechanistic_reference`), not yet distilled,
+        once at most ``distill_at`` nodes of the budget remain."""
+        if remaining > int(self.opts["distill_at"]):
+            return None
+        distilled = {n.parent for n in tree.snapshot() if n.operator == "distill"}
+        hybrids = [n for n in tree.snapshot() if n.ok and n.result is not None
+                   and n.result.n_network_parameters > 0 and n.id not in distilled
+                   and math.isfinite(n.score)]
+        winners = [n for n in hybrids
+                   if (ref := mechanistic_reference(tree, n)) is None or n.score < ref.score]
+        return min(winners, key=lambda n: (n.score, n.id), default=None)
 
     def prune(self, tree: Tree) -> bool:
         """Prune one stagnant/dead branch, keeping at least one working branch when no new
@@ -182,6 +202,28 @@ class NimmGenPolicy(Policy):
         c = float(self.opts["exploration"])
         return {bid: (best + 1e-12) / (r + 1e-12) + c * math.sqrt(math.log(total + 1) / max(n, 1))
                 for bid, r, n in scored}
+
+
+def mechanistic_reference(tree: Tree, node: Node) -> Node | None:
+    """What ``node``'s networks are measured against: its nearest ancestor that trained ok
+    without a network, else the user's prior (node 0, when it scored ok), else the best
+    network-free model of the search that is not itself a distilled law (a mechanistic
+    branch's); None if there is none."""
+    def mechanistic(n: Node) -> bool:
+        return n.ok and n.result is not None and n.result.n_network_parameters == 0
+
+    parent = tree.nodes.get(node.parent) if node.parent is not None else None
+    while parent is not None:
+        if mechanistic(parent):
+            return parent
+        parent = tree.nodes.get(parent.parent) if parent.parent is not None else None
+    nodes = tree.snapshot()
+    root = next((n for n in nodes if n.proposer_meta.get("prior")), None)
+    if root is not None and mechanistic(root):
+        return root
+    # (a distilled law is network-free too, but it is a hybrid's offspring, not a mechanism)
+    return min((n for n in nodes if mechanistic(n) and n.operator != "distill"),
+               key=lambda n: (n.score, n.id), default=None)
 
 
 class GreedyPolicy(Policy):

@@ -123,6 +123,7 @@ def _best_dict(n: Node | None) -> dict[str, Any] | None:
         "train_rmse": n.rmse("train"), "val_score": n.score, "val_score_se": n.score_se,
         "parameters": dict(r.parameters) if r is not None else {},
         "n_parameters": r.n_parameters if r is not None else 0,
+        "n_network_parameters": r.n_network_parameters if r is not None else 0,
         "weights": r.weights_path if r is not None else None,
     })
 

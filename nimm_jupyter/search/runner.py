@@ -22,6 +22,7 @@ from ..modeling.config import TrainConfig
 from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from . import event_data
+from .distill_step import distill_proposal
 from .events import Event, EventBus
 from .config import Settings
 from .history import branch_history, findings, history_view, in_progress
@@ -264,6 +265,11 @@ class Runner:
             return lambda: p.draft(ctx, action.strategy)
         parent = self.tree.nodes[action.parent]
         strategy = self.tree.branches[parent.branch].strategy
+        if action.kind == "distill":  # a probe job and a sparse fit (an LLM may then rewrite)
+            weights, view = RunDir(self.run_dir).node_weights(parent), parent.view(strategy)
+            return lambda: distill_proposal(self.task, parent, weights, self.train,
+                                            self.settings.config.eval_timeout,
+                                            proposer=p, ctx=ctx, view=view)
         if action.kind == "refine":
             view = history_view(self.tree, parent)
             history = branch_history(self.tree, parent.branch)

@@ -3,7 +3,7 @@
 The system prompt has two parts: fixed instructions (``system.md``) and the task block
 (``task.md``: description, variables, prior code, candidate interface). Both stay identical
 for every call of a search, which is what makes them cacheable. The per-call user message
-comes from ``strategies.md``, ``draft.md``, ``refine.md`` or ``debug.md``.
+comes from ``strategies.md``, ``draft.md``, ``refine.md``, ``debug.md`` or ``distill.md``.
 
 Test scores never reach a prompt: metrics are filtered again here even though
 :class:`~nimm_jupyter.proposers.base.NodeView` should already hold a test-free view.
@@ -19,7 +19,7 @@ from typing import Any
 from ..base import NodeView, ProposalContext, Strategy
 from ..reference import blocks_reference
 
-TEMPLATE_NAMES = ("system", "task", "strategies", "draft", "refine", "debug")
+TEMPLATE_NAMES = ("system", "task", "strategies", "draft", "refine", "debug", "distill")
 
 
 @lru_cache(maxsize=None)
@@ -246,4 +246,17 @@ def debug_prompt(ctx: ProposalContext, failed: NodeView) -> str:
         "debug", node_id=failed.id, node_operator=failed.operator,
         node_change=failed.change.strip() or "(no description)", code=failed.code.strip(),
         status=failed.status, message=message[:4000], search_state=search_state(ctx),
+    )
+
+
+def distill_prompt(ctx: ProposalContext, parent: NodeView, table: str, law: str,
+                   law_error: str) -> str:
+    """The request to turn ``parent``'s networks into a closed form: its code and metrics,
+    the sampled input-output ``table`` (text, already capped) and the sparse fit's ``law``."""
+    strategy = f"{parent.strategy.title}: {parent.strategy.description}" if parent.strategy else "(independent draft)"
+    return _render(
+        "distill", strategy=strategy, parent_id=parent.id, parent_operator=parent.operator,
+        parent_change=parent.change.strip() or "(no description)", parent_code=parent.code.strip(),
+        parent_metrics=format_metrics(strip_test(parent.metrics)), table=table, law=law,
+        law_error=law_error, search_state=search_state(ctx),
     )

@@ -166,6 +166,11 @@ def test_an_output_level_model_of_an_unstable_dynamics_prior_is_debugged_by_a_cl
     assert "clamp" in what and safe["attach"] == "residual"
     rep = check_candidate(grammar.render(safe), task)
     assert rep.ok, rep.message
-    # once a fit of the prior's equations ran, a failed wrap model is the network's
+    # the prior failed and a clamped fit of its equations ran (its residual ranks the terms):
+    # the unclamped prior inside a wrap model still blows up, so the clamp comes first
     ctx.reference_one_step = ctx.train_series.states[:, ctx.train_series.context:]
+    ctx.prior_status = "contract_error"
+    assert "clamp" in WrapGrammar(ctx).safer(genome)[1]
+    # once the prior itself scored ok, a failed wrap model is the network's
+    ctx.prior_status = "ok"
     assert "clamp" not in WrapGrammar(ctx).safer(genome)[1]

@@ -11,7 +11,15 @@ backward, one Adam step. Candidates:
   path ``ode_rollout`` now takes for ``rk4``;
 * a ``blocks.Dynamics`` prior (what the offline grammars edit), 1 and 2 RK4 substeps.
 
+Besides wall time (the least of ``--repeats`` timings: the machine is shared) it counts the
+aten operators one epoch dispatches, forward and backward: on CPU each costs a few
+microseconds whatever its size, and the count does not depend on the machine's load.
+``--cases dynamics`` runs only the cases whose name contains that text; the Dynamics cases
+use nothing new, so an older checkout can be measured as well::
+
     PYTHONPATH=. python benchmarks/bench_ode_rollout.py [--epochs 20] [--trajectories 18] [--repeats 3]
+    git archive 6105947 nimm_jupyter | tar -x -C /tmp/old
+    PYTHONPATH=/tmp/old python benchmarks/bench_ode_rollout.py --cases Dynamics
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nimm_jupyter import blocks
 
@@ -77,7 +86,20 @@ def data(n: int, T: int, forced: bool, dt: float = 0.2
     return y, u, t
 
 
-def per_epoch(model: nn.Module, y, u, t, epochs: int) -> float:
+class OpCount(TorchDispatchMode):
+    """Counts the aten operators dispatched inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def trainer(model: nn.Module, y, u, t):
+    """One training epoch of ``model`` as the harness runs it (full batch)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     target = y[:, 1:]
 
@@ -88,12 +110,21 @@ def per_epoch(model: nn.Module, y, u, t, epochs: int) -> float:
         loss.backward()
         opt.step()
 
-    for _ in range(3):  # warm-up
-        epoch()
+    return epoch
+
+
+def per_epoch(epoch, epochs: int) -> float:
     t0 = time.perf_counter()
     for _ in range(epochs):
         epoch()
     return (time.perf_counter() - t0) / epochs
+
+
+def ops_per_epoch(epoch) -> int:
+    count = OpCount()
+    with count:
+        epoch()
+    return count.n
 
 
 def main() -> None:
@@ -102,6 +133,7 @@ def main() -> None:
     ap.add_argument("--trajectories", type=int, default=18)
     ap.add_argument("--samples", type=int, default=80)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cases", default="", help="only the cases whose name contains this")
     a = ap.parse_args()
     torch.set_num_threads(1)
     free, driven = data(a.trajectories, a.samples, False), data(a.trajectories, a.samples, True)
@@ -111,11 +143,17 @@ def main() -> None:
              for solver in ("torchdiffeq", "plain-torch")]
     cases += [(f"Dynamics prior, substeps={n}", DynamicsOscillator(n), free) for n in (1, 2)]
     for name, model, (y, u, t) in cases:
+        if a.cases not in name:
+            continue
         torch.manual_seed(0)
+        epoch = trainer(model, y, u, t)
+        for _ in range(3):  # warm-up
+            epoch()
         # the least of --repeats timings: the machine is shared, a slow run is someone else's
-        ms = min(per_epoch(model, y, u, t, a.epochs) for _ in range(a.repeats)) * 1e3
+        ms = min(per_epoch(epoch, a.epochs) for _ in range(a.repeats)) * 1e3
         print(json.dumps({"case": name, "ms_per_epoch": round(ms, 2),
-                          "s_per_200_epochs": round(ms * 0.2, 2)}), flush=True)
+                          "s_per_200_epochs": round(ms * 0.2, 2),
+                          "aten_ops_per_epoch": ops_per_epoch(epoch)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,10 @@ class DynamicsGrammar(Grammar):
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
         last = self.states[-1]  # in a mechanical prior the last state is usually the velocity
+        # a modulation starts bounded to +-50 %: +-10 % could not stand in for a missing
+        # saturation (benchmarks/bench_priors.py holling_prey: test 0.105 at 0.1, 0.042 at 0.5)
         g = {"term_state": last, "term": "none", "stability": "as prior",
-             "modulate": "none", "mod_scale": "0.1", "attach": strategy_key, "nn_state": last,
+             "modulate": "none", "mod_scale": "0.5", "attach": strategy_key, "nn_state": last,
              "nn_inputs": "all", "hidden": "16", "depth": "2", "activation": "tanh",
              "nn_scale": "0.3"}
         if strategy_key == "term":
@@ -309,7 +311,7 @@ class DynamicsGrammar(Grammar):
         if g["term"] != "none":
             parts.append(f"term {g['term']} in d{g['term_state']}/dt")
         if g.get("modulate", "none") != "none":
-            parts.append(f"constant {g['modulate']} * (1 + {g.get('mod_scale', '0.1')} * "
+            parts.append(f"constant {g['modulate']} * (1 + {g.get('mod_scale', '0.5')} * "
                          "tanh(network of all states and inputs))")
         if g["attach"] == "residual":
             parts.append(f"network of all states and inputs in d{g['nn_state']}/dt")

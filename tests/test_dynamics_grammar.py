@@ -260,3 +260,13 @@ def test_modulation_strategy_and_debug():
     safe = {**genome, "stability": "clamp states"}
     dropped, what = grammar.safer(safe)
     assert dropped["modulate"] == "none" and "modulation of a" in what
+
+
+def test_a_genome_journaled_before_the_modulation_slots_gets_real_edits():
+    grammar = DynamicsGrammar(context_for(_task(n_train=4, n_val=2, n_test=2, T=8)))
+    old = {k: v for k, v in grammar.base_genome("term").items()
+           if k not in ("modulate", "mod_scale")}
+    edits = grammar.mutations(old)
+    assert ("modulate", "a") in edits and ("modulate", "none") not in edits
+    assert all(slot != "mod_scale" for slot, _ in edits)
+    assert check_candidate(grammar.render(old), _task(n_train=4, n_val=2, n_test=2, T=8)).ok

@@ -122,6 +122,11 @@ class DynamicsGrammar(Grammar):
                    for s in out]
         return out
 
+    def mutations(self, genome: dict[str, str]) -> list[tuple[str, str]]:
+        # a genome journaled before the modulation slots existed has no modulation: offer
+        # its real edits, not "modulate: None -> none"
+        return super().mutations({"modulate": "none", "mod_scale": "0.5", **genome})
+
     def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
         """A failed rollout is usually the mechanism's (an unstable prior or an added term):
         take the next integration safeguard, and a milder network if there is one."""

@@ -154,8 +154,9 @@ class SolverStepLimit(RuntimeError):
 
 
 # Steppers of the plain-torch path. Each gets its stage times as ready scalar tensors and
-# fuses "y + a * k" into one torch.add(alpha=...): on a small system the solver's own ops are
-# a third of an epoch (~4 us each on CPU), so every op saved per stage counts.
+# fuses "y + a * k" into one torch.add(alpha=...): on a small system every operator costs a
+# few microseconds on CPU whatever its size, and the solver's own were a large share of an
+# epoch (docs/BENCHMARKS.md, ode_rollout), so every op saved per stage counts.
 def _euler(f: Callable, ts: tuple, y: torch.Tensor, h: float, u: torch.Tensor) -> torch.Tensor:
     return torch.add(y, f(ts[0], y, u), alpha=h)
 
@@ -191,11 +192,13 @@ def _fixed_steps(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.T
     empty = y0.new_zeros(y0.shape[0], 0)
     has_u = u is not None and u.shape[-1] > 0
     dts = (t[1:] - t[:-1]).tolist()
-    # every step's stage times (start, middle, end) built by one op and unbound once
-    start = torch.cat([t[k] + torch.arange(n, dtype=t.dtype, device=t.device) * (dt / n)
-                       for k, (dt, n) in enumerate(zip(dts, substeps))])
-    h_of = torch.tensor([dt / n for dt, n in zip(dts, substeps) for _ in range(n)],
-                        dtype=t.dtype, device=t.device)
+    if not dts:
+        return []
+    # every step's stage times (start, middle, end), built by a few ops and unbound once
+    steps = [(k, j, dt / n) for k, (dt, n) in enumerate(zip(dts, substeps)) for j in range(n)]
+    interval, j, h_of = (torch.tensor(c, dtype=dtype, device=t.device)
+                         for c, dtype in zip(zip(*steps), (torch.long, t.dtype, t.dtype)))
+    start = t[interval] + j * h_of
     stages = torch.stack([start, start + h_of / 2, start + h_of], dim=1).flatten().unbind(0)
     y, out, i = y0, [], 0
     for k, (dt, n) in enumerate(zip(dts, substeps)):

@@ -94,6 +94,14 @@ def test_plain_torch_steps_agree_with_torchdiffeq_on_a_linear_ode(method):
     assert (fine - exact).abs().max() < (ours - exact).abs().max()
 
 
+def test_plain_torch_steps_see_the_stage_times_on_uneven_sampling():
+    t = torch.tensor([0.0, 0.1, 0.35, 1.0], dtype=torch.float64)  # split into 1, 5, 13 steps
+    y0 = torch.zeros(2, 1, dtype=torch.float64)
+    clock = blocks.ode_rollout(lambda tt, y, u: (tt * tt).expand_as(y), y0, t, step_size=0.05)
+    assert torch.allclose(clock[0, :, 0], t ** 3 / 3, atol=1e-12)  # RK4 is exact on t^2
+    assert blocks.ode_rollout(_decay, y0, t[:1]).shape == (2, 1, 1)  # no interval: y0 only
+
+
 def test_plain_torch_rk4_close_to_torchdiffeq_on_a_nonlinear_ode():
     from torchdiffeq import odeint
 

@@ -1,12 +1,18 @@
 """Does a prior help? Prior-seeded offline search vs no-prior search vs the true structure.
 
-Three simulated 2-D ODE systems of our own design; each prior (a ``blocks.Dynamics``
+Six simulated 2-D ODE systems of our own design; each prior (a ``blocks.Dynamics``
 subclass) leaves out one term and starts every constant 30 % off the truth:
 
 * ``oscillator``: x' = v, v' = -k x - c v; the prior is frictionless (no -c v).
 * ``logistic_prey``: x' = r x - r/K x^2 - a x y, y' = b x y - d y; the prior's prey grows
   without limit (no -r/K x^2).
 * ``brusselator``: x' = A - (B+1) x + x^2 y, y' = B x - x^2 y; the prior omits -x^2 y in y'.
+* ``pendulum``: x' = w, w' = -g sin(x) - c w (large swings); the prior has no damping.
+* ``holling_prey``: x' = r x (1 - x/K) - a x y / (1 + h x), y' = b x y - d y; the prior's
+  predation does not saturate (logistic Lotka-Volterra). The missing piece is not an additive term of
+  the dynamics grammar's catalogue: the case for the parameter-modulation move (a -> a(x)).
+* ``sir``: S' = -beta S I, I' = beta S I - gamma I (fractions of a population); the prior
+  has no recovery (no -gamma I in I').
 
 Per system: the fitted prior (node 0 of the seeded search), the prior-seeded offline search
 (user data + ``prior_code``), the no-prior search (user data only: the generic baseline)
@@ -73,6 +79,27 @@ SYSTEMS = {
         prior=["dx = self.A() - (self.B() + 1) * x + x * x * w", "dw = self.B() * x"],
         true=["dx = self.A() - (self.B() + 1) * x + x * x * w", "dw = self.B() * x - x * x * w"],
         missing="-x^2*y in dy/dt"),
+    "pendulum": dict(
+        truth=dict(g=4.0, c=0.25), x0=((-2.5, 2.5), (-1.0, 1.0)), dt=0.2, T=30,
+        rhs=lambda x, w, p: (w, -p["g"] * np.sin(x) - p["c"] * w),
+        prior=["dx = w", "dw = -self.g() * torch.sin(x)"],
+        true=["dx = w", "dw = -self.g() * torch.sin(x) - self.c() * w"],
+        missing="-c*w in dw/dt"),
+    "holling_prey": dict(
+        truth=dict(r=1.0, K=5.0, a=0.8, h=0.6, b=0.3, d=0.6), x0=((1.0, 4.0), (0.5, 2.0)),
+        dt=0.3, T=30,
+        rhs=lambda x, w, p: (p["r"] * x * (1 - x / p["K"]) - p["a"] * x * w / (1 + p["h"] * x),
+                             p["b"] * x * w - p["d"] * w),
+        prior=["dx = self.r() * x * (1 - x / self.K()) - self.a() * x * w",
+               "dw = self.b() * x * w - self.d() * w"],
+        true=["dx = self.r() * x * (1 - x / self.K()) - self.a() * x * w / (1 + self.h() * x)",
+              "dw = self.b() * x * w - self.d() * w"], missing="saturation 1/(1+h*x) of a*x*y"),
+    "sir": dict(
+        truth=dict(beta=1.5, gamma=0.4), x0=((0.6, 0.99), (0.01, 0.1)), dt=0.5, T=30,
+        rhs=lambda x, w, p: (-p["beta"] * x * w, p["beta"] * x * w - p["gamma"] * w),
+        prior=["dx = -self.beta() * x * w", "dw = self.beta() * x * w"],
+        true=["dx = -self.beta() * x * w", "dw = self.beta() * x * w - self.gamma() * w"],
+        missing="-gamma*I in dI/dt"),
 }
 
 

@@ -15,6 +15,7 @@ Small, dependency-free building blocks so a candidate reads as a normal model de
 """
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -177,18 +178,114 @@ class SolverStepLimit(RuntimeError):
     """Raised when an adaptive ODE solve needs more steps than allowed."""
 
 
+# Steppers of the plain-torch path. Each gets its stage times as ready scalar tensors and
+# fuses "y + a * k" into one torch.add(alpha=...): on a small system every operator costs a
+# few microseconds on CPU whatever its size, and the solver's own were a large share of an
+# epoch (docs/BENCHMARKS.md, ode_rollout), so every op saved per stage counts.
+def _euler(f: Callable, ts: tuple, y: torch.Tensor, h: float, u: torch.Tensor) -> torch.Tensor:
+    return torch.add(y, f(ts[0], y, u), alpha=h)
+
+
+def _midpoint(f: Callable, ts: tuple, y: torch.Tensor, h: float, u: torch.Tensor) -> torch.Tensor:
+    k1 = f(ts[0], y, u)
+    return torch.add(y, f(ts[1], torch.add(y, k1, alpha=h / 2), u), alpha=h)
+
+
+def _rk4(f: Callable, ts: tuple, y: torch.Tensor, h: float, u: torch.Tensor) -> torch.Tensor:
+    # the classic RK4 tableau (torchdiffeq's "rk4" is the 3/8 rule: same order, not bitwise)
+    k1 = f(ts[0], y, u)
+    k2 = f(ts[1], torch.add(y, k1, alpha=h / 2), u)
+    k3 = f(ts[1], torch.add(y, k2, alpha=h / 2), u)
+    k4 = f(ts[2], torch.add(y, k3, alpha=h), u)
+    return torch.add(y, torch.add(k1, k2 + k3, alpha=2.0) + k4, alpha=h / 6)
+
+
+# the fixed-step methods integrated in plain torch: stepper, function evaluations per step
+_STEPPERS: dict[str, tuple[Callable, int]] = {"euler": (_euler, 1), "midpoint": (_midpoint, 2),
+                                              "rk4": (_rk4, 4)}
+
+
+def _fixed_steps(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                 y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None, method: str,
+                 substeps: list[int], clamp: tuple[float, float] | None = None) -> list[torch.Tensor]:
+    """Fixed-step integration in plain torch, batched over the rows of ``y0`` ``(B, S)``:
+    ``substeps[k]`` equal steps over ``t[k] -> t[k+1]`` with the inputs ``u[:, k]`` held
+    (``u`` ``(B, T, U)`` or None), the state clamped after every step when ``clamp`` is
+    given. Returns the ``len(t) - 1`` states after ``y0``. The shared core of
+    :func:`ode_rollout` and :class:`Dynamics`; a candidate calls those instead."""
+    step = _STEPPERS[method][0]
+    empty = y0.new_zeros(y0.shape[0], 0)
+    has_u = u is not None and u.shape[-1] > 0
+    dts = (t[1:] - t[:-1]).tolist()
+    if not dts:
+        return []
+    # every step's stage times (start, middle, end), built by a few ops and unbound once
+    steps = [(k, j, dt / n) for k, (dt, n) in enumerate(zip(dts, substeps)) for j in range(n)]
+    interval, j, h_of = (torch.tensor(c, dtype=dtype, device=t.device)
+                         for c, dtype in zip(zip(*steps), (torch.long, t.dtype, t.dtype)))
+    start = t[interval] + j * h_of
+    stages = torch.stack([start, start + h_of / 2, start + h_of], dim=1).flatten().unbind(0)
+    y, out, i = y0, [], 0
+    for k, (dt, n) in enumerate(zip(dts, substeps)):
+        u_k = u[:, k] if has_u else empty
+        h = dt / n
+        for _ in range(n):
+            y = step(f, stages[i:i + 3], y, h, u_k)
+            i += 3
+            if clamp is not None:
+                y = y.clamp(*clamp)
+        out.append(y)
+    return out
+
+
 def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                 y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None,
                 method: str = "rk4", max_steps: int = 10_000, step_size: float | None = None,
                 **options) -> torch.Tensor:
-    """Solve dy/dt = f(t, y, u(t)) with torchdiffeq; returns ``(B, len(t), S)``.
+    """Solve dy/dt = f(t, y, u(t)), batched over the rows of ``y0``; returns ``(B, len(t), S)``.
 
     ``u`` ``(B, T, U)`` is held piecewise constant between the sample times ``t``.
-    Fixed-step methods take one step per interval unless ``step_size`` is given (a smaller
-    step stabilises a stiff prior); adaptive methods are capped at ``max_steps`` function
-    evaluations (then :class:`SolverStepLimit` is raised) so a stiff candidate cannot hang a
-    search. Other keywords (``rtol``, ``atol``, ``options={...}``) go to ``odeint``.
+    Fixed-step methods take one step per interval unless ``step_size`` is given (then each
+    interval is split into equal steps no longer than it; a smaller step stabilises a stiff
+    prior). ``"euler"``, ``"midpoint"`` and ``"rk4"`` (classic tableau) run in plain torch,
+    which costs far less per step than torchdiffeq's solver loop on small systems
+    (docs/BENCHMARKS.md, ode_rollout); other methods, or any further solver keyword, go to
+    torchdiffeq's ``odeint`` (``rtol``, ``atol``, ``options={...}``). At most ``max_steps``
+    function evaluations are allowed, else :class:`SolverStepLimit` is raised (before
+    integrating, for a fixed step), so a stiff candidate cannot hang a search.
     """
+    solver_options = dict(options.pop("options", None) or {})
+    fixed = method in ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+    if step_size is not None:
+        if not fixed:
+            raise ValueError(f"step_size applies to fixed-step methods, not {method!r} "
+                             "(adaptive solvers take rtol/atol)")
+        solver_options["step_size"] = float(step_size)
+    if method in _STEPPERS and not options and set(solver_options) <= {"step_size"}:
+        dts = (t[1:] - t[:-1]).tolist()
+        step = solver_options.get("step_size")
+        # 1e-9: an interval that is a whole number of steps is not split once more by rounding
+        substeps = [1 if step is None else max(1, math.ceil(dt / float(step) - 1e-9))
+                    for dt in dts]
+        evals = _STEPPERS[method][1] * sum(substeps)
+        if evals > max_steps:
+            raise SolverStepLimit(f"fixed-step {method} needs {evals} function evaluations, "
+                                  f"over max_steps={max_steps}")
+        ys = _fixed_steps(f, y0, t, u, method, substeps)
+        return torch.stack([y0, *ys], dim=1)
+    if fixed and "step_size" not in solver_options:
+        solver_options["step_size"] = float((t[1] - t[0]).item()) if t.shape[0] > 1 else 1.0
+    if solver_options:
+        options["options"] = solver_options
+    return _torchdiffeq_rollout(f, y0, t, u, method, max_steps, **options)
+
+
+def _torchdiffeq_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                        y0: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None, method: str,
+                        max_steps: int, **options) -> torch.Tensor:
+    """:func:`ode_rollout` through torchdiffeq's ``odeint`` (``options`` go to it unchanged),
+    counting function evaluations against ``max_steps``; kept separate so
+    ``benchmarks/bench_ode_rollout.py`` can time it against the plain-torch path."""
     from torchdiffeq import odeint
 
     counter = {"n": 0}
@@ -207,17 +304,6 @@ def ode_rollout(f: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
             ut = u[:, idx]
         return f(tt, y, ut)
 
-    fixed = method in ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
-    solver_options = dict(options.pop("options", None) or {})
-    if step_size is not None:
-        if not fixed:
-            raise ValueError(f"step_size applies to fixed-step methods, not {method!r} "
-                             "(adaptive solvers take rtol/atol)")
-        solver_options["step_size"] = float(step_size)
-    if fixed and "step_size" not in solver_options:
-        solver_options["step_size"] = float((t[1] - t[0]).item()) if T > 1 else 1.0
-    if solver_options:
-        options["options"] = solver_options
     sol = odeint(rhs, y0, t, method=method, **options)
     return sol.transpose(0, 1)
 
@@ -255,25 +341,10 @@ class Dynamics(nn.Module):
 
     def forward(self, y_context: torch.Tensor, u: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = y_context.shape[1]
-        y = y_context[:, -1]
-        empty = y.new_zeros(y.shape[0], 0)
         n = max(int(self.substeps), 1)
-        out = []
-        for k in range(c - 1, t.shape[0] - 1):
-            u_k = u[:, k] if u.shape[-1] else empty
-            h = (t[k + 1] - t[k]) / n
-            tt = t[k]
-            for _ in range(n):
-                k1 = self.rhs(tt, y, u_k)
-                k2 = self.rhs(tt + h / 2, y + h / 2 * k1, u_k)
-                k3 = self.rhs(tt + h / 2, y + h / 2 * k2, u_k)
-                k4 = self.rhs(tt + h, y + h * k3, u_k)
-                y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-                if self.clamp is not None:
-                    y = y.clamp(*self.clamp)
-                tt = tt + h
-            out.append(y)
-        return torch.stack(out, dim=1)
+        ys = _fixed_steps(self.rhs, y_context[:, -1], t[c - 1:], u[:, c - 1:], "rk4",
+                          [n] * (t.shape[0] - c), self.clamp)
+        return torch.stack(ys, dim=1)
 
 
 # -- closed-form laws (the distill operator) --------------------------------------------------

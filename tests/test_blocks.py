@@ -48,8 +48,96 @@ def test_ode_rollout_step_limit_and_inputs():
 
     blocks.ode_rollout(f, torch.zeros(1, 1), t, u=u, method="euler")
     assert seen == [1.0, 2.0, 3.0]  # piecewise constant: the input at each interval's start
+    seen.clear()
+    blocks.ode_rollout(f, torch.zeros(1, 1), t, u=u, method="rk4")
+    assert seen == [1.0] * 4 + [2.0] * 4 + [3.0] * 4  # every RK4 stage of an interval
     with pytest.raises(blocks.SolverStepLimit):
         blocks.ode_rollout(_decay, torch.ones(1, 1), t, method="rk4", max_steps=3)
+
+
+def test_ode_rollout_step_cap_counts_substeps_and_adaptive_evaluations():
+    t = torch.linspace(0, 1, 4)
+    y0 = torch.ones(1, 1)
+    # 3 intervals of 1/3 at step 0.01: 34 RK4 steps each, 408 evaluations
+    assert blocks.ode_rollout(_decay, y0, t, step_size=0.01, max_steps=408).shape == (1, 4, 1)
+    with pytest.raises(blocks.SolverStepLimit, match="408"):
+        blocks.ode_rollout(_decay, y0, t, step_size=0.01, max_steps=407)
+
+    def stiff(tt, y, u):
+        return -1e4 * (y - torch.cos(tt))
+
+    with pytest.raises(blocks.SolverStepLimit):  # torchdiffeq's adaptive path, counted live
+        blocks.ode_rollout(stiff, y0, t, method="dopri5", max_steps=50)
+
+
+_A = torch.tensor([[0.0, 1.0], [-2.0, -0.3]], dtype=torch.float64)
+
+
+def _linear(t, y, u):
+    return y @ _A.T
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_plain_torch_steps_agree_with_torchdiffeq_on_a_linear_ode(method):
+    from torchdiffeq import odeint
+
+    y0 = torch.tensor([[1.0, 0.0], [-0.5, 2.0], [0.3, -1.0]], dtype=torch.float64)
+    t = torch.linspace(0, 6, 31, dtype=torch.float64)
+    ours = blocks.ode_rollout(_linear, y0, t, method=method)
+    ref = odeint(lambda tt, y: _linear(tt, y, None), y0, t, method=method,
+                 options={"step_size": 0.2}).transpose(0, 1)
+    assert ours.shape == (3, 31, 2)
+    assert torch.allclose(ours, ref, atol=1e-12, rtol=0)
+    # and both converge to the exact solution as the step shrinks
+    exact = torch.stack([torch.matrix_exp(_A * float(tt)) @ y0.T for tt in t]).permute(2, 0, 1)
+    fine = blocks.ode_rollout(_linear, y0, t, method=method, step_size=0.01)
+    assert (fine - exact).abs().max() < (ours - exact).abs().max()
+
+
+def test_plain_torch_steps_see_the_stage_times_on_uneven_sampling():
+    t = torch.tensor([0.0, 0.1, 0.35, 1.0], dtype=torch.float64)  # split into 1, 5, 13 steps
+    y0 = torch.zeros(2, 1, dtype=torch.float64)
+    clock = blocks.ode_rollout(lambda tt, y, u: (tt * tt).expand_as(y), y0, t, step_size=0.05)
+    assert torch.allclose(clock[0, :, 0], t ** 3 / 3, atol=1e-12)  # RK4 is exact on t^2
+    assert blocks.ode_rollout(_decay, y0, t[:1]).shape == (2, 1, 1)  # no interval: y0 only
+
+
+def test_plain_torch_rk4_close_to_torchdiffeq_on_a_nonlinear_ode():
+    from torchdiffeq import odeint
+
+    def pendulum(t, y, u):  # classic RK4 and torchdiffeq's 3/8 rule differ at O(h^5)
+        return torch.stack([y[:, 1], -torch.sin(y[:, 0]) - 0.2 * y[:, 1]], dim=1)
+
+    y0 = torch.tensor([[1.0, 0.0], [2.5, -0.5]], dtype=torch.float64)
+    t = torch.linspace(0, 10, 51, dtype=torch.float64)
+    ours = blocks.ode_rollout(pendulum, y0, t)
+    ref = odeint(lambda tt, y: pendulum(tt, y, None), y0, t, method="rk4",
+                 options={"step_size": 0.2}).transpose(0, 1)
+    assert torch.allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_other_solver_keywords_go_to_torchdiffeq():
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    y0 = torch.ones(2, 1, dtype=torch.float64)
+    via_odeint = blocks.ode_rollout(_decay, y0, t, method="rk4",
+                                    options={"step_size": 0.05, "interp": "linear"})
+    assert float(via_odeint[0, -1, 0]) == pytest.approx(math.exp(-1.0), rel=1e-6)
+    with pytest.warns(UserWarning, match="no_such_option"):  # reaches odeint, which warns
+        blocks.ode_rollout(_decay, y0, t, method="rk4", options={"no_such_option": 1})
+
+
+def test_ode_rollout_trains_under_vmap_like_the_harness():
+    from torch.func import grad, vmap
+
+    t = torch.linspace(0, 2, 11)
+    y0 = torch.ones(3, 1)
+
+    def final(k):
+        return blocks.ode_rollout(lambda tt, y, u: -k * y, y0, t)[:, -1, 0].sum()
+
+    ks = torch.tensor([0.5, 1.0, 2.0])
+    assert torch.allclose(vmap(final)(ks), 3 * torch.exp(-2 * ks), rtol=1e-2)
+    assert torch.allclose(vmap(grad(final))(ks), -6 * torch.exp(-2 * ks), rtol=1e-2)
 
 
 def test_euler_rollout_documented_signature():
@@ -122,6 +210,18 @@ def test_dynamics_rolls_out_rhs_from_the_last_context_step():
     assert float(m(y_context, u, t).max()) <= 1.5
     driven = m(y_context, torch.ones(1, 4, 1), t)  # the input is held over each interval
     assert float(driven[0, -1, 0]) > float(out[0, -1, 0])
+
+
+def test_dynamics_integrates_like_ode_rollout_with_the_same_steps():
+    m = _Decay(_Spec())
+    m.substeps = 3
+    t = torch.tensor([0.0, 0.3, 0.6, 0.9, 1.2])
+    y_context = torch.tensor([[[1.0, 2.0]], [[-1.0, 0.5]]])
+    u = torch.rand(2, 5, 1)
+    with torch.no_grad():
+        ours = m(y_context, u, t)
+        ref = blocks.ode_rollout(m.rhs, y_context[:, -1], t, u=u, step_size=0.1)
+    assert torch.allclose(ours, ref[:, 1:], atol=1e-6)
 
 
 def test_dynamics_without_rhs_says_so():

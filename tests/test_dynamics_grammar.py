@@ -166,6 +166,107 @@ def test_an_output_level_model_of_an_unstable_dynamics_prior_is_debugged_by_a_cl
     assert "clamp" in what and safe["attach"] == "residual"
     rep = check_candidate(grammar.render(safe), task)
     assert rep.ok, rep.message
-    # once a fit of the prior's equations ran, a failed wrap model is the network's
+    # the prior failed and a clamped fit of its equations ran (its residual ranks the terms):
+    # the unclamped prior inside a wrap model still blows up, so the clamp comes first
     ctx.reference_one_step = ctx.train_series.states[:, ctx.train_series.context:]
+    ctx.prior_status = "contract_error"
+    assert "clamp" in WrapGrammar(ctx).safer(genome)[1]
+    # once the prior itself scored ok, a failed wrap model is the network's
+    ctx.prior_status = "ok"
     assert "clamp" not in WrapGrammar(ctx).safer(genome)[1]
+
+
+def test_prior_constants_are_the_scalar_params_the_equations_call():
+    from nimm_jupyter.proposers.offline.dynamics import prior_constants
+
+    assert prior_constants(DYN_PRIOR) == ("a", "b", "c")
+    extra = DYN_PRIOR.replace("        self.c = Positive(0.5)\n",
+                              "        self.c = Positive(0.5)\n"
+                              "        self.w = Positive(1.0, shape=(2,))\n"
+                              "        self.unused = Positive(3.0)\n")
+    assert prior_constants(extra) == ("a", "b", "c")  # a vector and an uncalled one are not
+
+
+def _prior_node():
+    from nimm_jupyter.proposers.base import NodeView
+
+    return NodeView(id=0, branch=0, operator="draft", change="the prior as given",
+                    code=DYN_PRIOR, status="ok", metrics={"val": {"rmse_norm": 1.0}},
+                    meta={"prior": True})
+
+
+def test_a_constant_of_the_prior_can_be_made_a_network_of_the_states():
+    import torch
+
+    task = _task(n_train=4, n_val=2, n_test=2, T=8)
+    ctx = context_for(task)
+    grammar = DynamicsGrammar(ctx)
+    root = {**grammar.base_genome("term"), "term": "none"}
+    assert {("modulate", c) for c in "abc"} <= set(grammar.mutations(root))
+    # proposed as a refinement of the prior (node 0), an atomic edit of the modulation slot
+    children = [OfflineProposer(seed=s).refine(ctx, _prior_node(), []) for s in range(40)]
+    mods = [c for c in children if c.meta.get("edited_slot") == "modulate"]
+    assert mods, [c.change for c in children]
+    child = mods[0]
+    assert child.change.startswith("constant made a network of the states: none -> ")
+    k = child.meta["genome"]["modulate"]
+    assert child.meta["genome"]["term"] == "none" and child.meta["genome"]["attach"] == "none"
+    assert not child.meta.get("mechanistic")  # a network: its residual ranks no terms
+    rep = check_candidate(child.code, task)
+    assert rep.ok, rep.message
+    # the child starts as the prior and the constant keeps its name as a fitted parameter
+    ns: dict = {}
+    exec(compile(child.code, "<child>", "exec"), ns)  # noqa: S102 (our own grammar's code)
+    prior_ns: dict = {}
+    exec(compile(DYN_PRIOR, "<prior>", "exec"), prior_ns)  # noqa: S102
+    spec = task.spec()
+    model, prior = ns["Model"](spec), prior_ns["Model"](spec)
+    prior.load_state_dict({n: v for n, v in model.state_dict().items()
+                           if n in prior.state_dict()})
+    tr = task.train
+    args = (torch.as_tensor(tr.targets[:, :1], dtype=torch.float32),
+            torch.as_tensor(tr.inputs, dtype=torch.float32), spec.time.float())
+    with torch.no_grad():
+        assert torch.allclose(model(*args), prior(*args), atol=1e-6)
+        names = [n for n, m in model.named_modules() if m.__class__.__name__ == "Positive"]
+        assert names == ["a", "b", "c"]
+        # once the network is not zero, the constant varies with the state, within 1 +- s
+        torch.nn.init.normal_(model.mod_net[-1].weight, std=5.0)
+        y = torch.randn(16, 2)
+        u = torch.randn(16, task.spec().n_inputs)
+        model.rhs(spec.time[0], y, u)
+        factor = getattr(model, k)() / model._modules[k]()
+        assert factor.shape == (16,) and float(factor.std()) > 0
+        assert float((factor - 1).abs().max()) <= float(child.meta["genome"]["mod_scale"]) + 1e-6
+        assert not torch.allclose(model(*args), prior(*args), atol=1e-4)
+
+
+def test_modulation_strategy_and_debug():
+    task = _task(n_train=4, n_val=2, n_test=2, T=8)
+    ctx = context_for(task)
+    keys = [s.key for s in OfflineProposer(seed=0).strategies(ctx, 10, [])]
+    assert "dynamics:modulate" in keys
+    grammar = DynamicsGrammar(ctx)
+    genome = grammar.base_genome("modulate")
+    assert genome["modulate"] == "a" and genome["attach"] == "none"
+    assert "mod_scale" in {s.name for s in grammar.active_slots(genome)}
+    assert "mod_scale" not in {s.name for s in grammar.active_slots({**genome, "modulate": "none"})}
+    assert check_candidate(grammar.render(genome), task).ok
+    # with a network in the equations as well, both read the same normalised state
+    both = {**grammar.base_genome("residual"), "modulate": "c"}
+    code = grammar.render(both)
+    assert code.count('register_buffer("z_mean"') == 1
+    assert check_candidate(code, task).ok
+    safe = {**genome, "stability": "clamp states"}
+    dropped, what = grammar.safer(safe)
+    assert dropped["modulate"] == "none" and "modulation of a" in what
+
+
+def test_a_genome_journaled_before_the_modulation_slots_gets_real_edits():
+    grammar = DynamicsGrammar(context_for(_task(n_train=4, n_val=2, n_test=2, T=8)))
+    old = {k: v for k, v in grammar.base_genome("term").items()
+           if k not in ("modulate", "mod_scale")}
+    edits = grammar.mutations(old)
+    assert ("modulate", "a") in edits and ("modulate", "none") not in edits
+    assert all(slot != "mod_scale" for slot, _ in edits)
+    assert check_candidate(grammar.render(old), _task(n_train=4, n_val=2, n_test=2, T=8)).ok

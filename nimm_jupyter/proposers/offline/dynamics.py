@@ -4,10 +4,14 @@ Used when the prior is ``class Model(Dynamics)`` with an ``rhs(t, y, u)`` method
 :class:`nimm_jupyter.blocks.Dynamics`). The prior is embedded as ``Prior`` and the candidate
 subclasses it, so the prior's constants keep their own names as fitted parameters. A genome
 adds at most one mechanistic term (a fitted coefficient times a function of the states and
-inputs) and at most one network to the derivative of one named state; each refinement
-changes one of those choices.
+inputs) and at most one network to the derivative of one named state, and may make one of
+the prior's constants a function of the states and inputs (``k -> k * (1 + s * tanh(net))``:
+the network enters the equations of motion through the mechanism); each refinement changes
+one of those choices.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -16,7 +20,7 @@ from .grammar import Grammar, Slot, key_of
 from .term_ranking import RankedTerm, rank_note, rank_terms
 from .wrap import clamp_lines, is_dynamics_prior, prior_as_class
 
-__all__ = ["DynamicsGrammar", "is_dynamics_prior", "term_catalogue"]
+__all__ = ["DynamicsGrammar", "is_dynamics_prior", "prior_constants", "term_catalogue"]
 
 STRATEGIES = [
     Strategy("mechanistic term in one derivative",
@@ -28,7 +32,22 @@ STRATEGIES = [
     Strategy("closure term from chosen inputs",
              "a network of one chosen state or input only is added to one state's derivative "
              "(a learned law of that variable, e.g. friction of the velocity)", "closure"),
+    Strategy("state-dependent constant",
+             "one of the prior's constants becomes k * (1 + s * tanh(network of the states and "
+             "inputs)): the mechanism's form is kept, its rate varies within +-s of k",
+             "modulate"),
 ]
+
+# a scalar constant of the prior: ``self.k = Positive(2.0)`` (no ``shape=``), called as self.k()
+_CONSTANT = re.compile(r"^\s*self\.(\w+)\s*=\s*(?:\w+\.)?(?:Positive|Bounded|Real)\((?![^\n]*shape)",
+                       re.M)
+
+
+def prior_constants(prior_code: str) -> tuple[str, ...]:
+    """The prior's scalar :class:`~nimm_jupyter.blocks.Param` constants that its code calls
+    (``self.k()``), in the order they are defined: the ones a modulation may act on."""
+    names = dict.fromkeys(_CONSTANT.findall(prior_code or ""))
+    return tuple(n for n in names if f"self.{n}()" in prior_code)
 
 
 # how a failing rollout is made safe; the debug operator walks this list. One step: on a
@@ -54,11 +73,15 @@ class DynamicsGrammar(Grammar):
         self.states = list(self.ctx.target_names)
         self.inputs = list(self.ctx.input_names)
         variables = self.states + self.inputs
+        self.constants = prior_constants(self.ctx.prior_code)
         self.slots = [
             Slot("term_state", tuple(self.states), "state whose derivative gets the term",
                  "mechanism"),
             Slot("term", term_catalogue(variables), "mechanistic term", "mechanism"),
             Slot("stability", STABILITY, "integration safeguard", "mechanism"),
+            Slot("modulate", ("none", *self.constants), "constant made a network of the states",
+                 "mechanism"),
+            Slot("mod_scale", ("0.1", "0.5"), "bound of the constant's modulation", "mechanism"),
             Slot("attach", ("none", "residual", "closure"), "network inside the equations"),
             Slot("nn_state", tuple(self.states), "state whose derivative gets the network"),
             Slot("nn_inputs", ("all", *variables), "network inputs"),
@@ -67,31 +90,42 @@ class DynamicsGrammar(Grammar):
             Slot("activation", ("tanh", "silu"), "activation"),
             Slot("nn_scale", ("0.1", "0.3", "1.0"), "initial scale of the neural term"),
         ]
-        self.strategy_list = list(STRATEGIES)
+        self.strategy_list = [s for s in STRATEGIES if s.key != "modulate" or self.constants]
 
     def base_genome(self, strategy_key: str) -> dict[str, str]:
         last = self.states[-1]  # in a mechanical prior the last state is usually the velocity
+        # a modulation starts bounded to +-50 %: +-10 % could not stand in for a missing
+        # saturation (benchmarks/bench_priors.py holling_prey: test 0.105 at 0.1, 0.042 at 0.5)
         g = {"term_state": last, "term": "none", "stability": "as prior",
-             "attach": strategy_key, "nn_state": last,
+             "modulate": "none", "mod_scale": "0.5", "attach": strategy_key, "nn_state": last,
              "nn_inputs": "all", "hidden": "16", "depth": "2", "activation": "tanh",
              "nn_scale": "0.3"}
         if strategy_key == "term":
             g.update(attach="none", term="damp(self)")
+        elif strategy_key == "modulate":
+            g.update(attach="none", modulate=self.constants[0])
         elif strategy_key == "closure":
             g["nn_inputs"] = last
         return g
 
     def active_slots(self, genome: dict[str, str]) -> list[Slot]:
-        # the integration safeguard is the debug operator's, not a refinement
+        # the integration safeguard is the debug operator's, not a refinement; a modulation's
+        # bound matters only with a modulation
+        skip = {"stability"} | ({"mod_scale"} if genome.get("modulate", "none") == "none" else set())
         if genome.get("attach") == "none":
-            return [s for s in self.slots if s.kind == "mechanism" and s.name != "stability"]
+            return [s for s in self.slots if s.kind == "mechanism" and s.name not in skip]
         # a closure has one chosen input; a residual sees them all
-        skip = {"attach", "stability"} | ({"nn_inputs"} if genome["attach"] == "residual" else set())
+        skip |= {"attach"} | ({"nn_inputs"} if genome["attach"] == "residual" else set())
         out = [s for s in self.slots if s.name not in skip]
         if genome["attach"] == "closure":
             out = [s if s.name != "nn_inputs" else Slot(s.name, s.choices[1:], s.what)
                    for s in out]
         return out
+
+    def mutations(self, genome: dict[str, str]) -> list[tuple[str, str]]:
+        # a genome journaled before the modulation slots existed has no modulation: offer
+        # its real edits, not "modulate: None -> none"
+        return super().mutations({"modulate": "none", "mod_scale": "0.5", **genome})
 
     def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
         """A failed rollout is usually the mechanism's (an unstable prior or an added term):
@@ -103,6 +137,8 @@ class DynamicsGrammar(Grammar):
             if neural is not None and genome.get("attach") != "none":
                 safe = {**neural[0], "stability": STABILITY[level + 1]}
             return safe, f"mechanism {STABILITY[level + 1]}"
+        if genome.get("modulate", "none") != "none":
+            return {**genome, "modulate": "none"}, f"drop the modulation of {genome['modulate']}"
         if genome.get("term", "none") != "none":
             return {**genome, "term": "none"}, f"drop the added term {genome['term']}"
         if genome.get("attach") != "none":
@@ -182,13 +218,34 @@ class DynamicsGrammar(Grammar):
             return f"spec.target_scale[{self.states.index(name)}].clamp_min(1e-6)"
         return f"spec.input_scale[{self.inputs.index(name)}].clamp_min(1e-6)"
 
+    _Z_INIT = [  # the normalised states and inputs z every network of the equations reads
+        '        self.register_buffer("z_mean", _torch.cat([spec.target_mean, spec.input_mean]))',
+        '        self.register_buffer("z_scale", _torch.cat([spec.target_scale, '
+        'spec.input_scale]).clamp_min(1e-6))',
+    ]
+
+    def _modulation(self, g: dict[str, str]) -> tuple[list[str], list[str]]:
+        """``__init__`` lines and the class-level property that make the constant
+        ``g["modulate"]`` a function of z wherever the prior's ``rhs`` calls it."""
+        k = g["modulate"]
+        init = ["        self.mod_net = _mlp(spec.n_targets + spec.n_inputs, 1, hidden=16, depth=2)",
+                f"        self.mod_scale = {g['mod_scale']}  # the factor stays within 1 +- this"]
+        prop = [
+            "    @property",
+            f"    def {k}(self):",
+            f"        # the prior's rhs calls self.{k}(): here that is {k} * (1 + s * tanh(net(z)))",
+            "        # at the current stage's state (B,); the constant itself stays the fitted",
+            f"        # parameter named {k} (the network starts at 0: the prior's value)",
+            f'        base = self._modules["{k}"]',
+            "        return lambda: base() * (1.0 + self.mod_scale * "
+            "_torch.tanh(self.mod_net(self._z)[:, 0]))",
+        ]
+        return init, prop
+
     def _net(self, g: dict[str, str]) -> tuple[list[str], str]:
         chosen = g["nn_inputs"] if g["attach"] == "closure" else "all"
         i = self.states.index(g["nn_state"])
         init = [
-            '        self.register_buffer("z_mean", _torch.cat([spec.target_mean, spec.input_mean]))',
-            '        self.register_buffer("z_scale", _torch.cat([spec.target_scale, '
-            'spec.input_scale]).clamp_min(1e-6))',
             # derivative units: the state's spread per unit time of the whole series
             f"        self.d_scale = float(spec.target_scale[{i}].clamp_min(1e-6)) / "
             "max(float(spec.time[-1] - spec.time[0]), 1e-6)",
@@ -218,6 +275,13 @@ class DynamicsGrammar(Grammar):
             "        super().__init__(spec)",
         ]
         L += self._stability(g)
+        modulated = g.get("modulate", "none") != "none"
+        if modulated or g["attach"] != "none":
+            L += self._Z_INIT
+        prop: list[str] = []
+        if modulated:
+            init, prop = self._modulation(g)
+            L += init
         adds: list[tuple[int, str]] = []
         if g["term"] != "none":
             start = float(g["_coef"]) if g.get("_coef") else None
@@ -230,9 +294,14 @@ class DynamicsGrammar(Grammar):
             adds.append((self.states.index(g["nn_state"]), expr))
         for k, (i, _) in enumerate(adds):
             L.append(f'        self.register_buffer("_onehot{k}", _torch.eye({n})[{i}])')
-        L += ["", "    def rhs(self, t, y, u):", "        dy = super().rhs(t, y, u)"]
-        if g["attach"] != "none":
+        if prop:
+            L += ["", *prop]
+        L += ["", "    def rhs(self, t, y, u):"]
+        if modulated or g["attach"] != "none":
             L.append("        z = (_torch.cat([y, u], dim=1) - self.z_mean) / self.z_scale")
+        if modulated:
+            L.append("        self._z = z  # what the modulated constant reads in super().rhs")
+        L.append("        dy = super().rhs(t, y, u)")
         for k, (_, expr) in enumerate(adds):
             L.append(f"        dy = dy + ({expr}).unsqueeze(1) * self._onehot{k}")
         L.append("        return dy")
@@ -240,12 +309,15 @@ class DynamicsGrammar(Grammar):
 
     def is_mechanistic(self, g: dict[str, str]) -> bool:
         """Whether a genome adds no network: its fit's residual can rank terms."""
-        return g.get("attach") == "none"
+        return g.get("attach") == "none" and g.get("modulate", "none") == "none"
 
     def describe(self, g: dict[str, str]) -> str:
         parts = []
         if g["term"] != "none":
             parts.append(f"term {g['term']} in d{g['term_state']}/dt")
+        if g.get("modulate", "none") != "none":
+            parts.append(f"constant {g['modulate']} * (1 + {g.get('mod_scale', '0.5')} * "
+                         "tanh(network of all states and inputs))")
         if g["attach"] == "residual":
             parts.append(f"network of all states and inputs in d{g['nn_state']}/dt")
         elif g["attach"] == "closure":

@@ -92,10 +92,12 @@ class WrapGrammar(Grammar):
         return g
 
     def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
-        """A wrapped prior in dynamics form that has not been seen to run (no fitted
-        mechanism yet) is clamped first: the failure is likely the prior's, and a network on
-        the output cannot make its rollout finite."""
-        unproven = self.ctx.reference_one_step is None
+        """A wrapped prior in dynamics form that has not been seen to run as given (node 0
+        failed or is not scored yet) is clamped first: the failure is likely the prior's,
+        and a network on the output cannot make its rollout finite. A clamped fit of its
+        equations that ran (which ranks terms in place of the failed prior) does not prove
+        the unclamped prior inside this model."""
+        unproven = self.ctx.prior_status != "ok"
         if self.dynamics and unproven and genome.get("stability") != CLAMP:
             return {**genome, "stability": CLAMP}, "clamp the prior's states (smaller steps)"
         return super().safer(genome)

@@ -259,6 +259,8 @@ class RevealSide(Protocol):
 
     def summary(self) -> str: ...
 
+    def unfinished(self) -> str | None: ...
+
     output_allowance: int
 
     @property
@@ -362,19 +364,26 @@ class FrameReader:
         only ``one_step`` predictions (each checked before its step is revealed) and a
         ``done`` frame that carries nothing."""
         assert self.committed is not None and self.reveal is not None
-        if kind == "one_step":
+        if kind in ("one_step", "windows"):
             self.reveal.accept(frame)
             return None
         if kind == "done" and set(frame) == {"kind"}:
             result, predictions = self.committed
             self.reveal.close()
-            result.notes.append(self.reveal.summary())  # the driver's words, not the job's
+            unfinished = self.reveal.unfinished()  # windowed rollouts incomplete: nothing scored
+            if unfinished is not None:
+                result = EvalResult.failure(Status.RUNTIME_ERROR, unfinished, seed=result.seed,
+                                            restarts=result.restarts, loss_curve=result.loss_curve,
+                                            epochs=result.epochs, wall_time=result.wall_time,
+                                            device=result.device)
+            else:
+                result.notes.append(self.reveal.summary())  # the driver's words, not the job's
             result.wall_time += self.reveal.spent  # the evaluation's time includes the reveal
             self.predictions = {**predictions, **self.reveal.predictions()}
             self.result = result
             return None
         raise ProtocolViolation("an unexpected frame during the one-step reveal (only one_step "
-                                "frames and an empty done may follow commit)")
+                                "or windows frames and an empty done may follow commit)")
 
 
 def _finite(x: float) -> float:

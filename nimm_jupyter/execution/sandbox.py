@@ -394,8 +394,8 @@ def _export_weights(path: str, weights_fd: int | None) -> None:
 
 def _commit_and_reveal(report: dict[str, Any], model: Any, task: Any, reveal_fd: int,
                        frames: _Frames, config: Any) -> None:
-    """Send the report and predictions as a ``commit``, answer the sequential one-step
-    reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
+    """Send the report and predictions as a ``commit``, answer the window reveal and the
+    sequential one-step reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
     longer context ends the reveal early (the driver notes where); why goes to the output log."""
     import torch
 
@@ -480,9 +480,9 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         report = {"result": result.to_dict(),
                   "predictions": {s: encode_array(p) for s, p in predictions.items()}
                   if result.ok else {}}
-        from .reveal import reveal_steps
+        from .reveal import reveal_needed
 
-        if model is not None and reveal_fd is not None and reveal_steps(task):
+        if model is not None and reveal_fd is not None and reveal_needed(task):
             _commit_and_reveal(report, model, task, reveal_fd, frames, config)
         else:
             frames.send({"kind": "done", **report})

@@ -17,7 +17,10 @@ was trained with; only the context is longer than ``C`` (a candidate that cannot
 gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
 of one step each, about the cost of one more rollout. A job holds the true states of the
 training split only; validation and test steps reach it one at a time, each after its
-prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`). Tabular tasks
+prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`); the windows of
+a windowed series' validation and test splits (:func:`windowed_splits`) reach it start by
+start instead (:func:`window_stages`), and their one-step prediction is each window's first
+forecast step (:func:`score_first_step`). Tabular tasks
 have no rollout: their one-step RMSE *is* the plain RMSE, so it is not computed twice (the
 ``*_one_step`` fields stay None).
 """

@@ -17,20 +17,19 @@ from nimm_jupyter.modeling.scoring import prediction_shape, score_predictions
 pytestmark = pytest.mark.timeout(180)
 
 
-def _fingerprint(split: str) -> list[float]:
+def _fingerprint(split: str, task=TASK) -> list[float]:
     """Target values the candidate looks for (steps after the context: what is scored)."""
-    return [float(v) for v in np.asarray(TASK.split(split).targets)[:, TASK.context:].ravel()]
+    return [float(v) for v in np.asarray(task.split(split).targets)[:, task.context:].ravel()]
 
 
-def test_targets_are_not_in_the_job_process(jailed):
-    """A candidate walks every object the collector knows and every frame's locals for the
-    scored target values. It finds the training targets (so the search works), never the
-    validation or test targets."""
-    src = probe(f'''
+def _target_search(task=TASK) -> str:
+    """A candidate that walks every object the collector knows and every frame's locals
+    for ``task``'s scored target values and reports how many it found per split."""
+    return probe(f'''
 import gc
 import numpy as np
-WANT = {{"train": {_fingerprint("train")!r}, "val": {_fingerprint("val")!r},
-        "test": {_fingerprint("test")!r}}}
+WANT = {{"train": {_fingerprint("train", task)!r}, "val": {_fingerprint("val", task)!r},
+        "test": {_fingerprint("test", task)!r}}}
 
 def arrays():
     seen = dict()
@@ -59,10 +58,34 @@ check("train", lambda: hits("train"))
 check("val", lambda: hits("val"))
 check("test", lambda: hits("test"))
 ''')
-    r = run(jailed, src, timeout=120)
+
+
+def test_targets_are_not_in_the_job_process(jailed):
+    """The search finds the training targets (so the search works), never the validation
+    or test targets."""
+    r = run(jailed, _target_search(), timeout=120)
     found = report(r)
     assert set(found) == {"train", "val", "test"}, r.message
     assert int(found["train"]) > 0, found  # the search does find targets that are there
+    assert found["val"] == "0" and found["test"] == "0", found
+
+
+def test_later_windows_contexts_are_not_in_the_job_process(jailed):
+    """On a windowed series the later windows' contexts hold the earlier windows' targets:
+    the job holds only the contexts of the windows that start first (the window reveal)."""
+    import time
+
+    from nimm_jupyter.execution import EvalRequest, TrainConfig
+    from test_window_reveal import series_task
+
+    task = series_task()
+    job = f"w{time.monotonic_ns()}"
+    jailed.submit(EvalRequest(job, _target_search(task), task, TrainConfig(max_epochs=3),
+                              timeout=120))
+    r = jailed.wait(job)
+    found = report(r)
+    assert set(found) == {"train", "val", "test"}, r.message
+    assert int(found["train"]) > 0, found
     assert found["val"] == "0" and found["test"] == "0", found
 
 

@@ -75,7 +75,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..modeling.scoring import HIDDEN_SPLITS, one_step_key, window_stages, windowed_splits
+from ..modeling.scoring import (HIDDEN_SPLITS, one_step_key, prediction_shape, window_stages,
+                                windowed_splits)
 from ..tasks.base import Task, TaskKind
 from .protocol import ProtocolViolation, decode_array, encode_array
 
@@ -136,7 +137,7 @@ class Revealer:
         self.pos = 0
         self.outbox = bytearray()  # reveal frames not yet written to the job
         self.collected: dict[str, list[np.ndarray]] = {}
-        self.windows = {s: np.full(np.shape(task.split(s).targets), np.nan)[:, int(task.context):]
+        self.windows = {s: np.full(prediction_shape(task, s), np.nan)
                         for s in windowed_splits(task)}  # the rollouts, filled stage by stage
         self.due: float | None = None  # when the next frame must have come (monotonic)
         self.opened_at: float | None = None

@@ -84,10 +84,12 @@ def _persistence(task, split):
     return np.repeat(y[:, C - 1:C], y.shape[1] - C, axis=1)
 
 
-def test_a_copier_of_later_contexts_gets_no_better_than_persistence(executor, task):
+@pytest.mark.parametrize("make", ["series_task", "two_series_task"])
+def test_a_copier_of_later_contexts_gets_no_better_than_persistence(executor, make):
     """Before the window reveal this candidate copied the targets of every window but the
-    last few out of later windows' contexts (RMSE near 0); now it finds no later context
-    before its prediction and scores exactly the persistence error."""
+    last few out of later windows' contexts; now it finds no later context before its
+    prediction and scores exactly the persistence error."""
+    task = globals()[make]()
     r = _run(executor, task, COPIER)
     assert r.ok, r.message
     for split in ("val", "test"):
@@ -147,22 +149,45 @@ def _stage_frame(task, start, idx, fill=0.0):
             "predictions": {s: encode_array(np.full((len(i), H, S), fill)) for s, i in idx.items()}}
 
 
-def test_no_target_is_visible_before_its_prediction(task):
+def two_series_task():
+    """Two random walks of different lengths, the last 10 points of each held out for test
+    and the 10 before for validation: one window start holds windows of both series and
+    both splits (series b's test windows start where series a's validation windows do)."""
+    import pandas as pd
+
+    from nimm_jupyter.tasks import task_from_dataframe
+
+    rng = np.random.default_rng(2)
+    df = pd.concat([pd.DataFrame({"t": np.arange(n, dtype=float), "g": g,
+                                  "y": np.cumsum(rng.normal(size=n))})
+                    for g, n in (("a", 60), ("b", 50))])
+    return task_from_dataframe(df, time="t", targets="y", group="g", context=6, horizon=3,
+                               split_by="time", test_last=10, val_last=10, name="walks")
+
+
+@pytest.mark.parametrize("make", [series_task, two_series_task])
+def test_no_target_is_visible_before_its_prediction(make):
     """Drive the driver's side with predictions and track what the job holds: before each
-    window's prediction, none of its targets (by position on the series' own time axis, and
-    by value) is among the values the job was given or sent."""
+    window's prediction, none of its targets (by position, series and step, and by value)
+    is among the values the job was given or sent."""
     from nimm_jupyter.execution.reveal import Revealer
     from nimm_jupyter.modeling.scoring import window_stages, without_targets
 
+    task = make()
     C, T = task.context, task.val.targets.shape[1]
     hidden = without_targets(task)
-    held_times: set[int] = set()  # series times whose value the job holds (one series here)
+
+    def series(split, i):  # one series, or the DataFrame group a window was cut from
+        groups = task.split(split).groups
+        return groups[i] if groups.dtype == object else ""
+
+    held_steps: set[tuple[str, int]] = set()  # (series, step) whose value the job holds
     held_values: list[np.ndarray] = []
     for split in ("val", "test"):
         sp = hidden.split(split)
         for i, a in enumerate(sp.window_start):
             ok = np.isfinite(sp.targets[i, :, 0])
-            held_times.update(int(a) + k for k in np.nonzero(ok)[0])
+            held_steps.update((series(split, i), int(a) + k) for k in np.nonzero(ok)[0])
             held_values.append(sp.targets[i][ok].ravel())
     reveal = Revealer(task)
     reveal.open()
@@ -171,8 +196,9 @@ def test_no_target_is_visible_before_its_prediction(task):
         values = np.concatenate(held_values)
         for split, rows in idx.items():
             y = np.asarray(task.split(split).targets)[rows][:, C:]
-            times = {start + k for k in range(C, T)}
-            assert not times & held_times, (split, start)
+            for i in rows:
+                steps = {(series(split, i), start + k) for k in range(C, T)}
+                assert not steps & held_steps, (split, start)
             assert not np.isin(np.round(y, 9), np.round(values, 9)).any(), (split, start)
             checked += y.size
         reveal.accept(_stage_frame(task, start, idx))
@@ -181,9 +207,11 @@ def test_no_target_is_visible_before_its_prediction(task):
             assert frame["kind"] == "contexts" and frame["start"] > start
             for split, enc in frame["contexts"].items():
                 ctx = decode_array(enc, "contexts")
-                assert ctx.shape[1] == C
+                rows = dict(window_stages(task))[frame["start"]][split]
+                assert ctx.shape == (len(rows), C, 1)
                 held_values.append(ctx.ravel())
-                held_times.update(frame["start"] + k for k in range(C))
+                held_steps.update((series(split, i), frame["start"] + k)
+                                  for i in rows for k in range(C))
         reveal.outbox.clear()
     assert checked == sum(np.asarray(task.split(s).targets)[:, C:].size for s in ("val", "test"))
     preds = reveal.predictions()

@@ -395,8 +395,9 @@ def _export_weights(path: str, weights_fd: int | None) -> None:
 def _commit_and_reveal(report: dict[str, Any], model: Any, task: Any, reveal_fd: int,
                        frames: _Frames, config: Any) -> None:
     """Send the report and predictions as a ``commit``, answer the window reveal and the
-    sequential one-step reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
-    longer context ends the reveal early (the driver notes where); why goes to the output log."""
+    sequential one-step reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A
+    model that fails there ends the reveal early (the driver says where); why goes to the
+    output log."""
     import torch
 
     from .reveal import answer_reveals

@@ -282,10 +282,12 @@ def executor():
 
 
 def _run(executor, task, source, **cfg):
+    """One evaluation on ``executor`` (3 epochs unless ``cfg`` says otherwise)."""
     from nimm_jupyter.execution import EvalRequest
 
-    job = f"one{len(cfg)}{id(source)}"
-    executor.submit(EvalRequest(job, source, task, TrainConfig(max_epochs=3, **cfg), timeout=300))
+    job = f"one{len(cfg)}{id(source)}{id(task)}"
+    executor.submit(EvalRequest(job, source, task, TrainConfig(**{"max_epochs": 3, **cfg}),
+                                timeout=300))
     return executor.wait(job)
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from ..modeling.harness import not_finite_on_val
 from ..modeling.result import EvalResult, SplitScores, Status
 from ..modeling.scoring import (
-    SPLITS, one_step_key, prediction_shape, predictions_file, score_one_step, score_predictions,
+    SPLITS, one_step_key, prediction_shape, predictions_file, score_first_step, score_one_step,
+    score_predictions, windowed_splits,
 )
 from ..tasks.base import Task, TaskKind
 from .base import EvalRequest, TrainConfig
@@ -36,7 +37,9 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
     ``predictions`` against ``task``'s targets (which the job never held), by the harness's
     formulas, the rollout's and, where the job sent them, the teacher-forced one-step
     predictions' (``<split>_one_step``: training's from the ``done`` frame, validation's and
-    test's from the sequential reveal of :mod:`.reveal`).
+    test's from the sequential reveal of :mod:`.reveal`). The rollouts of windowed splits
+    come from the window reveal, and their one-step scores are each window's first forecast
+    step (:func:`~..modeling.scoring.score_first_step`).
     An ``ok`` result needs predictions of the right shape for every split
     (:class:`ProtocolViolation` otherwise) unless ``required`` is false (the unchecked probe,
     which trains nothing); a non-finite validation error makes it ``diverged``."""
@@ -52,6 +55,7 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
                 raise ProtocolViolation(f"{name} predictions of shape {tuple(pred.shape)}; "
                                         f"expected {prediction_shape(task, name)}")
             result.scenarios[name] = score_predictions(task, name, pred)
+    windowed = windowed_splits(task)
     for s in SPLITS:
         pred = predictions.get(s)
         want = prediction_shape(task, s)
@@ -60,7 +64,9 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
             raise ProtocolViolation(f"{s} predictions of shape {got}; expected {want}")
         setattr(result, s, score_predictions(task, s, pred))
         one = predictions.get(one_step_key(s))
-        if one is not None:  # optional: the job sends none for a split it holds no states of
+        if s in windowed:  # revealed window by window: one step is each window's first
+            setattr(result, s, score_first_step(task, s, pred, getattr(result, s)))
+        elif one is not None:  # optional: the job sends none for a split it holds no states of
             if task.kind is not TaskKind.TRAJECTORY or tuple(one.shape) != want:
                 raise ProtocolViolation(f"{s} one-step predictions of shape {tuple(one.shape)}; "
                                         f"expected {want} (trajectory tasks only)")

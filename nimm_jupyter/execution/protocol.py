@@ -24,9 +24,10 @@ split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.f
 A trajectory job with a trained model instead sends that report and those predictions in a
 ``commit`` frame, then ``one_step`` frames, each answered by the driver on a second pipe
 (the sequential reveal of :mod:`.reveal`: validation and test one-step predictions without
-the job holding their targets), then an empty ``done``. Nothing but ``one_step`` frames and
-that empty ``done`` may follow a ``commit``: once targets are revealed, the job can change
-no score, report, parameter or note.
+the job holding their targets; on windowed series first ``windows`` frames, the rollouts of
+each window start, answered with the next start's contexts), then an empty ``done``.
+Nothing but ``windows`` and ``one_step`` frames and that empty ``done`` may follow a
+``commit``: once targets are revealed, the job can change no score, report, parameter or note.
 The scores a child claims are parsed here but never trusted: the driver replaces them with its own, computed from these
 predictions against targets the child never held (:meth:`.job.Job.take_verdict`).
 """
@@ -291,6 +292,8 @@ class RevealSide(Protocol):
 
     def summary(self) -> str: ...
 
+    def unfinished(self) -> str | None: ...
+
     output_allowance: int
 
     @property
@@ -392,22 +395,29 @@ class FrameReader:
 
     def _revealing(self, kind: Any, frame: dict[str, Any]) -> None:
         """After ``commit`` nothing the job sends can change a score or reach a proposer:
-        only ``one_step`` predictions (each checked before its step is revealed) and a
-        ``done`` frame that carries nothing."""
+        only ``windows`` and ``one_step`` predictions (each checked before what it earns is
+        revealed) and a ``done`` frame that carries nothing."""
         assert self.committed is not None and self.reveal is not None
-        if kind == "one_step":
+        if kind in ("one_step", "windows"):
             self.reveal.accept(frame)
             return None
         if kind == "done" and set(frame) == {"kind"}:
             result, predictions = self.committed
             self.reveal.close()
-            result.notes.append(self.reveal.summary())  # the driver's words, not the job's
+            unfinished = self.reveal.unfinished()  # windowed rollouts incomplete: nothing scored
+            if unfinished is not None:
+                result = EvalResult.failure(Status.RUNTIME_ERROR, unfinished, seed=result.seed,
+                                            restarts=result.restarts, loss_curve=result.loss_curve,
+                                            epochs=result.epochs, wall_time=result.wall_time,
+                                            device=result.device)
+            else:
+                result.notes.append(self.reveal.summary())  # the driver's words, not the job's
             result.wall_time += self.reveal.spent  # the evaluation's time includes the reveal
             self.predictions = {**predictions, **self.reveal.predictions()}
             self.result = result
             return None
         raise ProtocolViolation("an unexpected frame during the one-step reveal (only one_step "
-                                "frames and an empty done may follow commit)")
+                                "or windows frames and an empty done may follow commit)")
 
 
 def _finite(x: float) -> float:

@@ -404,9 +404,10 @@ def _export_weights(path: str, weights_fd: int | None) -> None:
 
 def _commit_and_reveal(report: dict[str, Any], model: Any, task: Any, reveal_fd: int,
                        frames: _Frames, config: Any) -> None:
-    """Send the report and predictions as a ``commit``, answer the sequential one-step
-    reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A model that fails on a
-    longer context ends the reveal early (the driver notes where); why goes to the output log."""
+    """Send the report and predictions as a ``commit``, answer the window reveal and the
+    sequential one-step reveal (:func:`.reveal.answer_reveals`), then the empty ``done``. A
+    model that fails there ends the reveal early (the driver says where); why goes to the
+    output log."""
     import torch
 
     from .reveal import answer_reveals
@@ -496,9 +497,9 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
                   if result.ok else {},
                   **({"networks": {name: {"inputs": encode_array(x), "outputs": encode_array(y)}
                                    for name, (x, y) in networks.items()}} if networks else {})}
-        from .reveal import reveal_steps
+        from .reveal import reveal_needed
 
-        if model is not None and reveal_fd is not None and reveal_steps(task):
+        if model is not None and reveal_fd is not None and reveal_needed(task):
             _commit_and_reveal(report, model, task, reveal_fd, frames, config)
         else:
             frames.send({"kind": "done", **report})

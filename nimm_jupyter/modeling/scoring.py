@@ -17,7 +17,10 @@ was trained with; only the context is longer than ``C`` (a candidate that cannot
 gets a note and no one-step scores). One call per step, batched over samples: ``T-C`` calls
 of one step each, about the cost of one more rollout. A job holds the true states of the
 training split only; validation and test steps reach it one at a time, each after its
-prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`). Tabular tasks
+prediction (:func:`predict_step`, in :mod:`nimm_jupyter.execution.reveal`); the windows of
+a windowed series' validation and test splits (:func:`windowed_splits`) reach it start by
+start instead (:func:`window_stages`), and their one-step prediction is each window's first
+forecast step (:func:`score_first_step`). Tabular tasks
 have no rollout: their one-step RMSE *is* the plain RMSE, so it is not computed twice (the
 ``*_one_step`` fields stay None).
 """
@@ -43,6 +46,7 @@ __all__ = [
     "score_predictions", "predict", "mechanistic_parameters", "count_trainable",
     "MAX_VECTOR_PARAMS", "SPLITS", "HIDDEN_SPLITS", "without_targets", "prediction_shape",
     "predictions_file", "forward_one_step", "predict_step", "one_step_key", "score_one_step", "one_step_scores",
+    "rollout", "windowed_splits", "window_stages", "score_first_step",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -178,9 +182,15 @@ def predict_step(model: nn.Module, y_known: torch.Tensor, u: torch.Tensor,
     (``u[:, :s+1]``, ``t[:s+1]``): one step of :func:`forward_one_step`, and what a job
     answers in the sequential reveal (:mod:`nimm_jupyter.execution.reveal`)."""
     s = int(y_known.shape[1])
-    cut = SplitData((y_known, u[:, :s + 1], t[:s + 1]), (True, True, False),
-                    y_known[:, :1], None, 0.0)
-    return forward_chunks(model, cut)
+    return rollout(model, y_known, u[:, :s + 1], t[:s + 1])
+
+
+def rollout(model: nn.Module, y_context: torch.Tensor, u: torch.Tensor,
+            t: torch.Tensor) -> torch.Tensor:
+    """The model's forecast ``(N, T-c, S)`` from contexts ``(N, c, S)`` (the same forward
+    as :func:`predict`, on tensors the caller cut)."""
+    return forward_chunks(model, SplitData((y_context, u, t), (True, True, False),
+                                           y_context[:, :1], None, 0.0))
 
 
 def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,
@@ -196,6 +206,18 @@ def one_step_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor,
     s = split_scores(pred, scored, scale, names)
     return {"rmse_one_step": s.rmse, "rmse_norm_one_step": s.rmse_norm,
             "per_target_one_step": s.per_target}
+
+
+def score_first_step(task: Task, split: str, pred: np.ndarray, scores: SplitScores) -> SplitScores:
+    """``scores`` with the one-step fields of a windowed split (:func:`windowed_splits`):
+    each window's first forecast step of its rollout ``pred`` (predicted from the true
+    context steps before it, so it *is* that step's one-step prediction)."""
+    data = split_data(task, split, torch.device("cpu"), torch.float64)
+    first = SplitData(data.args, data.per_sample, data.target[:, :1],
+                      None if data.mask is None else data.mask[:, :1], 0.0)
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))[:, :1]
+    fields = one_step_scores(p, first, task.spec().target_scale, task.target_names)
+    return dataclasses.replace(scores, **fields)
 
 
 def score_one_step(task: Task, split: str, pred: np.ndarray, scores: SplitScores) -> SplitScores:
@@ -324,20 +346,52 @@ def predict(model: nn.Module, task: Task, split: str) -> np.ndarray:
 
 
 
+def windowed_splits(task: Task) -> tuple[str, ...]:
+    """The hidden splits of a trajectory ``task`` whose samples are windows of longer series
+    (``Split.window_start``): their windows overlap, so the job gets their contexts in time
+    order, window start by window start (:mod:`nimm_jupyter.execution.reveal`)."""
+    if task.kind is not TaskKind.TRAJECTORY:
+        return ()
+    return tuple(s for s in HIDDEN_SPLITS
+                 if task.split(s).window_start is not None and len(task.split(s)))
+
+
+def window_stages(task: Task) -> list[tuple[int, dict[str, np.ndarray]]]:
+    """``(start, {split: sample indices})`` for every window start step of the
+    :func:`windowed_splits`, in time order (all series and splits of one start together).
+    Every target of a window lies at or after its start + C, so the contexts of the windows
+    of one start hold no target of a window that starts at or after it."""
+    starts: dict[int, dict[str, np.ndarray]] = {}
+    for s in windowed_splits(task):
+        ws = np.asarray(task.split(s).window_start, dtype=np.int64)
+        for a in np.unique(ws):
+            starts.setdefault(int(a), {})[s] = np.nonzero(ws == a)[0]
+    return sorted(starts.items())
+
+
 def without_targets(task: Task, splits: tuple[str, ...] = HIDDEN_SPLITS) -> Task:
     """A copy of ``task`` whose ``splits`` and scenarios hold no targets the candidate must
     predict: NaN there (tabular: every target; trajectory: steps C.. of each trajectory, since
-    the first C steps are the context the model is given as input). Inputs, the training split
+    the first C steps are the context the model is given as input). The contexts of the
+    windows of :func:`windowed_splits` are NaN too, except those of the windows that start
+    first (which hold no target of any hidden window): the others hold earlier windows'
+    targets and reach the job only through the window reveal. Inputs, the training split
     and everything :meth:`Task.spec` reads are unchanged, so a job trains exactly as before."""
-    def hide(split: Split) -> Split:
+    stages = window_stages(task)
+    first = stages[0][0] if stages else None
+
+    def hide(split: Split, windowed: bool = False) -> Split:
         targets = np.array(split.targets, dtype=np.float64, copy=True)
         if task.kind is TaskKind.TRAJECTORY:
             targets[:, int(task.context):] = np.nan
+            if windowed and first is not None:
+                targets[np.asarray(split.window_start) != first] = np.nan
         else:
             targets[...] = np.nan
-        return Split(inputs=split.inputs, targets=targets, groups=split.groups)
+        return dataclasses.replace(split, targets=targets)
 
-    hidden: dict[str, Any] = {which: hide(task.split(which)) for which in splits}
+    windowed = windowed_splits(task)
+    hidden: dict[str, Any] = {which: hide(task.split(which), which in windowed) for which in splits}
     hidden["scenarios"] = {name: dataclasses.replace(sc, split=hide(sc.split))
                            for name, sc in task.scenarios.items()}
     return dataclasses.replace(task, **hidden)

@@ -15,6 +15,11 @@ Array layout
   ``(N, Y)``.
 * ``Split.groups`` (optional, ``(N,)``) names the unit each row belongs to (patient,
   alloy composition, window start); splits never share a group.
+* ``Split.window_start`` (optional, ``(N,)`` int): for samples cut as windows out of longer
+  series, the step of its own series where each window starts. Windows of one series that
+  start fewer than ``T`` steps apart overlap, so a later window's context holds an earlier
+  one's targets: the driver reveals such hidden windows in time order
+  (:mod:`nimm_jupyter.execution.reveal`). Set by every window cutter; None otherwise.
 * ``Task.scenarios`` (optional): held-out **intervention scenarios**, data under conditions no
   split contains (a dosing policy the simulator never used, a mobility cut). Same layout as a
   split; scored for every ``ok`` node, never used for selection, never shown to a proposer.
@@ -59,6 +64,7 @@ class Split:
     inputs: np.ndarray
     targets: np.ndarray
     groups: np.ndarray | None = None
+    window_start: np.ndarray | None = None  # (N,) int; see the module docstring
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])

@@ -157,12 +157,14 @@ def _collect(series: list[Series], starts_of, T: int, S: int, single: bool):
     parts: dict[str, list] = {k: [] for k in SPLITS}
     labels: dict[str, list] = {k: [] for k in SPLITS}
     t0: dict[str, list[float]] = {k: [] for k in SPLITS}
+    first: dict[str, list[int]] = {k: [] for k in SPLITS}
     for s in series:
         for key, st in starts_of(s).items():
             for i in st:
                 parts[key].append(s.values[i:i + T])
                 labels[key].append(int(i) if single else s.label)
                 t0[key].append(float(s.t[i]))
+                first[key].append(int(i))
     splits = []
     for key in SPLITS:
         if not parts[key]:
@@ -170,7 +172,8 @@ def _collect(series: list[Series], starts_of, T: int, S: int, single: bool):
                                 f"(--test-last/--val-last) or lower --context/--horizon")
         arr = np.stack(parts[key])
         groups = np.array(labels[key], dtype=np.int64 if single else object)
-        splits.append(Split(inputs=arr[..., S:], targets=arr[..., :S], groups=groups))
+        splits.append(Split(inputs=arr[..., S:], targets=arr[..., :S], groups=groups,
+                            window_start=np.array(first[key], dtype=np.int64)))
     return splits, t0
 
 
@@ -252,7 +255,7 @@ def _by_group(series: list[Series], time: str, group: str | None, S: int,
             raise TaskDataError(f"no group has at least --context {K} + --horizon {H} = {T} "
                                 f"rows; lower them")
         _regular_grid(usable, time, group)
-        pieces = [(s.label, s.values[i:i + T], float(s.t[i]))
+        pieces = [(s.label, s.values[i:i + T], float(s.t[i]), i)
                   for s in usable for i in range(len(s) - T + 1)]
     else:
         T = len(series[0])
@@ -274,17 +277,19 @@ def _by_group(series: list[Series], time: str, group: str | None, S: int,
                     f"group {s.label!r} is sampled at different relative times than group "
                     f"{series[0].label!r} (step {k}: {rel[k]:g} vs {ref[k]:g}); resample to "
                     f"a common grid")
-        pieces = [(s.label, s.values, float(s.t[0])) for s in series]
+        pieces = [(s.label, s.values, float(s.t[0]), None) for s in series]
         usable = series
     labels = np.array([p[0] for p in pieces], dtype=object)
     arr = np.stack([p[1] for p in pieces])
     starts = np.array([p[2] for p in pieces])
+    first = np.array([p[3] or 0 for p in pieces], dtype=np.int64)  # window start step
     uniq = np.array(list(dict.fromkeys(labels.tolist())), dtype=object)
     parts = random_partition(uniq, split, seed, f"trajectories (groups in {group!r})")
     splits, t0 = [], {}
     for key, p in zip(SPLITS, parts):
         m = np.isin(labels, p)
-        splits.append(Split(inputs=arr[m][..., S:], targets=arr[m][..., :S], groups=labels[m]))
+        splits.append(Split(inputs=arr[m][..., S:], targets=arr[m][..., :S], groups=labels[m],
+                            window_start=first[m] if windowed else None))
         t0[key] = [float(x) for x in starts[m]]
     time_ref = usable[0].t[:T] - usable[0].t[0]
     n_series = [len(p) for p in parts]

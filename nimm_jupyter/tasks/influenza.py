@@ -265,7 +265,8 @@ def make_influenza_usa(dataset: str = "state360", window: int = 20, horizon: int
 
     def split(s: np.ndarray) -> Split:
         idx = s[:, None] + np.arange(T)[None, :]
-        return Split(inputs=season[idx], targets=counts[idx], groups=s.astype(np.int64))
+        return Split(inputs=season[idx], targets=counts[idx], groups=s.astype(np.int64),
+                     window_start=s.astype(np.int64))
 
     train, val, test = (split(starts[k]) for k in ("train", "val", "test"))
     b1, b2 = int(round(0.6 * n_weeks)), int(round(0.8 * n_weeks))

@@ -17,20 +17,19 @@ from nimm_jupyter.modeling.scoring import prediction_shape, score_predictions
 pytestmark = pytest.mark.timeout(180)
 
 
-def _fingerprint(split: str) -> list[float]:
+def _fingerprint(split: str, task=TASK) -> list[float]:
     """Target values the candidate looks for (steps after the context: what is scored)."""
-    return [float(v) for v in np.asarray(TASK.split(split).targets)[:, TASK.context:].ravel()]
+    return [float(v) for v in np.asarray(task.split(split).targets)[:, task.context:].ravel()]
 
 
-def test_targets_are_not_in_the_job_process(jailed):
-    """A candidate walks every object the collector knows and every frame's locals for the
-    scored target values. It finds the training targets (so the search works), never the
-    validation or test targets."""
-    src = probe(f'''
+def _target_search(task=TASK) -> str:
+    """A candidate that walks every object the collector knows and every frame's locals
+    for ``task``'s scored target values and reports how many it found per split."""
+    return probe(f'''
 import gc
 import numpy as np
-WANT = {{"train": {_fingerprint("train")!r}, "val": {_fingerprint("val")!r},
-        "test": {_fingerprint("test")!r}}}
+WANT = {{"train": {_fingerprint("train", task)!r}, "val": {_fingerprint("val", task)!r},
+        "test": {_fingerprint("test", task)!r}}}
 
 def arrays():
     seen = dict()
@@ -59,10 +58,34 @@ check("train", lambda: hits("train"))
 check("val", lambda: hits("val"))
 check("test", lambda: hits("test"))
 ''')
-    r = run(jailed, src, timeout=120)
+
+
+def test_targets_are_not_in_the_job_process(jailed):
+    """The search finds the training targets (so the search works), never the validation
+    or test targets."""
+    r = run(jailed, _target_search(), timeout=120)
     found = report(r)
     assert set(found) == {"train", "val", "test"}, r.message
     assert int(found["train"]) > 0, found  # the search does find targets that are there
+    assert found["val"] == "0" and found["test"] == "0", found
+
+
+def test_later_windows_contexts_are_not_in_the_job_process(jailed):
+    """On a windowed series the later windows' contexts hold the earlier windows' targets:
+    the job holds only the contexts of the windows that start first (the window reveal)."""
+    import time
+
+    from nimm_jupyter.execution import EvalRequest, TrainConfig
+    from test_window_reveal import series_task
+
+    task = series_task()
+    job = f"w{time.monotonic_ns()}"
+    jailed.submit(EvalRequest(job, _target_search(task), task, TrainConfig(max_epochs=3),
+                              timeout=120))
+    r = jailed.wait(job)
+    found = report(r)
+    assert set(found) == {"train", "val", "test"}, r.message
+    assert int(found["train"]) > 0, found
     assert found["val"] == "0" and found["test"] == "0", found
 
 
@@ -220,6 +243,52 @@ def _frame(obj) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
 
+def forging_candidate(commit: bytes, frames: list[bytes], answered: list[bool], end: bytes) -> str:
+    """A candidate that plays the job's side at import: it writes ``commit`` and each of
+    ``frames`` on the result pipe, reading the driver's answer after each frame that is
+    ``answered``, writes what it read into its weights file, then writes ``end`` and exits."""
+    return f'''import torch
+from torch import nn
+os = torch.os
+COMMIT, STEPS, END = {commit!r}, {frames!r}, {end!r}
+ANSWERED = {answered!r}
+writers, readers, harvested = [], [], []
+weights = [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 2
+           and os.path.exists("/proc/self/fd/%d" % fd)
+           and os.readlink("/proc/self/fd/%d" % fd).endswith("weights.pt")]
+for fd in weights:
+    os.write(fd, b"before the reveal")
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        if fd <= 2 or os.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe
+            continue
+    except OSError:  # the listing's own descriptor, closed by now
+        continue
+    try:
+        os.write(fd, COMMIT)
+        writers.append(fd)  # the result pipe
+    except OSError:
+        readers.append(fd)  # the read end: the reveal pipe
+for frame, answered in zip(STEPS, ANSWERED):
+    for fd in writers:
+        os.write(fd, frame)
+    if answered:
+        got = b""
+        while not got.endswith(b"\\n"):
+            got += os.read(readers[0], 1 << 20)
+        harvested.append(got)
+for fd in weights:  # what it saw, into the weights a user may load later
+    os.write(fd, b" and after: " + b"".join(harvested))
+for fd in writers:
+    os.write(fd, END)
+os._exit(0)
+
+
+class Model(nn.Module):
+    pass
+'''
+
+
 @pytest.mark.parametrize("forge", [True, False])
 def test_targets_harvested_by_forging_the_reveal_buy_nothing(harness, scratch, forge):
     """The candidate plays the job's side itself: it commits zero predictions, walks the whole
@@ -238,46 +307,8 @@ def test_targets_harvested_by_forging_the_reveal_buy_nothing(harness, scratch, f
                for s in ("val", "test")}
     end = _frame({"kind": "done", "result": {"status": "ok"}, "predictions": {**zeros, **perfect}}
                  if forge else {"kind": "done"})
-    src = f'''import torch
-from torch import nn
-os = torch.os
-COMMIT, STEPS, END = {commit!r}, {one_steps!r}, {end!r}
-LAST = {[k == TASK.val.targets.shape[1] - 1 for _, k in steps]!r}
-writers, readers, harvested = [], [], []
-weights = [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 2
-           and os.path.exists("/proc/self/fd/%d" % fd)
-           and os.readlink("/proc/self/fd/%d" % fd).endswith("weights.pt")]
-for fd in weights:
-    os.write(fd, b"before the reveal")
-for fd in map(int, os.listdir("/proc/self/fd")):
-    try:
-        if fd <= 2 or os.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe
-            continue
-    except OSError:  # the listing's own descriptor, closed by now
-        continue
-    try:
-        os.write(fd, COMMIT)
-        writers.append(fd)  # the result pipe
-    except OSError:
-        readers.append(fd)  # the read end: the reveal pipe
-for frame, last in zip(STEPS, LAST):
-    for fd in writers:
-        os.write(fd, frame)
-    if not last:
-        got = b""
-        while not got.endswith(b"\\n"):
-            got += os.read(readers[0], 1 << 20)
-        harvested.append(got)
-for fd in weights:  # what it saw, into the weights a user may load later
-    os.write(fd, b" and after: " + b"".join(harvested))
-for fd in writers:
-    os.write(fd, END)
-os._exit(0)
-
-
-class Model(nn.Module):
-    pass
-'''
+    src = forging_candidate(commit, one_steps,
+                            [k < TASK.val.targets.shape[1] - 1 for _, k in steps], end)
     saved = scratch / f"weights_{forge}.pt"
     r = run(harness, src, timeout=120, save_weights=str(saved))
     if forge:
@@ -291,3 +322,39 @@ class Model(nn.Module):
             assert getattr(r, s).rmse_one_step == pytest.approx(float(np.sqrt(np.mean(y ** 2))))
         # the weights are kept as they were at commit, before anything was revealed
         assert r.weights_path == str(saved) and saved.read_bytes() == b"before the reveal"
+
+
+@pytest.mark.parametrize("forge", [True, False])
+def test_contexts_harvested_by_forging_the_window_reveal_buy_nothing(harness, forge):
+    """The same on a windowed series: it commits, sends zero rollouts for every window
+    start (reading every next start's contexts off the reveal pipe), then forges a ``done``
+    with perfect predictions (``crashed``) or ends the reveal (scored on its zeros)."""
+    import time
+
+    from nimm_jupyter.execution import EvalRequest, TrainConfig
+    from nimm_jupyter.modeling.scoring import window_stages
+    from test_window_reveal import series_task
+
+    task = series_task()
+    stages = window_stages(task)
+    H, S = task.val.targets.shape[1] - task.context, task.val.targets.shape[2]
+    zeros = {s: encode_array(np.zeros(prediction_shape(task, s))) for s in ("train", "val", "test")}
+    commit = _frame({"kind": "commit", "result": {"status": "ok"}, "predictions": zeros})
+    frames = [_frame({"kind": "windows", "start": a, "predictions": {
+        s: encode_array(np.zeros((len(rows), H, S))) for s, rows in idx.items()}})
+        for a, idx in stages]
+    perfect = {s: encode_array(np.asarray(task.split(s).targets)[:, task.context:])
+               for s in ("val", "test")}
+    end = _frame({"kind": "done", "result": {"status": "ok"}, "predictions": {**zeros, **perfect}}
+                 if forge else {"kind": "done"})
+    src = forging_candidate(commit, frames, [k < len(stages) - 1 for k in range(len(stages))], end)
+    job = f"wf{time.monotonic_ns()}"
+    harness.submit(EvalRequest(job, src, task, TrainConfig(max_epochs=3), timeout=120))
+    r = harness.wait(job)
+    if forge:
+        assert r.status is Status.CRASHED and "reveal" in r.message, r.message
+    else:
+        assert r.status is Status.OK, r.message
+        for s in ("val", "test"):
+            want = score_predictions(task, s, np.zeros(prediction_shape(task, s)))
+            assert getattr(r, s).rmse == pytest.approx(want.rmse) and want.rmse > 5

@@ -95,7 +95,7 @@ def windowed_task(*, name: str, description: str, source: DataSource | str, prov
         take = idx[:, None] + np.arange(T)[None, :]  # (n, T)
         y = counts[:, take].reshape(R * len(idx), T, counts.shape[2])
         u = exog[:, take].reshape(R * len(idx), T, exog.shape[2])
-        return Split(inputs=u, targets=y, groups=np.tile(idx, R))
+        return Split(inputs=u, targets=y, groups=np.tile(idx, R), window_start=np.tile(idx, R))
 
     return Task(
         name=name, kind=TaskKind.TRAJECTORY, description=description, source=source,

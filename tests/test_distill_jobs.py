@@ -54,7 +54,7 @@ def test_probe_of_a_model_with_other_weights_is_a_candidate_error(tab, trained):
     other = HYBRID.replace("hidden=8", "hidden=4")
     ex.submit(EvalRequest("probe-bad", other, tab, TrainConfig(), network_probe=state))
     probe = ex.wait("probe-bad")
-    assert probe.status.value == "runtime_error" and "sampling the networks" in probe.message
+    assert probe.status.value == "runtime_error" and "loading the weights" in probe.message
 
 
 def _done_frame(networks) -> bytes:

@@ -28,6 +28,10 @@ class EvalRequest:
     # file the harness saved); the job loads it into ``source``'s model and reports its
     # networks' inputs/outputs on the training split (modeling.network_probe)
     network_probe: bytes | None = None
+    # a what-if instead of training: a node's trained state_dict; the job loads it and
+    # predicts every split and scenario of ``task`` (modeling.network_probe.predict_trained);
+    # the driver scores them and hands the arrays back in ``EvalResult.predictions``
+    predict_with: bytes | None = None
 
 
 @dataclass

@@ -148,6 +148,8 @@ class Job:
                 self.result = driver_scores(self.request.task, reader.result, reader.predictions,
                                             self.predictions_required)
                 self.predictions, self.result_at = reader.predictions, now
+                if self.request.predict_with is not None and self.result.ok:
+                    self.result.predictions = dict(reader.predictions)  # what a what-if asked
             except ProtocolViolation as exc:
                 reader.violation = str(exc)
         if reader.violation is not None:

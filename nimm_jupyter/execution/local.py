@@ -285,15 +285,17 @@ class LocalExecutor(Executor):
         }
         if request.network_probe is not None:
             payload["network_probe"] = base64.b64encode(request.network_probe).decode()
+        if request.predict_with is not None:
+            payload["predict_with"] = base64.b64encode(request.predict_with).decode()
         payload_path = os.path.join(workdir, "request.json")
         with open(payload_path, "w") as f:
             json.dump(payload, f)
         read_fd, write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         reveal_read, reveal_write = reveal_pipe()  # the driver answers one-step frames here
-        # the unchecked probe and the distill probe train nothing: no one-step reveal
+        # the unchecked probe, the distill probe and a what-if train nothing: no reveal
         reveal = (Revealer(request.task) if self.policy.static_check
-                  and request.network_probe is None else None)
+                  and request.network_probe is None and request.predict_with is None else None)
         job = Job(request=request, config=config, slot=slot, device=device, workdir=workdir,
                    reader=FrameReader(request.task.target_names, request.task.scenarios, reveal),
                    fd=read_fd,

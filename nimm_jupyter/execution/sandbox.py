@@ -375,6 +375,16 @@ def _probe_networks(task: Any, payload: dict[str, Any], config: Any) -> tuple[An
     return sample_networks(task, payload["source"], base64.b64decode(payload["network_probe"]), config)
 
 
+def _predict_trained(task: Any, payload: dict[str, Any], config: Any) -> tuple[Any, dict[str, Any]]:
+    """A what-if (:func:`~nimm_jupyter.modeling.network_probe.predict_trained`): no training,
+    the node's weights from the payload, its predictions on the (changed) task."""
+    import base64
+
+    from ..modeling.network_probe import predict_trained
+
+    return predict_trained(task, payload["source"], base64.b64decode(payload["predict_with"]), config)
+
+
 WEIGHTS_FILE = "weights.pt"  # in the job's work dir; the driver moves it where it belongs
 
 
@@ -481,6 +491,8 @@ def run_job(task: Any, out_fd: int, payload: dict[str, Any], workdir: str,
         try:
             if payload.get("network_probe") and evaluate is not None:
                 result, networks = _probe_networks(task, payload, config)
+            elif payload.get("predict_with") and evaluate is not None:
+                result, predictions = _predict_trained(task, payload, config)
             elif evaluate is not None:
                 result, predictions, model = evaluate(task, payload["source"], config, progress)
             else:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from ..tasks import schedules
 from .errors import ExportError
 from .forecast import _is_trajectory, _tensor_maker
 
@@ -28,41 +29,14 @@ __all__ = ["changed_schedule", "what_if", "plot_what_if"]
 def changed_schedule(task: "Task", u: np.ndarray, *, scale: Mapping[str, float] | None = None,
                      shift: Mapping[str, int] | None = None, zero: Sequence[str] = (),
                      inputs: Any = None) -> np.ndarray:
-    """``u`` (``(T, U)``, the task's input columns) with the changes applied in this order:
-    ``inputs`` replaces the whole schedule (array or DataFrame with the input columns,
-    ``T`` rows), ``shift`` moves an input ``k`` steps later (earlier for ``k < 0``; what
-    moves past the end is dropped, the gap is 0), ``scale`` multiplies it, ``zero`` switches
-    it off. Raises :class:`ExportError` naming an unknown input or a bad shape."""
-    names = list(task.input_names)
-    out = np.array(u, dtype=np.float64, copy=True)
-    if inputs is not None:
-        cols = getattr(inputs, "columns", None)
-        new = (inputs[names].to_numpy(dtype=np.float64) if cols is not None
-               else np.asarray(inputs, dtype=np.float64))
-        if new.shape != out.shape:
-            raise ExportError(f"inputs has shape {new.shape}; this trajectory's schedule is "
-                              f"{out.shape} (time steps x {', '.join(names)})")
-        out = new.copy()
-
-    def column(name: str, what: str) -> int:
-        if name not in names:
-            raise ExportError(f"{what}: {name!r} is not an input of task {task.name!r}; its "
-                              f"inputs are {', '.join(names) or '(none)'}")
-        return names.index(name)
-
-    for name, k in (shift or {}).items():
-        j, k = column(name, "shift"), int(k)
-        moved = np.zeros(len(out))
-        if k >= 0:
-            moved[k:] = out[:len(out) - k, j]
-        else:
-            moved[:k] = out[-k:, j]
-        out[:, j] = moved
-    for name, factor in (scale or {}).items():
-        out[:, column(name, "scale")] *= float(factor)
-    for name in zero:
-        out[:, column(name, "zero")] = 0.0
-    return out
+    """``u`` with :func:`nimm_jupyter.tasks.schedules.changed_schedule`'s changes applied;
+    raises :class:`ExportError` naming an unknown input or a bad shape."""
+    try:
+        return schedules.changed_schedule(task.input_names, u, scale=scale, shift=shift,
+                                          zero=zero, inputs=inputs,
+                                          task_name=f"task {task.name!r}")
+    except schedules.ScheduleError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _rollout(model: "torch.nn.Module", y_context: np.ndarray, u: np.ndarray,

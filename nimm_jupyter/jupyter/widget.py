@@ -71,6 +71,10 @@ class SearchWidget(anywidget.AnyWidget):
     finished = traitlets.Bool(False).tag(sync=True)
     end_state = traitlets.Unicode("running").tag(sync=True)  # running | stopped | finished (...)
     message = traitlets.Unicode("").tag(sync=True)
+    # the node panel's what-if (computed in the sandbox): the inputs it may change, and the
+    # last answer ({"node", "target", "time", "series": {label: values}} or {"error"})
+    what_if_inputs = traitlets.List([]).tag(sync=True)
+    what_if = traitlets.Dict({}).tag(sync=True)
 
     max_rate = 5.0  # flushes per second
 
@@ -102,6 +106,9 @@ class SearchWidget(anywidget.AnyWidget):
         self.resume = resume_command(search.run_dir)
         # only a task already at hand (a live search's): a snapshot would rebuild it
         self.unit = rmse_unit(getattr(search, "task", None) if self._live else None)
+        task = getattr(search, "task", None) if self._live else None
+        if task is not None and str(getattr(task.kind, "value", task.kind)) == "trajectory":
+            self.what_if_inputs = list(task.input_names)
         self._replay(search)
         self._unsubscribe: Callable[[], None] | None = None
         if self._live and not self._finished:
@@ -366,6 +373,39 @@ class SearchWidget(anywidget.AnyWidget):
             self.export()
         elif action == "ping":  # the frontend checks that this kernel still answers
             self.send({"type": "pong", "seq": content.get("seq")})
+        elif action == "what_if":
+            threading.Thread(target=self.run_what_if, kwargs={"request": content},
+                             name="nimm-what-if", daemon=True).start()
+
+    def run_what_if(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The node panel's what-if (a ``what_if`` message from the frontend: ``node``,
+        ``trajectory``, ``split``, ``input``, ``op`` = scale | shift | zero, ``value``),
+        computed in jailed jobs (:func:`~nimm_jupyter.search.whatif.sandbox_what_if`);
+        the answer goes to the ``what_if`` trait (the first target's series) and is returned."""
+        from ..search.whatif import sandbox_what_if
+
+        nid = request.get("node")
+        self.what_if = {"node": nid, "running": True}
+        try:
+            name, op = str(request.get("input", "")), str(request.get("op", "zero"))
+            value = float(request.get("value", 0.0) or 0.0)
+            change = ({"zero": [name]} if op == "zero" else {"scale": {name: value}}
+                      if op == "scale" else {"shift": {name: int(round(value))}})
+            frame = sandbox_what_if(snapshot(self.search), int(nid),
+                                    int(request.get("trajectory", 0) or 0),
+                                    str(request.get("split", "test")), **change)
+            target = next(c for c in frame.columns if f"{c} model" in frame.columns)
+            series = {label: [finite(v) for v in frame[f"{target} {label}".strip()]]
+                      for label in ("", "model", "model what-if", "against", "against what-if")
+                      if f"{target} {label}".strip() in frame.columns}
+            series["observed"] = series.pop("")
+            answer = {"node": nid, "target": target, "time": [finite(v) for v in frame["time"]],
+                      "series": series, "change": f"{op} {name}"
+                      + ("" if op == "zero" else f" by {value:g}")}
+        except Exception as exc:  # shown in the panel; the kernel must not see a traceback
+            answer = {"node": nid, "error": f"what-if failed: {exc}"}
+        self.what_if = answer
+        return answer
 
     def stop(self) -> None:
         """Stop the search (the Stop button)."""

@@ -1,4 +1,6 @@
-"""The distill probe, inside the job: a trained candidate's networks, sampled as numbers.
+"""Trained weights inside the job: the distill probe (a trained candidate's networks,
+sampled as numbers) and :func:`predict_trained` (a what-if: the trained model's predictions
+on a task whose inputs the user changed, no training).
 
 A ``distill`` child replaces a network by a closed-form law fitted to what the network does.
 What it does is measured here, in the jailed job (the candidate's code never runs in the
@@ -25,9 +27,10 @@ from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import check_candidate, describe_exception, spec_on_device
 from .result import EvalResult, Status
-from .scoring import count_trainable, split_data
+from .scoring import SPLITS, count_trainable, predict, split_data
 
-__all__ = ["NetworkTable", "sample_networks", "MAX_ROWS", "MAX_NETWORKS", "MAX_COLUMNS"]
+__all__ = ["NetworkTable", "sample_networks", "predict_trained", "MAX_ROWS", "MAX_NETWORKS",
+           "MAX_COLUMNS"]
 
 MAX_ROWS = 4000  # per network: enough for a sparse fit over a few dozen terms
 MAX_NETWORKS = 4
@@ -63,6 +66,47 @@ def _table(rows: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, n
     return x[:, :MAX_COLUMNS], y[:, :MAX_COLUMNS]
 
 
+def _trained_model(task: Task, source: str, state: bytes, config: TrainConfig
+                   ) -> tuple[nn.Module | None, EvalResult | None]:
+    """``source``'s model with the trained ``state`` loaded (eval mode), or the failure."""
+    device = torch.device(config.device)
+    report = check_candidate(source, task, device=str(device))
+    if not report.ok:
+        return None, EvalResult.failure(report.status, report.message)
+    try:
+        model = report.model_class(spec_on_device(task, device)).to(
+            device=device, dtype=getattr(torch, config.dtype))
+        model.load_state_dict(torch.load(io.BytesIO(state), map_location=device,
+                                         weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - a candidate fault is a status
+        return None, EvalResult.failure(Status.RUNTIME_ERROR,
+                                        describe_exception(exc, source, "loading the weights"))
+    model.eval()
+    return model, None
+
+
+def predict_trained(task: Task, source: str, state: bytes, config: TrainConfig
+                    ) -> tuple[EvalResult, dict[str, np.ndarray]]:
+    """Predictions of the trained model (``state``) on every split and scenario of ``task``,
+    without training: what a what-if asks of a searched node. The driver scores them."""
+    t0 = time.perf_counter()
+    model, failure = _trained_model(task, source, state, config)
+    if model is None:
+        assert failure is not None
+        failure.wall_time = time.perf_counter() - t0
+        return failure, {}
+    names = list(SPLITS) + list(task.scenarios)
+    try:
+        preds = {s: predict(model, task, s) for s in names}
+    except Exception as exc:  # noqa: BLE001 - a candidate fault is a status
+        return EvalResult.failure(Status.RUNTIME_ERROR,
+                                  describe_exception(exc, source, "predicting")), {}
+    result = EvalResult(status=Status.OK, n_parameters=count_trainable(model),
+                        n_network_parameters=network_parameters(model),
+                        wall_time=time.perf_counter() - t0, device=config.device)
+    return result, preds
+
+
 def sample_networks(task: Task, source: str, state: bytes, config: TrainConfig
                     ) -> tuple[EvalResult, NetworkTable]:
     """Load ``state`` (a ``state_dict`` the harness saved for ``source``) and record every
@@ -75,17 +119,13 @@ def sample_networks(task: Task, source: str, state: bytes, config: TrainConfig
         result.wall_time, result.device = time.perf_counter() - t0, str(device)
         return result
 
-    report = check_candidate(source, task, device=str(device))
-    if not report.ok:
-        return done(EvalResult.failure(report.status, report.message)), {}
-    dtype = getattr(torch, config.dtype)
+    model, failure = _trained_model(task, source, state, config)
+    if model is None:
+        assert failure is not None
+        return done(failure), {}
     try:
-        model = report.model_class(spec_on_device(task, device)).to(device=device, dtype=dtype)
-        weights = torch.load(io.BytesIO(state), map_location=device, weights_only=True)
-        model.load_state_dict(weights)
-        model.eval()
         calls, handles = _record(model)
-        data = split_data(task, "train", device, dtype)
+        data = split_data(task, "train", device, getattr(torch, config.dtype))
         with torch.no_grad(), param_memo():
             model(*data.args)
         for h in handles:

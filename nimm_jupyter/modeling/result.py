@@ -108,6 +108,9 @@ class EvalResult:
     # a distill probe's answer only (modeling.network_probe): network path -> (inputs,
     # outputs) on the training split; handed to the caller, never journaled (see to_dict)
     network_samples: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+    # a what-if's answer only (EvalRequest.predict_with): split/scenario -> the predictions
+    # the driver scored; handed to the caller, never journaled (see to_dict)
+    predictions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -121,8 +124,9 @@ class EvalResult:
         return float(self.val.rmse_norm)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(dataclasses.replace(self, network_samples={}))
+        d = asdict(dataclasses.replace(self, network_samples={}, predictions={}))
         d.pop("network_samples")
+        d.pop("predictions")
         d["status"] = self.status.value
         d["stop_reason"] = self.stop_reason.value if self.stop_reason is not None else None
         return d

@@ -90,6 +90,20 @@ class SearchResult:
         return self.rundir.load_model(self.task, n, train=self.settings.get("train"),
                                       device=device, refit=refit)
 
+    def what_if(self, node: int | Node | None = None, trajectory: int = 0, split: str = "test",
+                **changes: Any) -> Any:
+        """Node ``node``'s (default: the best) forecast of one trajectory under a changed
+        input schedule (``scale=``, ``shift=``, ``zero=``, ``inputs=``, ``against=``), beside
+        its forecast under the observed one, computed in jailed jobs from its saved weights:
+        :func:`~nimm_jupyter.search.whatif.sandbox_what_if` (a DataFrame)."""
+        from .whatif import sandbox_what_if
+
+        n = self.best if node is None else node
+        if n is None:
+            raise SearchError(f"run {self.run_id} has no successfully evaluated node yet")
+        return sandbox_what_if(self, n.id if isinstance(n, Node) else int(n), trajectory, split,
+                               **changes)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the ``--json`` output of ``nimm search``/``show``)."""
         return {

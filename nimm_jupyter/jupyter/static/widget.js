@@ -1,7 +1,9 @@
 // nimm-jupyter live search widget: plain DOM + SVG, no dependencies.
 // Model traits (see widget.py): nodes, branches, best_id, curves, best_so_far, counters,
-// selected, details, finished, end_state, message, run_id, task_name, run_dir, resume, unit.
-// Custom messages to Python: {action: "stop"}, {action: "export"}, {action: "ping", seq}.
+// selected, details, finished, end_state, message, run_id, task_name, run_dir, resume, unit,
+// what_if_inputs, what_if.
+// Custom messages to Python: {action: "stop"}, {action: "export"}, {action: "ping", seq},
+// {action: "what_if", node, trajectory, split, input, op, value} (computed in the sandbox).
 // A view whose kernel is gone (comm closed by a restart/shutdown, or pings unanswered) says
 // so and disables its buttons.
 //
@@ -535,6 +537,82 @@ class Details {
   }
 }
 
+// -- what-if (node panel): a changed input schedule, forecast in the sandbox ----------------
+class WhatIf {
+  constructor(send) {
+    this.send = send;
+    this.box = el("div", "nimm-whatif");
+    this.trajectory = el("input", "nimm-whatif-trajectory");
+    this.trajectory.type = "number"; this.trajectory.min = "0"; this.trajectory.value = "0";
+    this.split = el("select", "nimm-whatif-split");
+    for (const s of ["test", "val", "train"]) this.split.append(new Option(s, s));
+    this.input = el("select", "nimm-whatif-input");
+    this.op = el("select", "nimm-whatif-op");
+    for (const [v, t] of [["zero", "switch off"], ["scale", "scale by"], ["shift", "shift by (steps)"]]) {
+      this.op.append(new Option(t, v));
+    }
+    this.value = el("input", "nimm-whatif-value");
+    this.value.type = "number"; this.value.step = "any"; this.value.value = "2";
+    this.run = el("button", "nimm-whatif-run", "what if?");
+    this.status = el("div", "nimm-whatif-status");
+    this.plot = svg("svg", { class: "nimm-whatif-plot", viewBox: "0 0 360 150", width: 360, height: 150 });
+    const form = el("div", "nimm-whatif-form");
+    form.append(el("span", null, "trajectory "), this.trajectory, this.split, this.input, this.op,
+      this.value, this.run);
+    this.box.append(el("div", "nimm-subtitle", "what if (forecast in the sandbox)"), form,
+      this.status, this.plot);
+    this.run.addEventListener("click", () => {
+      if (this.node === undefined) return;
+      setText(this.status, "running the node's model in the sandbox…");
+      this.send({ action: "what_if", node: this.node, trajectory: Number(this.trajectory.value) || 0,
+        split: this.split.value, input: this.input.value, op: this.op.value,
+        value: Number(this.value.value) || 0 });
+    });
+  }
+
+  update(node, ok, inputs, answer) {
+    this.node = node;
+    this.box.style.display = ok && inputs.length ? "" : "none";
+    if (this.input.options.length !== inputs.length) {
+      this.input.replaceChildren(...inputs.map((n) => new Option(n, n)));
+    }
+    this.value.style.display = this.op.value === "zero" ? "none" : "";
+    const mine = answer && answer.node === node;
+    if (!mine) { setText(this.status, ""); this.plot.replaceChildren(); return; }
+    if (answer.running) { setText(this.status, "running the node's model in the sandbox…"); return; }
+    if (answer.error) { setText(this.status, answer.error); this.plot.replaceChildren(); return; }
+    setText(this.status, `${answer.target}: ${answer.change} · solid: observed schedule, dashed: what-if`);
+    this._draw(answer);
+  }
+
+  _draw(a) {
+    const W = 360, H = 150, L = 40, R = 8, T = 8, B = 18;
+    const t = a.time || [];
+    const all = Object.values(a.series).flat().filter((v) => v !== null && isFinite(v));
+    if (!t.length || !all.length) { this.plot.replaceChildren(); return; }
+    const x0 = Math.min(...t), x1 = Math.max(...t), y0 = Math.min(...all), y1 = Math.max(...all);
+    const sx = (x) => L + ((x - x0) / ((x1 - x0) || 1)) * (W - L - R);
+    const sy = (y) => H - B - ((y - y0) / ((y1 - y0) || 1)) * (H - T - B);
+    const kids = [svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "nimm-axis" }),
+      svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "nimm-axis" })];
+    for (const [v, y] of [[y1, T + 8], [y0, H - B]]) {
+      const lab = svg("text", { x: 2, y, class: "nimm-tick" }); lab.textContent = fmt(v, 3); kids.push(lab);
+    }
+    const styles = { model: "nimm-val", "model what-if": "nimm-val nimm-dashed",
+      against: "nimm-train", "against what-if": "nimm-train nimm-dashed" };
+    for (const [name, ys] of Object.entries(a.series)) {
+      const pts = t.map((x, i) => [x, ys[i]]).filter((p) => p[1] !== null && isFinite(p[1]));
+      if (name === "observed") {
+        for (const p of pts) kids.push(svg("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 1.6, class: "nimm-observed" }));
+      } else if (pts.length) {
+        kids.push(svg("polyline", { points: pts.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" "),
+          class: `nimm-whatif-line ${styles[name] || ""}`, "data-series": name }));
+      }
+    }
+    this.plot.replaceChildren(...kids);
+  }
+}
+
 // -- the view --------------------------------------------------------------------------
 function render({ model, el: root }) {
   root.classList.add("nimm-widget");
@@ -581,6 +659,8 @@ function render({ model, el: root }) {
   const tree = new Tree(treeBox, select);
   const list = new ChangeList(listBox, select, (id, on) => tree.hover(id, on));
   const details = new Details(detailsBox);
+  const whatIf = new WhatIf((m) => { try { model.send(m); } catch (e) { /* comm gone */ } });
+  detailsBox.append(whatIf.box);
   const lossPlot = new Plot(curve, { cls: "nimm-curve-svg", xlabel: "epoch",
     ylabel: () => "RMSE, normalised", empty: "no training progress yet" });
   const bestPlot = new Plot(best, { cls: "nimm-best-svg", xlabel: "evaluations", integerX: true,
@@ -708,7 +788,9 @@ function render({ model, el: root }) {
       bestPlot.update([{ name: "best val", cls: "nimm-val", step: true, points: pts.map((p) => [p[0], p[1]]) }]);
     },
     details() {
-      details.update(model.get("details") || {}, unitOf(model), !!(model.get("counters") || {}).spend);
+      const d = model.get("details") || {};
+      details.update(d, unitOf(model), !!(model.get("counters") || {}).spend);
+      whatIf.update(d.id, d.status === "ok", model.get("what_if_inputs") || [], model.get("what_if") || {});
     },
   };
   // which parts show which traits: a change redraws only those parts
@@ -717,7 +799,8 @@ function render({ model, el: root }) {
     curves: ["curves"], best_so_far: ["best"], counters: ["counters", "best", "details"],
     selected: ["tree", "curves"], details: ["details"], finished: ["head", "counters"],
     end_state: ["head"], message: ["head"], run_id: ["head"], task_name: ["head"],
-    unit: ["tree", "best", "details"], resume: ["head"],
+    unit: ["tree", "best", "details"], resume: ["head"], what_if: ["details"],
+    what_if_inputs: ["details"],
   };
   const dirty = new Set();
   let pending = false;

@@ -6,8 +6,8 @@ live updates change the DOM in place (the code pane keeps its scroll position, t
 node elements survive), Stop from the widget ends the run as "stopped" with its cancelled
 nodes and the resume command, ``%%nimm_search --resume`` with an empty body and then the
 line magic ``%nimm_search --resume`` continue it from cells, a widget whose kernel is gone
-says so and disables its buttons, and the saved notebook converted to HTML shows the tree
-snapshot.
+says so and disables its buttons, the node panel's what-if draws a forecast computed in the
+sandbox, and the saved notebook converted to HTML shows the tree snapshot.
 """
 from __future__ import annotations
 
@@ -100,6 +100,18 @@ def test_live_updates_stop_resume_and_snapshot(page, front_end):
         timeout=150_000)
     assert resumed.locator(".nimm-tree .nimm-node").count() >= after["n"]
     page.screenshot(path=str(ARTIFACTS / f"live-resumed-{front_end.ui_path}.png"))
+
+    # The node panel's what-if: no chemo on one test patient, forecast in the sandbox.
+    resumed.locator(".nimm-tree .nimm-node.nimm-state-done").first.click()
+    form = resumed.locator(".nimm-whatif")
+    form.wait_for(timeout=30_000)
+    assert form.locator(".nimm-whatif-input option").all_text_contents() == ["chemo_dose"]
+    form.locator(".nimm-whatif-op").select_option("scale")
+    form.locator(".nimm-whatif-value").fill("0")
+    form.locator(".nimm-whatif-run").click()
+    form.locator('polyline[data-series="model what-if"]').wait_for(timeout=120_000)
+    assert form.locator('polyline[data-series="model"]').count() == 1
+    assert "scale chemo_dose by 0" in form.locator(".nimm-whatif-status").inner_text()
 
     # ... and again with the line-magic form, the one the stopped widget's message prints
     # (its budget one more than the run has evaluated, so it has one node to evaluate: the

@@ -189,6 +189,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     pg.set_default_timeout(30_000)
     pg.console_messages = []  # type: ignore[attr-defined]
     pg.on("console", lambda m: pg.console_messages.append((m.type, m.text)))
+    pg.on("pageerror", lambda e: pg.console_messages.append(("pageerror", str(e))))
     try:
         yield pg
     finally:
@@ -197,4 +198,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
             pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}-final.png"))
         except Exception:
             pass
+        # what the page logged (uncaught errors included): the first place to look on a failure
+        (ARTIFACTS / f"{request.node.name}-console.txt").write_text(
+            "\n".join(f"{t}: {m}" for t, m in pg.console_messages))
         context.close()

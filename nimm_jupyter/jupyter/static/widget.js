@@ -561,6 +561,9 @@ class WhatIf {
       this.value, this.run);
     this.box.append(el("div", "nimm-subtitle", "what if (forecast in the sandbox)"), form,
       this.status, this.plot);
+    const showValue = () => { this.value.style.display = this.op.value === "zero" ? "none" : ""; };
+    this.op.addEventListener("change", showValue);
+    showValue();
     this.run.addEventListener("click", () => {
       if (this.node === undefined) return;
       setText(this.status, "running the node's model in the sandbox…");
@@ -576,11 +579,13 @@ class WhatIf {
     if (this.input.options.length !== inputs.length) {
       this.input.replaceChildren(...inputs.map((n) => new Option(n, n)));
     }
-    this.value.style.display = this.op.value === "zero" ? "none" : "";
-    const mine = answer && answer.node === node;
+    // nothing selected, or an answer about another node: nothing to show (undefined !== an id)
+    const mine = node !== undefined && answer && answer.node === node;
     if (!mine) { setText(this.status, ""); this.plot.replaceChildren(); return; }
     if (answer.running) { setText(this.status, "running the node's model in the sandbox…"); return; }
-    if (answer.error) { setText(this.status, answer.error); this.plot.replaceChildren(); return; }
+    if (answer.error || !answer.series) {
+      setText(this.status, answer.error || ""); this.plot.replaceChildren(); return;
+    }
     setText(this.status, `${answer.target}: ${answer.change} · solid: observed schedule, dashed: what-if`);
     this._draw(answer);
   }

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .node import Node
-    from .results import SearchResult
 
 __all__ = ["WhatIfError", "what_if_task", "sandbox_what_if", "WHAT_IF"]
 
@@ -64,7 +63,7 @@ def _predictions(task: Task, node: "Node", weights: Path, train: dict[str, Any],
     return result.predictions
 
 
-def _node(run: "SearchResult", node_id: Any) -> "Node":
+def _node(run: Any, node_id: Any) -> "Node":
     try:
         return run.node(int(node_id))
     except (KeyError, TypeError, ValueError):
@@ -72,12 +71,13 @@ def _node(run: "SearchResult", node_id: Any) -> "Node":
                           f"{', '.join(str(n.id) for n in run.nodes)}") from None
 
 
-def sandbox_what_if(run: "SearchResult", node_id: int, trajectory: int = 0, split: str = "test",
+def sandbox_what_if(run: Any, node_id: int, trajectory: int = 0, split: str = "test",
                     *, scale: Mapping[str, float] | None = None,
                     shift: Mapping[str, int] | None = None, zero: Sequence[str] = (),
                     inputs: Any = None, against: int | str | None = "prior",
                     timeout: float = min(EVAL_TIMEOUT_S, 120.0)) -> "pd.DataFrame":
     """Forecast trajectory ``trajectory`` of ``split`` with node ``node_id``'s trained model
+    (``run``: the run's :class:`~.results.SearchResult`, which calls this as ``what_if``)
     under its observed input schedule and under a changed one (``scale``/``shift``/``zero``/
     ``inputs`` as :func:`~nimm_jupyter.tasks.schedules.changed_schedule`), in jailed jobs.
 

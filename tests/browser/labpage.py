@@ -88,10 +88,19 @@ class Notebook:
             return s;""", text))
 
     def save(self, timeout: float = 30.0) -> None:
-        """Save the notebook and wait until the saved copy is the current one."""
-        self.js("return panel.context.save().then(() => true);")
-        self.page.wait_for_function(_with_panel("return !panel.context.model.dirty;"),
-                                    arg=[self.path, None], timeout=timeout * 1000)
+        """Save the notebook and wait until the saved copy is the current one. An output that
+        changes just after a save (a finished search's widget swapping in its end state)
+        makes the model dirty again: then it is saved again, until the deadline."""
+        deadline = time.time() + timeout
+        while True:
+            self.js("return panel.context.save().then(() => true);")
+            try:
+                self.page.wait_for_function(_with_panel("return !panel.context.model.dirty;"),
+                                            arg=[self.path, None], timeout=5_000)
+                return
+            except Exception:
+                if time.time() >= deadline:
+                    raise
 
     def panel_id(self) -> str:
         return str(self.js("return panel.id;"))

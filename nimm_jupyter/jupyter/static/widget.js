@@ -513,7 +513,8 @@ class Details {
     setText(this.error, d.error || "");
     this.error.style.display = d.error ? "" : "none";
     const labels = { train_rmse: `train RMSE${unit}`, val_rmse: `val RMSE${unit}`,
-      val_rmse_norm: "val RMSE, normalised (÷ train std)", epochs: "epochs",
+      val_rmse_norm: "val RMSE, normalised (÷ train std)",
+      "val_rmse_norm bootstrap SE": "its bootstrap standard error", epochs: "epochs",
       n_parameters: "trainable parameters", wall_time: "wall time (s)" };
     kvTable(this.metrics, d.metrics, (k) => labels[k] || k);
     kvTable(this.params, d.params);

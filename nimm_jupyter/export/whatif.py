@@ -14,7 +14,7 @@ import numpy as np
 
 from ..tasks import schedules
 from .errors import ExportError
-from .forecast import _is_trajectory, _tensor_maker
+from .forecast import _tensor_maker
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,41 +63,18 @@ def what_if(model: "torch.nn.Module", task: "Task", trajectory: int = 0, split: 
     exported model) also ``<target> against`` and ``<target> against what-if``. Forecast
     columns are NaN on the context steps the model is given.
     """
-    import pandas as pd
-
-    if not _is_trajectory(task):
-        raise ExportError(f"task {task.name!r} is a table; a what-if changes a trajectory's "
-                          "input schedule")
-    if not task.input_names:
-        raise ExportError(f"task {task.name!r} has no inputs to change")
-    data = task.split(split)
-    n = int(np.shape(data.targets)[0])
-    if not 0 <= int(trajectory) < n:
-        raise ExportError(f"trajectory must be between 0 and {n - 1} ({split} has {n})")
-    y = np.asarray(data.targets, dtype=np.float64)[int(trajectory)]
-    u = np.asarray(data.inputs, dtype=np.float64)[int(trajectory)]
-    T, C = y.shape[0], int(task.context)
-    changed = changed_schedule(task, u, scale=scale, shift=shift, zero=zero, inputs=inputs)
-    if np.array_equal(changed, u):
-        raise ExportError("the changed schedule equals the observed one: give scale=, "
-                          "shift=, zero= or inputs=")
-    # the model is called exactly as the harness calls it (scoring.split_data)
-    t = np.asarray(task.time if task.time is not None else np.arange(T), dtype=np.float64)
-    frame: dict[str, Any] = {"time": t[:T]}
-    for j, name in enumerate(task.input_names):
-        frame[name] = u[:T, j]
-        frame[f"{name} what-if"] = changed[:T, j]
-    pad = np.full((C, y.shape[1]), np.nan)
+    try:
+        case = schedules.WhatIfCase.make(task, trajectory, split, scale=scale, shift=shift,
+                                         zero=zero, inputs=inputs)
+    except schedules.ScheduleError as exc:
+        raise ExportError(str(exc)) from None
+    C = int(task.context)
     runs = {"model": model} | ({"against": against} if against is not None else {})
     forecasts = {}
-    for label, m in runs.items():
-        forecasts[label] = np.concatenate([pad, _rollout(m, y[:C], u, t)])
-        forecasts[f"{label} what-if"] = np.concatenate([pad, _rollout(m, y[:C], changed, t)])
-    for s, name in enumerate(task.target_names):
-        frame[name] = y[:, s]
-        for label, f in forecasts.items():
-            frame[f"{name} {label}"] = f[:, s]
-    return pd.DataFrame(frame)
+    for label, m in runs.items():  # the model is called exactly as the harness calls it
+        forecasts[label] = _rollout(m, case.y[:C], case.u, case.t)
+        forecasts[f"{label} what-if"] = _rollout(m, case.y[:C], case.changed, case.t)
+    return case.frame(forecasts)
 
 
 def plot_what_if(frame: "pd.DataFrame", task: "Task", *, figure: "Figure | None" = None,

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..execution.base import EVAL_TIMEOUT_S, EvalRequest
 from ..modeling.config import TrainConfig
-from ..tasks.base import Scenario, Split, Task, TaskKind
-from ..tasks.schedules import changed_schedule
+from ..tasks.base import Scenario, Split, Task
+from ..tasks.schedules import ScheduleError, WhatIfCase
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,52 +87,27 @@ def sandbox_what_if(run: Any, node_id: int, trajectory: int = 0, split: str = "t
     (the default) is the fitted user prior the tree is rooted in, when the run has one; a
     node id names any node; None compares with nothing. Raises :class:`WhatIfError`.
     """
-    import pandas as pd
-
     from .prior_root import prior_node
 
     task = run.task
-    if task.kind is not TaskKind.TRAJECTORY or not task.input_names:
-        raise WhatIfError(f"task {task.name!r} has no input schedule to change (a what-if "
-                          "needs a trajectory task with inputs)")
     node = _node(run, node_id)
-    data = task.split(split)
-    n = len(data)
-    if not 0 <= int(trajectory) < n:
-        raise WhatIfError(f"trajectory must be between 0 and {n - 1} ({split} has {n})")
-    u = np.asarray(data.inputs, dtype=np.float64)[int(trajectory)]
     try:
-        changed = changed_schedule(task.input_names, u, scale=scale, shift=shift, zero=zero,
-                                   inputs=inputs, task_name=f"task {task.name!r}")
-    except ValueError as exc:
+        case = WhatIfCase.make(task, trajectory, split, scale=scale, shift=shift, zero=zero,
+                               inputs=inputs)
+    except ScheduleError as exc:
         raise WhatIfError(str(exc)) from None
-    if np.array_equal(changed, u):
-        raise WhatIfError("the changed schedule equals the observed one: give scale=, "
-                          "shift=, zero= or inputs=")
-    small = what_if_task(task, int(trajectory), split, changed)
+    small = what_if_task(task, int(trajectory), split, case.changed)
     models = {"model": node}
     other = prior_node(run.nodes) if against == "prior" else (
         None if against is None else _node(run, against))
     if other is not None and other.id != node.id:
         models["against"] = other
-    y = np.asarray(data.targets, dtype=np.float64)[int(trajectory)]
-    T, C = y.shape[0], int(task.context)
-    t = np.asarray(task.time if task.time is not None else np.arange(T), dtype=np.float64)[:T]
-    frame: dict[str, Any] = {"time": t}
-    for j, name in enumerate(task.input_names):
-        frame[name] = u[:T, j]
-        frame[f"{name} what-if"] = changed[:T, j]
-    pad = np.full((C, y.shape[1]), np.nan)
     forecasts: dict[str, np.ndarray] = {}
     for label, m in models.items():
         if not m.ok or not m.result.weights_path:
             raise WhatIfError(f"node {m.id} has no trained weights (status {m.status})")
         preds = _predictions(small, m, run.rundir.node_weights(m),
                              run.settings.get("train") or {}, timeout)
-        forecasts[label] = np.concatenate([pad, preds["val"][0]])
-        forecasts[f"{label} what-if"] = np.concatenate([pad, preds[WHAT_IF][0]])
-    for s, name in enumerate(task.target_names):
-        frame[name] = y[:, s]
-        for label, f in forecasts.items():
-            frame[f"{name} {label}"] = f[:, s]
-    return pd.DataFrame(frame)
+        forecasts[label] = preds["val"][0]
+        forecasts[f"{label} what-if"] = preds[WHAT_IF][0]
+    return case.frame(forecasts)

@@ -4,11 +4,12 @@ used by the sandboxed what-if of a search (:mod:`nimm_jupyter.search.whatif`) an
 exported models' ``what_if`` (:mod:`nimm_jupyter.export.whatif`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ScheduleError", "changed_schedule"]
+__all__ = ["ScheduleError", "WhatIfCase", "changed_schedule"]
 
 
 class ScheduleError(ValueError):
@@ -54,3 +55,56 @@ def changed_schedule(input_names: Sequence[str], u: np.ndarray, *,
     for name in zero:
         out[:, column(name, "zero")] = 0.0
     return out
+
+
+@dataclass(frozen=True)
+class WhatIfCase:
+    """One trajectory of a split and its changed schedule: what both what-ifs (the exported
+    model's, in the kernel, and the sandboxed one of a search) forecast and tabulate."""
+
+    task: Any  # the Task
+    y: np.ndarray  # (T, S) the trajectory's observed states
+    u: np.ndarray  # (T', U) its observed inputs
+    changed: np.ndarray  # the changed inputs, same shape
+    t: np.ndarray  # the task's time grid, as the harness passes it
+
+    @classmethod
+    def make(cls, task: Any, trajectory: int, split: str, *,
+             scale: Mapping[str, float] | None = None, shift: Mapping[str, int] | None = None,
+             zero: Sequence[str] = (), inputs: Any = None) -> "WhatIfCase":
+        """Check the question once (a trajectory task with inputs, a trajectory that exists,
+        a change that changes something); raises :class:`ScheduleError` naming what is wrong."""
+        if str(getattr(task.kind, "value", task.kind)) != "trajectory" or not task.input_names:
+            raise ScheduleError(f"task {task.name!r} has no inputs to change (a what-if needs "
+                                "a trajectory task with inputs)")
+        data = task.split(split)
+        n = int(np.shape(data.targets)[0])
+        if not 0 <= int(trajectory) < n:
+            raise ScheduleError(f"trajectory must be between 0 and {n - 1} ({split} has {n})")
+        y = np.asarray(data.targets, dtype=np.float64)[int(trajectory)]
+        u = np.asarray(data.inputs, dtype=np.float64)[int(trajectory)]
+        changed = changed_schedule(task.input_names, u, scale=scale, shift=shift, zero=zero,
+                                   inputs=inputs, task_name=f"task {task.name!r}")
+        if np.array_equal(changed, u):
+            raise ScheduleError("the changed schedule equals the observed one: give scale=, "
+                                "shift=, zero= or inputs=")
+        T = y.shape[0]
+        t = np.asarray(task.time if task.time is not None else np.arange(T), dtype=np.float64)
+        return cls(task, y, u, changed, t)
+
+    def frame(self, forecasts: Mapping[str, np.ndarray]) -> Any:
+        """The what-if table: ``time``, each input and ``<input> what-if``, each target and
+        ``<target> <label>`` per forecast (``(T-C, S)`` arrays, NaN on the context steps)."""
+        import pandas as pd
+
+        T, C = self.y.shape[0], int(self.task.context)
+        out: dict[str, Any] = {"time": self.t[:T]}
+        for j, name in enumerate(self.task.input_names):
+            out[name] = self.u[:T, j]
+            out[f"{name} what-if"] = self.changed[:T, j]
+        pad = np.full((C, self.y.shape[1]), np.nan)
+        for s, name in enumerate(self.task.target_names):
+            out[name] = self.y[:, s]
+            for label, f in forecasts.items():
+                out[f"{name} {label}"] = np.concatenate([pad, np.asarray(f)])[:, s]
+        return pd.DataFrame(out)

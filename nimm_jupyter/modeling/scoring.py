@@ -252,12 +252,19 @@ def split_scores(pred: torch.Tensor, data: SplitData, scale: torch.Tensor, names
                        by_regime=_by_regime(err, data, scale, input_names) if input_names else None)
 
 
+def _unit_sums(err: torch.Tensor, data: SplitData, scale: torch.Tensor
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit (first axis: trajectory, window or row) the sum of squared normalised errors
+    and the number of scored entries: what the standard error and the regimes resample."""
+    z = (err / scale.double()).pow(2).reshape(err.shape[0], -1)
+    counts = (data.mask.reshape(err.shape[0], -1).sum(1).double() if data.mask is not None
+              else torch.full((err.shape[0],), float(z.shape[1]), dtype=torch.float64))
+    return z.sum(1).cpu().numpy(), counts.cpu().numpy()
+
+
 def _norm_se(err: torch.Tensor, data: SplitData, scale: torch.Tensor) -> float | None:
     """Bootstrap standard error of the normalised RMSE over the split's units (first axis)."""
-    z = (err / scale.double()).pow(2).reshape(err.shape[0], -1).sum(1)
-    counts = (data.mask.reshape(err.shape[0], -1).sum(1) if data.mask is not None
-              else torch.full((err.shape[0],), err[0].numel()))
-    return bootstrap_rmse_se(z.cpu().numpy(), counts.double().cpu().numpy())
+    return bootstrap_rmse_se(*_unit_sums(err, data, scale))
 
 
 REGIME_INPUTS = 4  # at most this many inputs get regimes in ``SplitScores.by_regime``
@@ -270,11 +277,7 @@ def _by_regime(err: torch.Tensor, data: SplitData, scale: torch.Tensor,
     value), the units with none of it (when a third or more have none) and the lower and
     upper half of the rest, else its lower, middle and upper third. Keys name the input and
     the range, e.g. ``"chemo_dose total 0"`` or ``"dose 2.5-10 (n=12)"``."""
-    z = (err / scale.double()).pow(2).reshape(err.shape[0], -1)
-    counts = (data.mask.reshape(err.shape[0], -1).sum(1).double() if data.mask is not None
-              else torch.full((err.shape[0],), float(z.shape[1]), dtype=torch.float64))
-    sq = z.sum(1).cpu().numpy()
-    n_obs = counts.cpu().numpy()
+    sq, n_obs = _unit_sums(err, data, scale)
     u = data.args[1] if err.dim() == 3 else data.args[0]
     values = (u.double().sum(1) if err.dim() == 3 else u.double()).cpu().numpy()
     label = " total" if err.dim() == 3 else ""

@@ -11,7 +11,7 @@ import sys, torch
 torch.set_num_threads(1)
 from nimm_jupyter import tasks
 from nimm_jupyter.execution.base import EvalRequest
-from nimm_jupyter.execution.local import run_one
+from nimm_jupyter.execution.oneshot import run_one
 from nimm_jupyter.modeling import reference_code
 from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.search.api import open_run

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nimm_jupyter.execution.base import EvalRequest
-from nimm_jupyter.execution.local import run_one
+from nimm_jupyter.execution.oneshot import run_one
 from nimm_jupyter.modeling.config import TrainConfig
 from nimm_jupyter.modeling.harness import load_trained, predict
 from nimm_jupyter.search.whatif import WHAT_IF, WhatIfError, sandbox_what_if, what_if_task

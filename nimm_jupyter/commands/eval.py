@@ -131,7 +131,7 @@ def _task(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..modeling.config import TrainConfig
     from ..execution.devices import DeviceError, parse_device
-    from ..execution.local import evaluate_isolated
+    from ..execution.oneshot import evaluate_isolated
 
     _check_numbers(args)
     try:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .base import EvalRequest, Executor, JobEvent, TrainConfig
 from .devices import DeviceError, parse_device, worker_devices
-from .local import LocalExecutor, evaluate_isolated, run_one
+from .local import LocalExecutor
+from .oneshot import evaluate_isolated, run_one
 from .sandbox import SandboxPolicy
 
 __all__ = [

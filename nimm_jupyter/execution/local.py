@@ -37,15 +37,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Callable, Sequence
 
 from ..modeling.result import EvalResult, Status
 from ..modeling.scoring import without_targets
 from ..tasks.base import Task
-from .base import (EVAL_TIMEOUT_S, EvalRequest, Executor, JobEvent, TrainConfig,
-                   check_submission)
+from .base import EvalRequest, Executor, JobEvent, check_submission
 from .cgroup import open_groups
 from .devices import worker_devices
 from .forkserver import (DEFAULT_PRELOAD, OWNER_FILE, SERVER_START_S, ForkServer, cleanup_executor,
@@ -56,7 +54,7 @@ from .protocol import FrameReader
 from .reveal import Revealer, reveal_pipe
 from .sandbox import SandboxPolicy, redact
 
-__all__ = ["LocalExecutor", "run_one", "evaluate_isolated", "DEFAULT_PRELOAD"]
+__all__ = ["LocalExecutor", "DEFAULT_PRELOAD"]
 
 MAX_OUTPUT_BYTES = 32 << 20  # frames one child may send; more is treated as a crash
 _EXIT_GRACE_S = 5.0  # a child that reported "done" but lingers is killed after this
@@ -499,47 +497,3 @@ class LocalExecutor(Executor):
                     job.error = why + (f": {detail}" if detail else "")
             if job.spawned_at is None:  # never forked: no child holds the pipe
                 job.eof = True
-
-
-# -- conveniences ---------------------------------------------------------------------------
-def run_one(request: EvalRequest, executor: Executor | None = None,
-            progress: Callable[[dict[str, float]], None] | None = None) -> EvalResult:
-    """Run one request to completion (on ``executor``, or a fresh one-worker executor)."""
-    if executor is None:
-        with LocalExecutor(workers=1) as own:
-            own.submit(request)
-            return own.wait(request.job_id, progress)
-    if isinstance(executor, LocalExecutor):
-        executor.submit(request)
-        try:
-            return executor.wait(request.job_id, progress)
-        except BaseException:
-            executor.cancel(request.job_id)
-            raise
-    if executor.running():
-        raise RuntimeError("run_one on a generic executor needs it idle (running() == 0)")
-    executor.submit(request)
-    try:
-        while True:
-            for ev in executor.poll(0.25):
-                if ev.job_id != request.job_id:
-                    continue
-                if ev.kind == "progress" and progress is not None:
-                    progress(ev.progress or {})
-                elif ev.kind == "done":
-                    return ev.result  # type: ignore[return-value]
-    except BaseException:
-        executor.cancel(request.job_id)
-        raise
-
-
-def evaluate_isolated(task: Task, source: str, config: TrainConfig | None = None, *,
-                      timeout: float = EVAL_TIMEOUT_S, memory_mb: int = 4096, device: str = "auto",
-                      threads: int = 1, policy: SandboxPolicy | None = None,
-                      progress: Callable[[dict[str, float]], None] | None = None) -> EvalResult:
-    """Evaluate one candidate in a fresh sandboxed process and return its result."""
-    request = EvalRequest(job_id=uuid.uuid4().hex[:12], source=source, task=task,
-                          config=config or TrainConfig(), timeout=timeout, memory_mb=memory_mb)
-    with LocalExecutor(workers=1, device=device, threads_per_worker=threads, policy=policy) as ex:
-        ex.submit(request)
-        return ex.wait(request.job_id, progress)

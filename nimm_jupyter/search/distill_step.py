@@ -31,7 +31,8 @@ from typing import Any
 from ..distill import (distilled_source, fit_law, formula_latex, formula_text, laws_from_meta,
                        laws_to_meta, refitted)
 from ..execution.base import EVAL_TIMEOUT_S, EvalRequest
-from ..execution.local import LocalExecutor, run_one
+from ..execution.local import LocalExecutor
+from ..execution.oneshot import run_one
 from ..modeling.config import TrainConfig
 from ..proposers.base import NodeView, Proposal, ProposalContext, Proposer
 from ..tasks.base import Task

@@ -50,7 +50,7 @@ def what_if_task(task: Task, trajectory: int, split: str, changed: np.ndarray) -
 
 def _predictions(task: Task, node: "Node", weights: Path, train: dict[str, Any],
                  timeout: float) -> dict[str, np.ndarray]:
-    from ..execution.local import run_one
+    from ..execution.oneshot import run_one
 
     config = TrainConfig(dtype=str((train or {}).get("dtype", "float32")))
     request = EvalRequest(job_id=f"whatif-{node.id}-{uuid.uuid4().hex[:8]}", source=node.code,

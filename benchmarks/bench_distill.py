@@ -1,6 +1,6 @@
 """Benchmark of the ``distill`` operator (issue 20, target 1; not a test).
 
-On ``lung_cancer_chemo`` (``--patients`` per split, simulator seed ``--seed``), an offline
+On ``lung_cancer_chemo`` (or ``--task``, any lung-cancer task; ``--patients`` per split, simulator seed ``--seed``), an offline
 search restricted to two tumour-grammar branches, the network-free mechanistic structure
 search and the size-dependent growth-rate correction (a network of the normalised
 log-volume and drug level added to the per-volume growth rate), runs ``--budget`` nodes with
@@ -25,11 +25,13 @@ import argparse
 import json
 import os
 import math
+import re
 import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nimm_jupyter.distill import laws_from_meta, refitted  # noqa: E402
@@ -37,7 +39,7 @@ from nimm_jupyter.proposers.offline import OfflineProposer  # noqa: E402
 from nimm_jupyter.modeling.config import TrainConfig  # noqa: E402
 from nimm_jupyter.search.distill_step import distill_proposal, fitted_formula  # noqa: E402
 from nimm_jupyter.search.rundir import RunDir  # noqa: E402
-from nimm_jupyter.tasks.pkpd_sim import K as SIM_K, RHO as SIM_RHO  # noqa: E402  (reported, never shown to a proposer)
+from nimm_jupyter.tasks.pkpd_sim import K as SIM_K, RHO as SIM_RHO, V0_HIGH as SIM_V0_HIGH, V0_LOW as SIM_V0_LOW  # noqa: E402  (reported, never shown to a proposer)
 from nimm_jupyter.search.api import open_run, search  # noqa: E402
 
 BRANCHES = ("tumour:none", "tumour:rate_net")
@@ -57,21 +59,41 @@ def gompertz_form(law: dict[str, float]) -> bool:
     return in_x0 == ["x0"] and law["x0"] < 0
 
 
+def _at_zero_treatment(term: str) -> float:
+    """A library term of the inputs ``x1, x2, ...`` (drug level, doses) at zero treatment:
+    the constant 1, ``exp(-xi)`` 1, ``log|xi|`` undefined (NaN), every other term 0."""
+    if term == "1" or re.fullmatch(r"exp\(-x\d+\)", term):
+        return 1.0
+    return float("nan") if "log" in term else 0.0
+
+
+# the tumour grammar's growth laws (proposers/offline/tumour.py GROWTH), per-volume rate at V
+_GROWTH = {
+    "exponential": lambda p, V: p["rho"] + 0 * V,
+    "logistic": lambda p, V: p["rho"] * (1.0 - V / p["K"]),
+    "gompertz": lambda p, V: p["rho"] * np.log(p["K"] / V),
+    "bertalanffy": lambda p, V: p["rho"] * V ** (-1.0 / 3.0) - p["delta"],
+}
+_V_GRID = np.geomspace(SIM_V0_LOW, SIM_V0_HIGH, 200)  # the initial volumes' range, cm^3
+
+
 def growth_constants(law: dict[str, float], genome: dict, params: dict[str, float]) -> tuple[float, float]:
     """The per-volume growth rate ``rho' * ln(K' / V)`` the distilled model implies at zero
-    drug: the parent's growth law (exponential ``rho`` or Gompertz ``rho ln(K/V)``) plus
-    ``nn_scale * law(ln(V) / 5, 0)`` (the tumour grammar's rate_net); NaN where not Gompertz."""
+    drug: the parent's growth law plus ``nn_scale * law(ln(V) / 5, 0, ...)`` (the tumour
+    grammar's rate_net), fitted by least squares in ``ln V`` over the initial volumes' range
+    (exact when the parent's law is exponential or Gompertz); NaN where the law is not of
+    the Gompertz form or the parent's law is unknown."""
     growth, scale = genome.get("growth"), float(genome.get("nn_scale", "nan"))
-    if not gompertz_form(law) or growth not in ("exponential", "gompertz"):
+    if not gompertz_form(law) or growth not in _GROWTH:
         return float("nan"), float("nan")
-    at_zero = {"1": 1.0, "x1": 0.0, "x1^2": 0.0, "exp(-x1)": 1.0, "x1/(1+|x1|)": 0.0}
-    if any(t not in at_zero for t in law if t != "x0"):
+    at_zero = {t: _at_zero_treatment(t) for t in law if t != "x0"}
+    if any(math.isnan(v) for v in at_zero.values()):
         return float("nan"), float("nan")
-    slope = scale * law["x0"] / 5.0 - (params["rho"] if growth == "gompertz" else 0.0)
-    const = scale * sum(c * at_zero[t] for t, c in law.items() if t != "x0") + (
-        params["rho"] * math.log(params["K"]) if growth == "gompertz" else params["rho"])
-    rho = -slope
-    return rho, math.exp(const / rho)
+    const = scale * sum(c * at_zero[t] for t, c in law.items() if t != "x0")
+    rate = _GROWTH[growth](params, _V_GRID) + const + scale * law["x0"] * np.log(_V_GRID) / 5.0
+    slope, intercept = np.polyfit(np.log(_V_GRID), rate, 1)  # rate = intercept + slope ln V
+    rho = -float(slope)
+    return rho, math.exp(float(intercept) / rho)
 
 
 def oscillator_task(seed: int):
@@ -114,6 +136,8 @@ def _time_distill_step(run_dir: str, result, parent_id: int, repeats: int = 3) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="lung_cancer_chemo",
+                    choices=("lung_cancer", "lung_cancer_chemo", "lung_cancer_chemo_radio"))
     ap.add_argument("--patients", type=int, default=16)
     ap.add_argument("--budget", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
@@ -132,7 +156,7 @@ def main() -> None:
         search(task, budget=args.budget, branches=3, proposer="offline",
                workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
     else:
-        search("lung_cancer_chemo", task_options={"n_patients": args.patients, "seed": args.seed},
+        search(args.task, task_options={"n_patients": args.patients, "seed": args.seed},
                budget=args.budget, branches=args.all_branches or 2,
                proposer=(OfflineProposer if args.all_branches else GrowthRateSearch)(seed=args.seed),
                workers=1, device="cpu", run_dir=run_dir, seed=args.seed)
@@ -165,7 +189,7 @@ def main() -> None:
         })
     best = result.best
     print(("oscillator (prior-seeded offline search), " if args.oscillator else
-           f"lung_cancer_chemo, {args.patients} patients/split, ")
+           f"{args.task}, {args.patients} patients/split, ")
           + f"budget {args.budget}, "
           + (f"all offline branches ({args.all_branches}), " if args.all_branches else "")
           + f"seed {args.seed}: {wall:.0f} s; best node {best.id if best else None} "

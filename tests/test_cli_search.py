@@ -107,6 +107,9 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert code == 2 and "--replay FILE" in err
     code, out, err = call("search", *BASE, "--option", "oops")
     assert code == 2 and "KEY=VALUE" in err
+    code, out, err = call("search", *BASE, "--policy-option", "distil_at=0",
+                          "--run-dir", str(tmp_path / "p"))
+    assert code == 2 and err.count("\n") == 1 and "['distil_at']" in err and "distill_at" in err
     code, out, err = call("show", str(tmp_path / "nothing"))
     assert code == 2 and "no search journal" in err
     code, out, err = call("search", "--csv", str(tmp_path / "missing.csv"), "--targets", "y")

@@ -200,6 +200,13 @@ def test_flags_map_onto_search_settings(tmp_path):
                          (dict(proposer="offline", replay="x"), "goes with --proposer replay")):
         with pytest.raises(OptionError, match=message):
             search_overrides(_args(**bad))
+    # policy options: KEY=VALUE pairs, literals parsed; a malformed pair names the flag
+    assert search_overrides(_args(policy_option=["distill_at=0", "exploration=0.5"])) == {
+        "policy_options": {"distill_at": 0, "exploration": 0.5}}
+    assert SearchConfig().with_overrides(policy_options={"distill_at": 0}).policy_options == {
+        "distill_at": 0}
+    with pytest.raises(OptionError, match="--policy-option needs KEY=VALUE, got 'distill_at'"):
+        search_overrides(_args(policy_option=["distill_at"]))
     # defaults (the magic's %config values) stand in for flags not given, checked alike
     assert search_overrides(_args(budget=5), defaults={"budget": 9, "branches": 2}) == {
         "budget": 5, "branches": 2}

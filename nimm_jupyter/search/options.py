@@ -84,6 +84,8 @@ SEARCH_OPTIONS: tuple[Option, ...] = (
     # no argparse choices: the search names the policies when it refuses an unknown one
     Option("--policy", "policy", f"search policy: {' | '.join(POLICIES)}",
            default=_SEARCH.policy),
+    Option("--policy-option", "policy_options", "policy option, e.g. distill_at=0 (nimmgen: "
+           "never distil; repeatable)", metavar="KEY=VALUE", repeatable=True),
     Option("--seed", "seed", "random seed of the proposer, the policy and training", int, "N",
            default=_SEARCH.seed),
     Option("--proposer", "proposer", "who writes candidates: auto | offline | anthropic | "
@@ -182,6 +184,8 @@ def search_overrides(args: Any, options: Iterable[Option] = SEARCH_OPTIONS,
             raise OptionError(f"{opt.flag} must be a positive integer, got {value}")
         if opt.setting.startswith("executor.ray."):
             ray[RayConfig.KEYWORDS[opt.setting.rsplit(".", 1)[1]]] = value
+        elif opt.setting == "policy_options":
+            out["policy_options"] = _key_values(opt.flag, value)
         elif "." not in opt.setting and opt.setting not in ("run_dir", "task_options"):
             out[opt.setting] = value
     if ray:
@@ -201,6 +205,17 @@ def search_overrides(args: Any, options: Iterable[Option] = SEARCH_OPTIONS,
         out["train"] = train_override(epochs, train_base if train_base is not None
                                       else {"seed": out.get("seed", _SEARCH.seed)})
     return out
+
+
+def _key_values(flag: str, pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs of ``flag`` as a dict (values as :func:`task_options` reads them)."""
+    from ..tasks import parse_options
+
+    try:
+        return parse_options(pairs)
+    except ValueError:
+        bad = next(p for p in pairs if "=" not in p or not p.partition("=")[0].strip().isidentifier())
+        raise OptionError(f"{flag} needs KEY=VALUE, got {bad!r}") from None
 
 
 def train_override(max_epochs: int, base: Mapping[str, Any]) -> TrainConfig:

@@ -54,7 +54,8 @@ class Policy(abc.ABC):
             raise ValueError("debug_depth must be >= 0 and patience >= 1")
         unknown = set(options) - set(self.options)
         if unknown:
-            raise ValueError(f"unknown option(s) for policy {self.name!r}: {sorted(unknown)}")
+            raise ValueError(f"unknown option(s) for policy {self.name!r}: {sorted(unknown)}; "
+                             f"it takes {', '.join(sorted(self.options)) or 'none'}")
         self.branches, self.seed = branches, seed
         self.debug_depth, self.patience = debug_depth, patience
         self.opts = {**self.options, **options}

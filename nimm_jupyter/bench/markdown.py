@@ -35,10 +35,12 @@ def results_markdown(config: BenchConfig, summary: dict[str, Any]) -> str:
              + (f". Options: {json.dumps(config.options)}" if config.options else "")
              + (f". Task options: {json.dumps(config.task_options)}" if config.task_options else "")
              + ".", "",
-             "Test RMSE is in the task's original units, of the node with the best validation "
-             "RMSE in each run (references: one training per seed), scored on the full rollout; "
-             "the one-step column scores the same model's teacher-forced one-step predictions "
-             "(each step from the true previous states, as HDTwinGen scores). Mean ± standard error "
+             "Test RMSE is in the task's original units, of the node each run hands back (the "
+             "simplest node within one bootstrap standard error of the lowest validation score; "
+             "references: one training per seed), scored on the full rollout; the one-step column "
+             "scores the same model's teacher-forced one-step predictions (each step from the "
+             "true previous states, as HDTwinGen scores; for windowed series, the first forecast "
+             "step of every window). Mean ± standard error "
              "(sample std / √n) over the n runs that produced a valid model; worst = the largest "
              "of those. Valid-node rate = ok evaluations / all evaluations; runs with a valid "
              "model = runs whose best node exists. Wall time: mean per run (s).", "",

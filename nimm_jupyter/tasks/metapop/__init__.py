@@ -4,6 +4,7 @@ The real data behind these NIMM tasks is not public (see the PROVENANCE.md of ea
 data directory). Following the designs written there, the package simulates them:
 
 * :mod:`.covid`: a stochastic metapopulation SEIR on Bogotá's localidades or Medellín's comunas.
+* :mod:`.scenarios`: the COVID tasks' held-out intervention scenarios (changed npi schedules).
 * :mod:`.mrsa`: community + healthcare S/C/I compartments on 20 aggregated regions of Virginia.
 * :mod:`.core`: what both share (patches, distances, the gravity commuting model, the window
   cutter) and the loader of the candidate models, kept as ``.py`` resources in ``models/``.

@@ -5,15 +5,19 @@ immunity on the 19 urban localidades of Bogotá or the 16 comunas of Medellín; 
 gravity model; a piecewise-constant transmission rate β(t) with lockdowns (a known stringency
 level, the task's ``npi_level`` input) and variant waves (hidden); weekly reported cases
 ~ NegBin(ρ·incidence, k). Populations and centroids are placeholders (see ``metapop``).
+Each task carries held-out intervention scenarios: the same simulator under npi schedules no
+split contains (:mod:`.scenarios`).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 from ..base import DataSource, Task, Variable
 from .core import PLACEHOLDER, Patch, distances_km, gravity_mobility, model_code, windowed_task
+from .scenarios import covid_scenarios, scenario_seed
 
 __all__ = [
     "make_covid_bogota_synthetic", "make_covid_medellin_synthetic", "npi_schedule",
@@ -136,20 +140,30 @@ def _leave(rng: np.random.Generator, n: np.ndarray, rate: np.ndarray | float) ->
 
 
 def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates: int,
-                   seed: int, stay_home: float = 0.8, r0: float = 2.6, latent_days: float = 4.0,
-                   infectious_days: float = 7.0, immunity_days: float = 300.0,
-                   reporting: float = 0.12, dispersion: float = 10.0,
-                   awareness: float = 25.0,
-                   ) -> dict[str, np.ndarray]:
-    """Simulate weekly reported cases ``(R, weeks, P)`` and the weekly npi level ``(weeks,)``."""
+                   seed: int | np.random.SeedSequence, stay_home: float = 0.8, r0: float = 2.6,
+                   latent_days: float = 4.0, infectious_days: float = 7.0,
+                   immunity_days: float = 300.0, reporting: float = 0.12,
+                   dispersion: float = 10.0, awareness: float = 25.0,
+                   npi: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Simulate weekly reported cases ``(R, weeks, P)`` and the weekly npi level ``(weeks,)``.
+
+    ``npi`` (optional, ``(R, 7 * weeks)``) replaces the city's daily npi level, one schedule
+    per replicate (the held-out scenarios); the hidden multipliers stay the city's. The
+    weekly level returned is then ``(R, weeks)``.
+    """
     rng = np.random.default_rng(seed)
     pop = np.array([p.population for p in patches], dtype=np.int64)
     mobility = gravity_mobility(pop, distances_km(patches), stay_home)
     R, P, D = n_replicates, len(patches), 7 * weeks
     days = COVID_START + np.arange(D)
-    npi, mult = npi_schedule(days, city)
+    scheduled, mult = npi_schedule(days, city)
+    if npi is None:
+        npi = scheduled
+    elif np.shape(npi) != (R, D):
+        raise ValueError(f"npi must be (n_replicates, 7 * weeks) = {(R, D)}, got {np.shape(npi)}")
     gamma, sigma, omega = 1.0 / infectious_days, 1.0 / latent_days, 1.0 / immunity_days
-    beta = r0 * gamma * (1.0 - NPI_EFFICACY * npi) * mult  # (D,)
+    # (R, D): the city's schedule for every replicate, or one override row per replicate
+    beta = np.broadcast_to(r0 * gamma * (1.0 - NPI_EFFICACY * np.asarray(npi)) * mult, (R, D))
     n_eff = pop @ mobility  # people present in each patch during the day
 
     S = np.broadcast_to(pop, (R, P)).copy()
@@ -164,7 +178,7 @@ def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates
         # behavioural response (hidden from the modeller): contacts drop as the city's
         # infectious share rises, which flattens peaks
         caution = 1.0 / (1.0 + awareness * I.sum(axis=1, keepdims=True) / pop.sum())
-        force = beta[d] * caution * (prevalence @ mobility.T)  # residents' force of infection
+        force = beta[:, d, None] * caution * (prevalence @ mobility.T)  # residents' force
         new_e = _leave(rng, S, force)
         imported = np.minimum(rng.poisson(np.broadcast_to(import_rate[d], (R, P))), S - new_e)
         new_i = _leave(rng, E, sigma)
@@ -177,7 +191,7 @@ def simulate_covid(patches: Sequence[Patch], city: str, weeks: int, n_replicates
         incidence[:, d] = new_i
     weekly = incidence.reshape(R, weeks, 7, P).sum(axis=2)
     cases = _negbin(rng, reporting * weekly, dispersion)
-    npi_week = npi.reshape(weeks, 7).mean(axis=1)
+    npi_week = np.asarray(npi).reshape(*np.shape(npi)[:-1], weeks, 7).mean(axis=-1)
     return {"cases": cases, "npi": npi_week, "mobility": mobility,
             "population": pop.astype(np.float64), "incidence": weekly}
 
@@ -253,7 +267,7 @@ def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place
                        "with this layout.")
     targets = [Variable(p.ident, "cases/week", f"reported cases in {p.name}") for p in patches]
     inputs = [Variable("npi_level", "", "intervention stringency 0..1 (known)")]
-    return windowed_task(
+    task = windowed_task(
         name=f"covid_{city}_synthetic", description=description, source=DataSource.SYNTHETIC,
         provenance=provenance, targets=targets, inputs=inputs, counts=sim["cases"], exog=exog,
         constants={"mobility": sim["mobility"], "population": sim["population"]},
@@ -263,6 +277,15 @@ def _make_covid_synthetic(city: str, patches: list[Patch], unit_word: str, place
                      seed=seed, stay_home=stay_home, reporting=reporting,
                      dispersion=dispersion, split=list(split), first_week=str(COVID_START)),
     )
+    days = COVID_START + np.arange(7 * weeks)
+
+    def rerun(npi: np.ndarray) -> dict[str, np.ndarray]:  # the task's simulator, another seed
+        return simulate_covid(patches, city, weeks, npi.shape[0], scenario_seed(seed),
+                              stay_home=stay_home, reporting=reporting, dispersion=dispersion,
+                              npi=npi)
+
+    return dataclasses.replace(task, scenarios=covid_scenarios(
+        rerun, days, npi_schedule(days, city)[0], _COVID_PERIODS[city], window, horizon))
 
 
 def make_covid_bogota_synthetic(*, weeks: int = 104, window: int = 12, horizon: int = 4,

@@ -95,6 +95,8 @@ def test_grid_files_then_second_invocation_reruns_nothing(tmp_path, toy_task, ca
     assert ("| model | test RMSE mean ± s.e. (n) | one-step test RMSE mean ± s.e. (n) "
             "| worst test RMSE | valid-node rate") in md
     assert "NIMM paper NIMMGen test RMSE" in md and "## Stability" in md
+    stability = next(line for line in md.splitlines() if line.startswith(f"| {TOY} | nimmgen |"))
+    assert stability.count("|") == 8  # task, policy, runs, mean, s.e., std, worst
     nimmgen_row = next(line for line in md.splitlines() if line.startswith("| nimmgen |"))
     assert "±" in nimmgen_row.split("|")[3]  # the one-step column holds a figure
     for label in ("prior (reference)", "neural (reference)", "hybrid (reference)",

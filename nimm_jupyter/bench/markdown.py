@@ -58,7 +58,7 @@ def results_markdown(config: BenchConfig, summary: dict[str, Any]) -> str:
     for task, s in summary.items():
         for p, st in s["policies"].items():
             lines.append(f"| {task} | {p} | {st['valid_runs']}/{st['runs']} | {_fmt(st['mean'])} "
-                         f"| {_fmt(st['std'])} | {_fmt(st['worst'])} |")
+                         f"| {_fmt(st['se'])} | {_fmt(st['std'])} | {_fmt(st['worst'])} |")
     lines += ["", "| task | NIMMGen mean | prior mean | neural mean | NIMMGen beats prior "
               "| NIMMGen beats neural | NIMMGen std | greedy std | NIMMGen std ≤ ½ greedy std |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:
              f"Command: `benchmarks/bench_split_sensitivity.py OUT --splits {args.splits} "
              f"--tasks {args.tasks} --policies {args.policies} --seeds {args.seeds} "
              f"--budget {args.budget}`. Cells: mean val / test RMSE over {args.seeds} seeds "
-             "(references: one training per seed; policies: the node with the best validation "
-             "RMSE of each run).", ""]
+             "(references: one training per seed; policies: the node each run hands back, the "
+             "simplest within one bootstrap standard error of the lowest validation score; "
+             "journals from before the standard error existed hand back the lowest).", ""]
     for t, rows in per_task.items():
         lines += [f"## {t}", "",
                   "| split | " + " | ".join(models) + f" | {lead} beats prior and neural on test "

@@ -51,8 +51,8 @@ def _rhs(z: np.ndarray) -> np.ndarray:
                      p["b"] * x * y - p["d"] * y])
 
 
-def simulate(seed: int) -> pd.DataFrame:
-    """The noise-free trajectory (RK4, 20 substeps per sample) times 4 % multiplicative noise."""
+def clean_series() -> np.ndarray:
+    """The noise-free trajectory ``(N_POINTS, 2)``: RK4, 20 substeps per sample."""
     z, h, rows = np.array(X0), DT / 20, []
     for _ in range(N_POINTS):
         rows.append(z.copy())
@@ -62,7 +62,12 @@ def simulate(seed: int) -> pd.DataFrame:
             k3 = _rhs(z + h / 2 * k2)
             k4 = _rhs(z + h * k3)
             z = z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-    clean = np.array(rows)
+    return np.array(rows)
+
+
+def simulate(seed: int) -> pd.DataFrame:
+    """The series times (1 + 0.04 e): 4 % multiplicative noise, drawn by ``seed``."""
+    clean = clean_series()
     noisy = clean * (1 + NOISE * np.random.default_rng(seed).standard_normal(clean.shape))
     return pd.DataFrame({"year": np.round(np.arange(N_POINTS) * DT, 2),
                          "prey": noisy[:, 0].round(5), "predator": noisy[:, 1].round(5)})
@@ -76,7 +81,7 @@ def nimm(args: list[str], log: Path) -> str:
     return out.stdout
 
 
-def check_test_window(run_dir: Path) -> str:
+def check_test_window(run_dir: Path) -> tuple[str, int]:
     """The test split must be forecast from the end of validation over the whole tail."""
     from nimm_jupyter.search.results import open_run
     task = open_run(run_dir).task
@@ -86,14 +91,15 @@ def check_test_window(run_dir: Path) -> str:
     if first_forecast != N_POINTS - opts["test_last"] or opts["horizon"] != opts["test_last"]:
         raise SystemExit(f"test split is not one forecast of the whole tail: starts {starts}, "
                          f"options {opts['context'], opts['horizon'], opts['test_last']}")
-    return opts["layout"]
+    return opts["layout"], opts["test_last"]
 
 
 def run_seed(out: Path, seed: int, flags: list[str], budget: int) -> dict:
     work = out / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     csv, run_dir, log = work / "series.csv", work / "run", work / "stderr.log"
-    simulate(seed).to_csv(csv, index=False)
+    series = simulate(seed)
+    series.to_csv(csv, index=False)
     data = ["--csv", str(csv), *COLUMNS, *flags]
     t0 = time.time()
     nimm(["search", *data, "--seed-code", str(PRIOR), "--budget", str(budget), "--proposer",
@@ -105,8 +111,12 @@ def run_seed(out: Path, seed: int, flags: list[str], budget: int) -> dict:
     nodes = {n["id"]: n for n in show["nodes"]}
     prior, answer = nodes[0], nodes[show["best"]["id"]]
     low = min((n for n in show["nodes"] if n["status"] == "ok"), key=lambda n: n["val_score"])
+    layout, n_test = check_test_window(run_dir)
+    # the noise-free truth scored against the noisy tail: what no model can beat on average
+    tail = series[["prey", "predator"]].to_numpy()[-n_test:]
+    floor = float(np.sqrt(np.mean((clean_series()[-n_test:] - tail) ** 2)))
     return {
-        "seed": seed, "layout": check_test_window(run_dir), "search_wall_s": round(wall, 1),
+        "seed": seed, "layout": layout, "noise_floor_test": floor, "search_wall_s": round(wall, 1),
         "prior_test": prior["test_rmse"], "prior_val": prior["val_rmse"],
         "answer_id": answer["id"], "answer_change": answer["change"],
         "answer_test": answer["test_rmse"], "answer_val": answer["val_rmse"],
@@ -130,7 +140,8 @@ def summarise(rows: list[dict]) -> dict:
     """Mean +- SE per model; paired search-vs-prior: log ratio t-test and the sign count."""
     from scipy import stats
     summary: dict = {"n_seeds": len(rows)}
-    for key in ("prior_test", "answer_test", "lowest_val_test", "ceiling_test"):
+    for key in ("prior_test", "answer_test", "lowest_val_test", "ceiling_test",
+                "noise_floor_test"):
         vals = [r[key] for r in rows if r[key] is not None]
         summary[key] = dict(zip(("mean", "se"), _mean_se(vals)), n=len(vals))
     log_ratio = [math.log(r["answer_test"] / r["prior_test"]) for r in rows]

@@ -143,7 +143,8 @@ def summary(rows: list[dict]) -> str:
                 [r["fixes"][r["best_fix"]]["test"] if r["best_fix"] else None for r in rs],
                 [r["search"]["test"] for r in rs], [r["true"].get("test") for r in rs]]
         out += [f"### {name} ({rs[0]['missing']}), seeds {[r['seed'] for r in rs]}", "",
-                "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                "| " + " | ".join(h.replace("|", "\\|") for h in head) + " |",
+                "|" + "---|" * len(head),
                 "| " + " | ".join(_mean_se(c) for c in cols) + " |", ""]
         pairs = [(r["search"]["test"], r["fixes"][r["best_fix"]]["test"]) for r in rs
                  if r["best_fix"] and r["search"]["test"] is not None]

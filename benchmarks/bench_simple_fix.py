@@ -162,8 +162,19 @@ def summary(rows: list[dict]) -> str:
                        f"% err search {r['search']['const_err_%']}, best fix "
                        f"`{r['best_fix']}` {bf.get('const_err_%')}, prior "
                        f"{r['prior'].get('const_err_%')}, true {r['true'].get('const_err_%')}")
-        out.append("")
+        out += ["", "constants, mean (max) % error over seeds: " + "; ".join(
+            f"{who} {_mean_max([get(r) for r in rs])}" for who, get in (
+                ("search", lambda r: r["search"]["const_err_%"]),
+                ("best fix", lambda r: r["fixes"][r["best_fix"]].get("const_err_%", {})),
+                ("prior", lambda r: r["prior"].get("const_err_%", {})),
+                ("true", lambda r: r["true"].get("const_err_%", {})))), ""]
     return "\n".join(out)
+
+
+def _mean_max(errs: list[dict[str, float]]) -> str:
+    keys = dict.fromkeys(k for e in errs for k in e)
+    return ", ".join(f"{k} {np.mean([e[k] for e in errs if k in e]):.1f} "
+                     f"({max(e[k] for e in errs if k in e):.1f})" for k in keys)
 
 
 def main() -> None:

@@ -101,10 +101,11 @@ def oscillator_task(seed: int):
     import sys
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_priors import SYSTEMS, _code, _task, simulate
+    from bench_priors import SYSTEMS, make_task, model_source, simulate
 
     s = SYSTEMS["oscillator"]
-    return _task(simulate("oscillator", seed=seed), "oscillator", _code(s["truth"], s["prior"]))
+    return make_task(simulate("oscillator", seed=seed), "oscillator",
+                     model_source(s["truth"], s["prior"]))
 
 
 def oscillator_constants(law: dict[str, float], genome: dict, params: dict[str, float],

@@ -54,7 +54,9 @@ class Model(Dynamics):
 '''
 
 
-def _code(params: dict[str, float], body: list[str], off: float = 1.3) -> str:
+def model_source(params: dict[str, float], body: list[str], off: float = 1.3) -> str:
+    """A ``blocks.Dynamics`` model: ``params`` (each started at ``off`` times its value) and
+    ``body``, the rhs lines that set ``dx`` and ``dw`` from the states ``x``, ``w``."""
     p = "\n".join(f"        self.{k} = Positive({v * off:.4g})" for k, v in params.items())
     return _HEAD.format(params=p, body="\n".join("        " + b for b in body))
 
@@ -103,9 +105,10 @@ SYSTEMS = {
 }
 
 
-def simulate(name: str, n: int = 20, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
-    """``n`` trajectories (fine RK4 substeps), 1 % relative Gaussian noise, long format."""
-    s = SYSTEMS[name]
+def simulate(name: str | dict, n: int = 20, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    """``n`` trajectories (fine RK4 substeps), 1 % relative Gaussian noise, long format.
+    ``name``: a key of :data:`SYSTEMS`, or a system dict of the same shape."""
+    s = SYSTEMS[name] if isinstance(name, str) else name
     rng = np.random.default_rng(seed)
     rows = []
     sub = 20
@@ -127,20 +130,20 @@ def simulate(name: str, n: int = 20, noise: float = 0.01, seed: int = 0) -> pd.D
     return df
 
 
-def _task(df: pd.DataFrame, name: str, prior: str | None):
+def make_task(df: pd.DataFrame, name: str, prior: str | None):
     return task_from_dataframe(df, name=name, time="t", targets=["x", "y"], group="traj",
                                split_by="group", context=1, test_size=6, val_size=5,
                                prior_code=prior, source="simulated")
 
 
-def _const_err(params: dict, truth: dict) -> dict[str, float]:
+def const_err(params: dict, truth: dict) -> dict[str, float]:
     # an output-level (wrap grammar) model names the prior's constants "prior.<name>"
     flat = {k.removeprefix("prior."): v for k, v in params.items()}
     return {k: round(abs(float(flat[k]) / v - 1.0) * 100, 1) for k, v in truth.items()
             if k in flat}
 
 
-def _search(task, budget: int, seed: int) -> dict:
+def offline_search(task, budget: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
         res = search(task, proposer="offline", budget=budget, branches=3, workers=1,
@@ -164,19 +167,19 @@ def _search(task, budget: int, seed: int) -> dict:
 def run(name: str, budget: int, seed: int) -> dict:
     s = SYSTEMS[name]
     df = simulate(name, seed=seed)
-    prior_code = _code(s["truth"], s["prior"])
-    true_code = _code(s["truth"], s["true"])
-    seeded = _search(_task(df, name, prior_code), budget, seed)
-    blank = _search(_task(df, name, None), budget, seed)
-    truth = evaluate(_task(df, name, true_code), true_code)
+    prior_code = model_source(s["truth"], s["prior"])
+    true_code = model_source(s["truth"], s["true"])
+    seeded = offline_search(make_task(df, name, prior_code), budget, seed)
+    blank = offline_search(make_task(df, name, None), budget, seed)
+    truth = evaluate(make_task(df, name, true_code), true_code)
     row = {"system": name, "missing": s["missing"], "budget": budget,
            "prior_test": seeded.get("prior", {}).get("test_rmse"),
            "seeded_test": seeded["test_rmse"], "seeded_best": seeded["best_change"],
            "no_prior_test": blank["test_rmse"], "no_prior_best": blank["best_change"],
            "true_test": truth.test.rmse if truth.ok else None,
-           "prior_const_err_%": _const_err(seeded.get("prior", {}).get("params", {}), s["truth"]),
-           "seeded_const_err_%": _const_err(seeded["params"], s["truth"]),
-           "true_const_err_%": _const_err(truth.parameters if truth.ok else {}, s["truth"]),
+           "prior_const_err_%": const_err(seeded.get("prior", {}).get("params", {}), s["truth"]),
+           "seeded_const_err_%": const_err(seeded["params"], s["truth"]),
+           "true_const_err_%": const_err(truth.parameters if truth.ok else {}, s["truth"]),
            "seeded_params": {k: round(float(v), 4) for k, v in seeded["params"].items()
                              if "net" not in k},
            "seconds": {"seeded": seeded["seconds"], "no_prior": blank["seconds"]},

@@ -152,10 +152,10 @@ def test_euler_rollout_documented_signature():
 
 
 def test_params_mlp_normalise_safe_log():
-    assert float(blocks.Positive(2.0)()) == pytest.approx(2.0)
-    assert float(blocks.Real(-3.0)()) == pytest.approx(-3.0)
+    assert blocks.Positive(2.0)().item() == pytest.approx(2.0)  # .item(): no requires_grad warning
+    assert blocks.Real(-3.0)().item() == pytest.approx(-3.0)
     b = blocks.Bounded(0.5, low=0.0, high=2.0)
-    assert float(b()) == pytest.approx(0.5)
+    assert b().item() == pytest.approx(0.5)
     assert blocks.Positive(1.5, shape=(3,))().shape == (3,)
     with pytest.raises(ValueError):
         blocks.Positive(0.0)
@@ -207,7 +207,7 @@ def test_dynamics_rolls_out_rhs_from_the_last_context_step():
     m.substeps = 4
     assert torch.allclose(m(y_context, u, t)[0].detach(), exact, rtol=1e-4)
     m.clamp = (0.5, 1.5)
-    assert float(m(y_context, u, t).max()) <= 1.5
+    assert m(y_context, u, t).max().item() <= 1.5
     driven = m(y_context, torch.ones(1, 4, 1), t)  # the input is held over each interval
     assert float(driven[0, -1, 0]) > float(out[0, -1, 0])
 

@@ -209,7 +209,7 @@ def test_dynamics_rolls_out_rhs_from_the_last_context_step():
     m.clamp = (0.5, 1.5)
     assert m(y_context, u, t).max().item() <= 1.5
     driven = m(y_context, torch.ones(1, 4, 1), t)  # the input is held over each interval
-    assert float(driven[0, -1, 0]) > float(out[0, -1, 0])
+    assert driven[0, -1, 0].item() > out[0, -1, 0].item()
 
 
 def test_dynamics_integrates_like_ode_rollout_with_the_same_steps():

@@ -212,10 +212,9 @@ def _key_values(flag: str, pairs: list[str]) -> dict[str, Any]:
     from ..tasks import parse_options
 
     try:
-        return parse_options(pairs)
-    except ValueError:
-        bad = next(p for p in pairs if "=" not in p or not p.partition("=")[0].strip().isidentifier())
-        raise OptionError(f"{flag} needs KEY=VALUE, got {bad!r}") from None
+        return parse_options(pairs, flag=flag)
+    except ValueError as exc:  # it names the flag and the malformed pair
+        raise OptionError(str(exc)) from None
 
 
 def train_override(max_epochs: int, base: Mapping[str, Any]) -> TrainConfig:

@@ -71,11 +71,11 @@ def accepts_option(name: str, key: str) -> bool:
     return any(p.name == key or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+def parse_options(pairs: list[str] | None, flag: str = "--option") -> dict[str, Any]:
     """``["n_patients=50", "states=['CA','NV']"]`` -> ``{"n_patients": 50, "states": [...]}``.
 
     Values are Python/JSON literals when they parse (``200``, ``true``, ``0.5``, lists),
-    otherwise plain text. Raises ``ValueError`` naming a malformed pair.
+    otherwise plain text. Raises ``ValueError`` naming ``flag`` and a malformed pair.
     """
     import ast
     import json
@@ -85,7 +85,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key.isidentifier():
-            raise ValueError(f"--option needs KEY=VALUE, got {pair!r}")
+            raise ValueError(f"{flag} needs KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

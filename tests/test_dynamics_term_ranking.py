@@ -140,12 +140,16 @@ def test_term_refinements_walk_down_the_ranking():
                       meta={"grammar": "dynamics", "genome": parent_genome})
     tried = []
     history = [parent]
-    for k in range(3):
+    for k in range(40):  # the other mechanism slots' edits are refinements too: skip them
         prop = p.refine(ctx, parent, history)
+        if prop.meta["edited_slot"] != "term":
+            continue
         g = prop.meta["genome"]
         tried.append((g["term_state"], g["term"]))
         history.append(NodeView(id=2 + k, branch=1, operator="refine", change=prop.change,
                                 code=prop.code, status="ok", metrics={}, meta=prop.meta))
+        if len(tried) == 3:
+            break
     assert tried == [(t.state, t.term) for t in ranking[1:4]]
 
 
@@ -171,7 +175,7 @@ def _toy_frame(n=10, T=12, dt=0.25, seed=0):
 def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
     from nimm_jupyter.modeling.config import TrainConfig
     from nimm_jupyter.search.api import search
-    from nimm_jupyter.search.prior_root import reference_one_step
+    from nimm_jupyter.search.prior_root import reference_fit
     from nimm_jupyter.tasks import task_from_dataframe
 
     task = task_from_dataframe(_toy_frame(), name="toy", time="t", targets=["x1", "x2"],
@@ -181,8 +185,14 @@ def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
                     run_dir=tmp_path / "run",
                     train=TrainConfig(max_epochs=5, polish_iters=20)).wait()
     assert result.nodes[0].ok, result.nodes[0].message
-    saved = reference_one_step(tmp_path / "run", result.nodes)
+    saved, sensitivity = reference_fit(tmp_path / "run", result.nodes)
     assert saved is not None and saved.shape == (len(task.train), 11, 2)
+    # the prior's one constant moves its one-step predictions (the modulation ranking's input)
+    assert set(sensitivity) == {"a", "b", "c"}
+    for name, d in sensitivity.items():
+        assert d.shape == saved.shape and np.abs(d).max() > 0, name
+    # c acts on dx2/dt only, and through it on x1 one RK4 step later: x2 moves much more
+    assert np.abs(sensitivity["c"][..., 1]).mean() > 5 * np.abs(sensitivity["c"][..., 0]).mean()
     term = [n for n in result.nodes if (n.proposer_meta.get("genome") or {}).get("attach") == "none"]
     assert term and "ranked 1" in term[0].change, [n.change for n in result.nodes]
     # the missing -0.4*x1 acts on dx2/dt

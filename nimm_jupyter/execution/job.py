@@ -18,6 +18,7 @@ import numpy as np
 
 from ..modeling.harness import not_finite_on_val
 from ..modeling.result import EvalResult, SplitScores, Status
+from ..modeling.sensitivity import constant_of_key
 from ..modeling.scoring import (
     SPLITS, one_step_key, prediction_shape, predictions_file, score_first_step, score_one_step,
     score_predictions, windowed_splits,
@@ -71,6 +72,10 @@ def driver_scores(task: Task, result: EvalResult, predictions: dict[str, np.ndar
                 raise ProtocolViolation(f"{s} one-step predictions of shape {tuple(one.shape)}; "
                                         f"expected {want} (trajectory tasks only)")
             setattr(result, s, score_one_step(task, s, one, getattr(result, s)))
+    want = prediction_shape(task, "train")
+    for key, sens in predictions.items():  # optional, a proposer's hint: shape-checked only
+        if constant_of_key(key) is not None and tuple(sens.shape) != want:
+            raise ProtocolViolation(f"{key} of shape {tuple(sens.shape)}; expected {want}")
     if not math.isfinite(result.val.rmse):
         bad = not_finite_on_val(result.loss_curve, result.epochs)
         bad.wall_time, bad.device, bad.seed, bad.restarts = (
@@ -203,9 +208,11 @@ def save_predictions(weights: str, predictions: dict[str, np.ndarray]) -> None:
     """Keep the val/test predictions the driver scored next to the weights
     (:func:`~nimm_jupyter.modeling.scoring.predictions_file`), so the end-of-search plot
     needs no candidate code, and the teacher-forced one-step predictions on the training
-    split, which a proposer may screen residuals against (the search hands only those on);
+    split and their constant sensitivities, which a proposer may screen residuals against
+    (the search hands only those on);
     best effort, a plot is not worth failing a node for."""
-    kept = {s: predictions[s] for s in ("val", "test", one_step_key("train")) if s in predictions}
+    kept = {s: p for s, p in predictions.items()
+            if s in ("val", "test", one_step_key("train")) or constant_of_key(s) is not None}
     if not kept:
         return
     try:

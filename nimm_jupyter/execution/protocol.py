@@ -20,7 +20,9 @@ untrusted text that goes on into the journal and into the next LLM prompt.
 The ``done`` frame of an ``ok`` evaluation also carries ``"predictions": {split: array}``
 (:func:`encode_array`), the kept model's outputs for the inputs of each split, and for a
 trajectory task ``"train_one_step"`` (its teacher-forced one-step predictions on the one
-split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`).
+split whose true states the child holds, :func:`~nimm_jupyter.modeling.scoring.forward_one_step`)
+and, for a prior in dynamics form, how those move with each scalar constant
+(``"train_one_step_dlog:<name>"``, :mod:`~nimm_jupyter.modeling.sensitivity`).
 A trajectory job with a trained model instead sends that report and those predictions in a
 ``commit`` frame, then ``one_step`` frames, each answered by the driver on a second pipe
 (the sequential reveal of :mod:`.reveal`: validation and test one-step predictions without
@@ -44,6 +46,7 @@ import numpy as np
 
 from ..modeling.network_probe import MAX_COLUMNS, MAX_NETWORKS, MAX_ROWS
 from ..modeling.result import EvalResult, SplitScores, Status, StopReason
+from ..modeling.sensitivity import MAX_CONSTANTS, constant_of_key
 
 __all__ = ["FrameReader", "clean_result", "clean_predictions", "clean_network_samples",
            "clean_text", "ReportLimits", "ProtocolViolation", "encode_array", "decode_array"]
@@ -200,11 +203,17 @@ def decode_array(d: Any, what: str) -> np.ndarray:
 
 def clean_predictions(d: Any, scenarios: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """The ``done`` frame's predictions as float64 arrays per known split or task
-    ``scenarios`` name (:func:`decode_array`); :class:`ProtocolViolation` if they are not
+    ``scenarios`` name (:func:`decode_array`), and at most ``MAX_CONSTANTS`` constant
+    sensitivities of the training split's one-step predictions
+    (:mod:`~nimm_jupyter.modeling.sensitivity`); :class:`ProtocolViolation` if they are not
     that. Shapes against the task are the driver's check."""
     if d is None:
         return {}
-    if not isinstance(d, dict) or not set(d) <= _PREDICTION_KEYS | set(scenarios):
+    if not isinstance(d, dict):
+        raise ProtocolViolation("predictions are not an object of splits")
+    sensitivities = {k for k in d if constant_of_key(k) is not None}
+    if not set(d) - sensitivities <= _PREDICTION_KEYS | set(scenarios) \
+            or len(sensitivities) > MAX_CONSTANTS:
         raise ProtocolViolation("predictions are not an object of splits")
     return {split: decode_array(values, f"{split} predictions") for split, values in d.items()}
 

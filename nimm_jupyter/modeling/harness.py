@@ -20,12 +20,13 @@ from torch import nn
 
 import numpy as np
 
-from ..blocks import SolverStepLimit, network_parameters
+from ..blocks import Dynamics, SolverStepLimit, network_parameters
 from ..tasks.base import Task
 from .config import TrainConfig
 from .contract import CandidateError, check_candidate, describe_exception, load_candidate, spec_on_device
 from .polish import Polish, polish, train_grad_norm
 from .result import EvalResult, Status, StopReason
+from .sensitivity import sensitivity_predictions
 from .scoring import (
     MAX_VECTOR_PARAMS, SPLITS, count_trainable, forward_chunks, mechanistic_parameters, predict,
     score_predictions, SplitData, split_data, split_scores, forward_one_step, one_step_key,
@@ -327,6 +328,8 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                 setattr(result, s, dataclasses.replace(getattr(result, s), **one_step_scores(
                     one, data[s], scale, task.target_names)))
                 preds[one_step_key(s)] = one.cpu().numpy()
+                if s == "train" and isinstance(model, Dynamics):  # the proposer's hint
+                    preds.update(sensitivity_predictions(model, data[s]))
         for name in task.scenarios:  # scored by the driver, never by the job
             preds[name] = forward_chunks(model, split_data(task, name, device, dtype)).cpu().numpy()
     # the job holds no validation targets: its own check is on the hold-out (the driver

@@ -59,6 +59,9 @@ class ProposalContext:
     # user's prior (node 0) once scored ok, else the best ok node its proposer marked
     # ``meta["mechanistic"]`` (search.prior_root.reference_one_step); None before that
     reference_one_step: "np.ndarray | None" = None
+    # how those predictions move with each scalar constant of that mechanism, by name:
+    # d(prediction)/d(log constant), each (N, T-C, S) (modeling.sensitivity); {} without
+    reference_sensitivity: "dict[str, np.ndarray]" = field(default_factory=dict)
     prior_status: str | None = None  # the user's prior's (node 0) evaluation status once scored
     prior_note: str = ""  # where the scored prior's validation error is largest (prior_root)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.scoring import one_step_key, predictions_file
+from ..modeling.sensitivity import constant_of_key
 from ..proposers.base import Proposal, Strategy
 from ..tasks.base import Task
 from .rundir import RunDir
@@ -75,22 +76,28 @@ def prior_weak_spots(nodes: list) -> str:
             "its largest errors: " + "; ".join(parts) + ".")
 
 
-def reference_one_step(run_dir: Path, nodes: list) -> np.ndarray | None:
+def reference_fit(run_dir: Path, nodes: list) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """The one-step predictions on the training split of the fitted mechanism a proposer may
-    rank terms against (``ProposalContext.reference_one_step``): the prior's once scored ok,
-    else those of the best ok node its proposer marked ``meta["mechanistic"]`` (a prior that
-    fails can be made to run, e.g. clamped, and its residual then ranks the terms); None when
-    there is none yet. Read from the file the driver keeps next to each node's weights, and
-    only that array: the file's test predictions stay in the driver."""
+    rank terms against (``ProposalContext.reference_one_step``), and how they move with each
+    of its scalar constants (``ProposalContext.reference_sensitivity``, by constant name;
+    :mod:`~nimm_jupyter.modeling.sensitivity`): the prior's once scored ok, else those of the
+    best ok node its proposer marked ``meta["mechanistic"]`` (a prior that fails can be made
+    to run, e.g. clamped, and its residual then ranks the terms); ``(None, {})`` when there is
+    none yet. Read from the file the driver keeps next to each node's weights, and only those
+    arrays: the file's test predictions stay in the driver."""
     root = prior_node(nodes)
     if root is None or not root.ok:
         fits = [n for n in nodes if n.ok and (n.proposer_meta or {}).get("mechanistic")]
         root = min(fits, key=lambda n: n.score) if fits else None
     if root is None:
-        return None
+        return None, {}
     try:
         with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(root))) as saved:
             key = one_step_key("train")
-            return np.array(saved[key]) if key in saved.files else None
+            if key not in saved.files:
+                return None, {}
+            sens = {name: np.array(saved[k]) for k in saved.files
+                    if (name := constant_of_key(k)) is not None}
+            return np.array(saved[key]), sens
     except (OSError, ValueError):
-        return None
+        return None, {}

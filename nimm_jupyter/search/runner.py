@@ -30,7 +30,7 @@ from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
 from .prior_root import (
-    PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, prior_status, prior_weak_spots, reference_one_step,
+    PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, prior_status, prior_weak_spots, reference_fit,
     user_prior,
 )
 from .rundir import RunDir
@@ -253,8 +253,9 @@ class Runner:
         p = self.proposer
         # what the search has learnt and what is still running, as of this decision
         nodes = self.tree.snapshot()
+        one_step, sensitivity = reference_fit(self.run_dir, nodes)
         ctx = replace(self.context, memory=findings(self.tree), in_progress=in_progress(self.tree),
-                      reference_one_step=reference_one_step(self.run_dir, nodes),
+                      reference_one_step=one_step, reference_sensitivity=sensitivity,
                       prior_status=prior_status(nodes), prior_note=prior_weak_spots(nodes))
         if action.kind == "strategies":
             # near-duplicates rejected earlier are excluded too, so they are not offered again

@@ -9,7 +9,9 @@ slots whose earlier edits in the branch lowered the validation error; debugging 
 to a more conservative neural part. Once the user's prior is scored, the dynamics grammar's
 term moves (the term draft, and every refinement that edits the added term) take the
 catalogue's terms in the order of how much of the prior's residual each explains
-(:mod:`.term_ranking`), best first. Deterministic for a seed.
+(:mod:`.term_ranking`), best first, and its saturation moves (a prior's constant
+``k -> k/(1+c·v)``) likewise (:mod:`.constant_ranking`); the term draft takes whichever
+single edit, term or saturation, explains most. Deterministic for a seed.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ from .alloy import AlloyGrammar
 from .dynamics import DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
-from .term_ranking import rank_note
 from .tumour import TumourGrammar
 from .wrap import CLAMP, WrapGrammar
 
@@ -140,10 +141,8 @@ class OfflineProposer(Proposer):
             genome["stability"] = CLAMP
         ranked = ""
         if strategy.key == RANKED_TERM and isinstance(grammar, DynamicsGrammar):
-            best = grammar.ranking()[:1]
-            if best:  # the term that explains most of the prior's residual
-                genome = grammar.with_term(genome, best[0])
-                ranked = f" ({rank_note(1, best[0])})"
+            # the term or saturation that explains most of the prior's residual
+            genome, ranked = grammar.best_mechanistic_edit(genome)
         return self._proposal(gname, grammar, genome,
                               f"draft ({strategy.title}): {grammar.describe(genome)}{ranked}")
 
@@ -191,6 +190,10 @@ class OfflineProposer(Proposer):
                 (child, change), slot = ranked, "term"
             else:  # an unranked term starts from the grammar's default, not the old fit
                 child.pop("_coef", None)
+        elif slot == "saturate" and isinstance(grammar, DynamicsGrammar):
+            ranked = grammar.ranked_saturation_move(genome, seen)  # likewise for saturations
+            if ranked is not None:
+                child, change = ranked
         return self._proposal(gname, grammar, child, change, edited_slot=slot,
                               parent_val=_val(parent.metrics))
 

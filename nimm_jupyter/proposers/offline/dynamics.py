@@ -6,8 +6,9 @@ subclasses it, so the prior's constants keep their own names as fitted parameter
 adds at most one mechanistic term (a fitted coefficient times a function of the states and
 inputs) and at most one network to the derivative of one named state, and may make one of
 the prior's constants a function of the states and inputs (``k -> k * (1 + s * tanh(net))``:
-the network enters the equations of motion through the mechanism); each refinement changes
-one of those choices.
+the network enters the equations of motion through the mechanism) or let one saturate in a
+non-negative variable (``k -> k / (1 + c * v)``, the Michaelis–Menten / Holling type-II form;
+no network); each refinement changes one of those choices.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import re
 import numpy as np
 
 from ..base import Strategy
+from .constant_ranking import (RankedSaturation, nonnegative_variables, parse_saturation,
+                               rank_saturations, saturation_choice, saturation_note)
 from .grammar import Grammar, Slot, key_of
 from .term_ranking import RankedTerm, rank_note, rank_terms
 from .wrap import clamp_lines, is_dynamics_prior, prior_as_class
@@ -25,7 +28,9 @@ __all__ = ["DynamicsGrammar", "is_dynamics_prior", "prior_constants", "term_cata
 STRATEGIES = [
     Strategy("mechanistic term in one derivative",
              "add one fitted term built from the states and inputs (linear, product, saturating, "
-             "x^2*y coupling, damping or drag) to one state's derivative; no network", "term"),
+             "x^2*y coupling, damping or drag) to one state's derivative, or let one of the "
+             "prior's rate constants saturate in a non-negative variable (k/(1+c*v)); no "
+             "network", "term"),
     Strategy("neural residual in one derivative",
              "a network of all states and inputs adds to one state's derivative inside the "
              "equations, so the fitted constants keep their meaning", "residual"),
@@ -74,6 +79,8 @@ class DynamicsGrammar(Grammar):
         self.inputs = list(self.ctx.input_names)
         variables = self.states + self.inputs
         self.constants = prior_constants(self.ctx.prior_code)
+        positive = nonnegative_variables(self.ctx.train_series, self.states, self.inputs)
+        saturations = tuple(saturation_choice(k, v) for k in self.constants for v in positive)
         self.slots = [
             Slot("term_state", tuple(self.states), "state whose derivative gets the term",
                  "mechanism"),
@@ -82,6 +89,8 @@ class DynamicsGrammar(Grammar):
             Slot("modulate", ("none", *self.constants), "constant made a network of the states",
                  "mechanism"),
             Slot("mod_scale", ("0.1", "0.5"), "bound of the constant's modulation", "mechanism"),
+            Slot("saturate", ("none", *saturations), "constant that saturates in a variable",
+                 "mechanism"),
             Slot("attach", ("none", "residual", "closure"), "network inside the equations"),
             Slot("nn_state", tuple(self.states), "state whose derivative gets the network"),
             Slot("nn_inputs", ("all", *variables), "network inputs"),
@@ -97,7 +106,8 @@ class DynamicsGrammar(Grammar):
         # a modulation starts bounded to +-50 %: +-10 % could not stand in for a missing
         # saturation (benchmarks/bench_priors.py holling_prey: test 0.105 at 0.1, 0.042 at 0.5)
         g = {"term_state": last, "term": "none", "stability": "as prior",
-             "modulate": "none", "mod_scale": "0.5", "attach": strategy_key, "nn_state": last,
+             "modulate": "none", "mod_scale": "0.5", "saturate": "none",
+             "attach": strategy_key, "nn_state": last,
              "nn_inputs": "all", "hidden": "16", "depth": "2", "activation": "tanh",
              "nn_scale": "0.3"}
         if strategy_key == "term":
@@ -123,9 +133,10 @@ class DynamicsGrammar(Grammar):
         return out
 
     def mutations(self, genome: dict[str, str]) -> list[tuple[str, str]]:
-        # a genome journaled before the modulation slots existed has no modulation: offer
+        # a genome journaled before the modulation (saturation) slots existed has none: offer
         # its real edits, not "modulate: None -> none"
-        return super().mutations({"modulate": "none", "mod_scale": "0.5", **genome})
+        return super().mutations({"modulate": "none", "mod_scale": "0.5", "saturate": "none",
+                                  **genome})
 
     def safer(self, genome: dict[str, str]) -> tuple[dict[str, str], str] | None:
         """A failed rollout is usually the mechanism's (an unstable prior or an added term):
@@ -139,6 +150,8 @@ class DynamicsGrammar(Grammar):
             return safe, f"mechanism {STABILITY[level + 1]}"
         if genome.get("modulate", "none") != "none":
             return {**genome, "modulate": "none"}, f"drop the modulation of {genome['modulate']}"
+        if genome.get("saturate", "none") != "none":
+            return {**genome, "saturate": "none"}, f"drop the saturation {genome['saturate']}"
         if genome.get("term", "none") != "none":
             return {**genome, "term": "none"}, f"drop the added term {genome['term']}"
         if genome.get("attach") != "none":
@@ -160,6 +173,44 @@ class DynamicsGrammar(Grammar):
                               self.slot("term").choices)
         except (ValueError, np.linalg.LinAlgError):  # odd data: propose without a ranking
             return []
+
+    def saturation_ranking(self) -> list[RankedSaturation]:
+        """The saturation slot's choices ranked on the same residual, from the fitted
+        mechanism's constant sensitivities (:mod:`.constant_ranking`); empty before one is
+        scored, or without sensitivities."""
+        series, one_step = self.ctx.train_series, self.ctx.reference_one_step
+        if series is None or one_step is None or not self.ctx.reference_sensitivity:
+            return []
+        try:
+            return rank_saturations(series, one_step, self.ctx.reference_sensitivity,
+                                    self.states, self.inputs, self.slot("saturate").choices)
+        except (ValueError, np.linalg.LinAlgError):
+            return []
+
+    def ranked_saturation_move(self, genome: dict[str, str], seen: set[str]
+                               ) -> tuple[dict[str, str], str] | None:
+        """The best-ranked saturation not tried yet in place of the genome's, and the change
+        text; None without a ranking or when every ranked one was tried."""
+        for rank, sat in enumerate(self.saturation_ranking(), 1):
+            child = {**genome, "saturate": sat.choice}
+            if key_of(child) in seen:
+                continue
+            return child, (f"constant that saturates in a variable: "
+                           f"{genome.get('saturate', 'none')} -> {sat.choice} "
+                           f"({saturation_note(rank, sat)})")
+        return None
+
+    def best_mechanistic_edit(self, genome: dict[str, str]) -> tuple[dict[str, str], str]:
+        """``genome`` with the one mechanistic edit that explains most of the fitted
+        mechanism's residual (the best-ranked added term or saturation; their shares are on
+        one scale), and the note citing it; ``genome`` and "" without a ranking."""
+        terms, sats = self.ranking()[:1], self.saturation_ranking()[:1]
+        if sats and (not terms or sats[0].explained > terms[0].explained):
+            return {**genome, "term": "none", "saturate": sats[0].choice}, \
+                f" ({saturation_note(1, sats[0])})"
+        if terms:
+            return self.with_term(genome, terms[0]), f" ({rank_note(1, terms[0])})"
+        return genome, ""
 
     def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:
         """``genome`` with its one added term replaced by ``ranked`` (started at its fit)."""
@@ -224,22 +275,43 @@ class DynamicsGrammar(Grammar):
         'spec.input_scale]).clamp_min(1e-6))',
     ]
 
-    def _modulation(self, g: dict[str, str]) -> tuple[list[str], list[str]]:
-        """``__init__`` lines and the class-level property that make the constant
-        ``g["modulate"]`` a function of z wherever the prior's ``rhs`` calls it."""
-        k = g["modulate"]
-        init = ["        self.mod_net = _mlp(spec.n_targets + spec.n_inputs, 1, hidden=16, depth=2)",
-                f"        self.mod_scale = {g['mod_scale']}  # the factor stays within 1 +- this"]
-        prop = [
-            "    @property",
-            f"    def {k}(self):",
-            f"        # the prior's rhs calls self.{k}(): here that is {k} * (1 + s * tanh(net(z)))",
-            "        # at the current stage's state (B,); the constant itself stays the fitted",
-            f"        # parameter named {k} (the network starts at 0: the prior's value)",
-            f'        base = self._modules["{k}"]',
-            "        return lambda: base() * (1.0 + self.mod_scale * "
-            "_torch.tanh(self.mod_net(self._z)[:, 0]))",
-        ]
+    def _overrides(self, g: dict[str, str]) -> tuple[list[str], list[str]]:
+        """``__init__`` lines and the class-level properties that make a modulated or
+        saturating constant a function of the state wherever the prior's ``rhs`` calls it
+        (both on one constant compose: ``k / (1 + c * v) * (1 + s * tanh(net(z)))``)."""
+        init: list[str] = []
+        exprs: dict[str, list[str]] = {}
+        notes: dict[str, list[str]] = {}
+        if g.get("saturate", "none") != "none":
+            k, v = parse_saturation(g["saturate"])
+            j = (self.states + self.inputs).index(v)
+            init.append(f"        self.sat_c = _Positive(float(1.0 / {self._scale(v)}))"
+                        f"  # saturation constant of {k} in {v}")
+            exprs.setdefault(k, ["base()"]).append(
+                f" / (1.0 + self.sat_c() * self._yu[:, {j}].clamp_min(0.0))")
+            notes.setdefault(k, []).append(
+                f"{k} / (1 + c * {v}) ({v} clamped at 0; {k} is its value at {v} = 0)")
+        if g.get("modulate", "none") != "none":
+            k = g["modulate"]
+            init += ["        self.mod_net = _mlp(spec.n_targets + spec.n_inputs, 1, hidden=16, depth=2)",
+                     f"        self.mod_scale = {g['mod_scale']}  # the factor stays within 1 +- this"]
+            e = exprs.setdefault(k, ["base()"])
+            if len(e) > 1:  # saturated too: the modulation multiplies the saturated rate
+                e[:] = ["(", *e, ")"]
+            e.append(" * (1.0 + self.mod_scale * _torch.tanh(self.mod_net(self._z)[:, 0]))")
+            notes.setdefault(k, []).append(
+                "times (1 + s * tanh(net(z))) (the network starts at 0: the prior's value)")
+        prop: list[str] = []
+        for k, parts in exprs.items():
+            prop += [
+                "    @property",
+                f"    def {k}(self):",
+                f"        # the prior's rhs calls self.{k}(): here {'; '.join(notes[k])},",
+                "        # at the current stage's state (B,); the constant itself stays the fitted",
+                f"        # parameter named {k}",
+                f'        base = self._modules["{k}"]',
+                f"        return lambda: {''.join(parts)}",
+            ]
         return init, prop
 
     def _net(self, g: dict[str, str]) -> tuple[list[str], str]:
@@ -276,12 +348,11 @@ class DynamicsGrammar(Grammar):
         ]
         L += self._stability(g)
         modulated = g.get("modulate", "none") != "none"
+        saturated = g.get("saturate", "none") != "none"
         if modulated or g["attach"] != "none":
             L += self._Z_INIT
-        prop: list[str] = []
-        if modulated:
-            init, prop = self._modulation(g)
-            L += init
+        init, prop = self._overrides(g)
+        L += init
         adds: list[tuple[int, str]] = []
         if g["term"] != "none":
             start = float(g["_coef"]) if g.get("_coef") else None
@@ -301,6 +372,8 @@ class DynamicsGrammar(Grammar):
             L.append("        z = (_torch.cat([y, u], dim=1) - self.z_mean) / self.z_scale")
         if modulated:
             L.append("        self._z = z  # what the modulated constant reads in super().rhs")
+        if saturated:
+            L.append("        self._yu = _torch.cat([y, u], dim=1)  # what the saturation reads")
         L.append("        dy = super().rhs(t, y, u)")
         for k, (_, expr) in enumerate(adds):
             L.append(f"        dy = dy + ({expr}).unsqueeze(1) * self._onehot{k}")
@@ -318,6 +391,9 @@ class DynamicsGrammar(Grammar):
         if g.get("modulate", "none") != "none":
             parts.append(f"constant {g['modulate']} * (1 + {g.get('mod_scale', '0.5')} * "
                          "tanh(network of all states and inputs))")
+        if g.get("saturate", "none") != "none":
+            k, v = parse_saturation(g["saturate"])
+            parts.append(f"constant {k} saturates in {v}: {k} / (1 + c*{v})")
         if g["attach"] == "residual":
             parts.append(f"network of all states and inputs in d{g['nn_state']}/dt")
         elif g["attach"] == "closure":

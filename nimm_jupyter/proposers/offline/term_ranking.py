@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class Residual:
     z: np.ndarray  # (M, S+U) the observed step's midpoint, and the inputs held over it
     prior_rate: np.ndarray  # (M, S) the prior's derivative along its own step
     prior_z: np.ndarray  # (M, S+U) the prior's own step's midpoint, and the inputs
+    # per name, (M, S): an array of the one-step predictions' shape per unit time (e.g. a
+    # constant's sensitivity d ŷ/d log k / h: how the prior's rate moves with it)
+    rates: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def rank_note(rank: int, t: RankedTerm) -> str:
@@ -74,9 +77,12 @@ def rank_note(rank: int, t: RankedTerm) -> str:
             "of it with the constants refitted")
 
 
-def residual_derivative(series: TrainSeries, one_step: np.ndarray) -> Residual | None:
-    """The residual of ``one_step`` against ``series``; None when the shapes do not match
-    or fewer than ``MIN_STEPS`` complete steps remain."""
+def residual_derivative(series: TrainSeries, one_step: np.ndarray,
+                        per_step: dict[str, np.ndarray] | None = None) -> Residual | None:
+    """The residual of ``one_step`` against ``series``, with each ``per_step`` array (of
+    ``one_step``'s shape; one of another shape is left out) divided by the step's interval
+    as ``Residual.rates``; None when the shapes do not match or fewer than ``MIN_STEPS``
+    complete steps remain."""
     y, C = np.asarray(series.states, dtype=np.float64), int(series.context)
     p = np.asarray(one_step, dtype=np.float64)
     if y.ndim != 3 or p.shape != (y.shape[0], y.shape[1] - C, y.shape[2]) or C < 1:
@@ -86,12 +92,15 @@ def residual_derivative(series: TrainSeries, one_step: np.ndarray) -> Residual |
     u = np.asarray(series.inputs, dtype=np.float64)[:, C - 1:-1]
     parts = [(after - p) / h, np.concatenate([(before + after) / 2, u], axis=2),
              (p - before) / h, np.concatenate([(before + p) / 2, u], axis=2)]
+    extra = {k: np.asarray(a, dtype=np.float64) / h for k, a in (per_step or {}).items()
+             if np.shape(a) == p.shape}
     m = p.shape[0] * p.shape[1]  # explicit: a task without inputs has U = 0 columns
     parts = [a.reshape(m, a.shape[-1]) for a in parts]
-    keep = np.all([np.isfinite(a).all(1) for a in parts], axis=0)
+    extra = {k: a.reshape(m, a.shape[-1]) for k, a in extra.items()}
+    keep = np.all([np.isfinite(a).all(1) for a in [*parts, *extra.values()]], axis=0)
     if keep.sum() < MIN_STEPS:
         return None
-    return Residual(*(a[keep] for a in parts))
+    return Residual(*(a[keep] for a in parts), rates={k: a[keep] for k, a in extra.items()})
 
 
 def term_values(term: str, own: str, names: list[str], z: np.ndarray,

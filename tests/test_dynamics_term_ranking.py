@@ -175,7 +175,7 @@ def _toy_frame(n=10, T=12, dt=0.25, seed=0):
 def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
     from nimm_jupyter.modeling.config import TrainConfig
     from nimm_jupyter.search.api import search
-    from nimm_jupyter.search.prior_root import reference_fit
+    from nimm_jupyter.search.prior_root import mechanism_fits, reference_fit
     from nimm_jupyter.tasks import task_from_dataframe
 
     task = task_from_dataframe(_toy_frame(), name="toy", time="t", targets=["x1", "x2"],
@@ -185,7 +185,10 @@ def test_a_seeded_search_ranks_the_term_draft_on_the_scored_prior(tmp_path):
                     run_dir=tmp_path / "run",
                     train=TrainConfig(max_epochs=5, polish_iters=20)).wait()
     assert result.nodes[0].ok, result.nodes[0].message
-    saved, sensitivity = reference_fit(tmp_path / "run", result.nodes)
+    fits = mechanism_fits(tmp_path / "run", result.nodes)
+    ref = reference_fit(result.nodes, fits)
+    assert ref is fits[0]  # the prior's, once it is scored ok
+    saved, sensitivity = ref.one_step, ref.sensitivity
     assert saved is not None and saved.shape == (len(task.train), 11, 2)
     # the prior's one constant moves its one-step predictions (the modulation ranking's input)
     assert set(sensitivity) == {"a", "b", "c"}

@@ -235,3 +235,37 @@ def test_a_saturated_and_modulated_constant_composes_and_renders_valid_code():
         sat = float(model._modules["a"]()) / (1 + float(model.sat_c()) * 2.0)
         factor = float(model.a()) / sat
     assert factor != pytest.approx(1.0) and abs(factor - 1) <= 0.5 + 1e-6
+
+
+def test_an_edit_is_ranked_on_the_residual_of_the_model_without_that_choice():
+    from nimm_jupyter.proposers.base import MechanismFit
+
+    task = _prey_task()
+    ctx = _scored_ctx(task)
+    grammar = DynamicsGrammar(ctx)
+    saturated = {**grammar.prior_genome(), "saturate": "a/(1+c*x)"}
+    node = NodeView(id=2, branch=1, operator="draft", change="", code="", status="ok",
+                    metrics={}, meta={"grammar": "dynamics", "genome": saturated})
+    fit = MechanismFit(np.zeros_like(ctx.reference_one_step), {})
+    fits = {2: fit}
+    # a term added to the saturated model: on that model's residual (node 2's fit)
+    assert grammar.edit_reference(saturated, "term", node, [], fits) is fit
+    assert grammar.edit_reference({**saturated, "term_state": "y"}, "term_state", node, [],
+                                  fits) is fit
+    # replacing its saturation, or replacing a term of the prior: on the prior's (None)
+    assert grammar.edit_reference(saturated, "saturate", node, [], fits) is None
+    with_term = {**grammar.prior_genome(), "term": "y"}
+    assert grammar.edit_reference(with_term, "term", node, [], fits) is None
+    # a model without a fit (not scored, or with a network) falls back to the prior's too
+    assert grammar.edit_reference(saturated, "term", node, [], {}) is None
+    # and the refinement uses it: the ranked term cites node 2's residual, not the prior's
+    prior_best = grammar.ranking()[0]
+    fit2 = MechanismFit(ctx.reference_one_step * 0.5 + task.train.targets[:, 1:] * 0.5, {})
+    other = grammar.ranking(fit2)[0]
+    assert (other.state, other.term, round(other.with_refit, 2)) != \
+        (prior_best.state, prior_best.term, round(prior_best.with_refit, 2))
+    ctx.fits = {2: fit2}
+    props = [OfflineProposer(seed=s).refine(ctx, node, [node]) for s in range(30)]
+    terms = [p for p in props if p.meta.get("edited_slot") == "term"]
+    assert terms and all(p.meta["genome"]["term"] == other.term for p in terms)
+    assert all(f"removes {other.with_refit:.0%}" in p.change for p in terms)

@@ -30,6 +30,16 @@ class TrainSeries:
     context: int  # observed steps the model is given before it forecasts
 
 
+@dataclass(frozen=True)
+class MechanismFit:
+    """A fitted mechanism's teacher-forced one-step predictions ``(N, T-C, S)`` on the
+    training split and their sensitivity to each scalar constant (by name), as its
+    sandboxed job returned them."""
+
+    one_step: "np.ndarray"
+    sensitivity: "dict[str, np.ndarray]" = field(default_factory=dict)
+
+
 @dataclass
 class ProposalContext:
     """Everything a proposer may know about the task; never test scores, never keys."""
@@ -62,6 +72,9 @@ class ProposalContext:
     # how those predictions move with each scalar constant of that mechanism, by name:
     # d(prediction)/d(log constant), each (N, T-C, S) (modeling.sensitivity); {} without
     reference_sensitivity: "dict[str, np.ndarray]" = field(default_factory=dict)
+    # the same two arrays for every ok node that is the prior or that its proposer marked
+    # ``meta["mechanistic"]``, by node id: what an edit of one of them ranks on
+    fits: "dict[int, MechanismFit]" = field(default_factory=dict)
     prior_status: str | None = None  # the user's prior's (node 0) evaluation status once scored
     prior_note: str = ""  # where the scored prior's validation error is largest (prior_root)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..modeling.scoring import one_step_key, predictions_file
 from ..modeling.sensitivity import constant_of_key
-from ..proposers.base import Proposal, Strategy
+from ..proposers.base import MechanismFit, Proposal, Strategy
 from ..tasks.base import Task
 from .rundir import RunDir
 
@@ -76,28 +76,40 @@ def prior_weak_spots(nodes: list) -> str:
             "its largest errors: " + "; ".join(parts) + ".")
 
 
-def reference_fit(run_dir: Path, nodes: list) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-    """The one-step predictions on the training split of the fitted mechanism a proposer may
-    rank terms against (``ProposalContext.reference_one_step``), and how they move with each
-    of its scalar constants (``ProposalContext.reference_sensitivity``, by constant name;
-    :mod:`~nimm_jupyter.modeling.sensitivity`): the prior's once scored ok, else those of the
-    best ok node its proposer marked ``meta["mechanistic"]`` (a prior that fails can be made
-    to run, e.g. clamped, and its residual then ranks the terms); ``(None, {})`` when there is
-    none yet. Read from the file the driver keeps next to each node's weights, and only those
-    arrays: the file's test predictions stay in the driver."""
-    root = prior_node(nodes)
-    if root is None or not root.ok:
-        fits = [n for n in nodes if n.ok and (n.proposer_meta or {}).get("mechanistic")]
-        root = min(fits, key=lambda n: n.score) if fits else None
-    if root is None:
-        return None, {}
+def _saved_fit(run_dir: Path, node) -> MechanismFit | None:
+    """A node's training one-step predictions and constant sensitivities, from the file the
+    driver keeps next to its weights (only those arrays: its test predictions stay here)."""
     try:
-        with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(root))) as saved:
+        with np.load(predictions_file(RunDir(Path(run_dir)).node_weights(node))) as saved:
             key = one_step_key("train")
             if key not in saved.files:
-                return None, {}
+                return None
             sens = {name: np.array(saved[k]) for k in saved.files
                     if (name := constant_of_key(k)) is not None}
-            return np.array(saved[key]), sens
+            return MechanismFit(np.array(saved[key]), sens)
     except (OSError, ValueError):
-        return None, {}
+        return None
+
+
+def mechanism_fits(run_dir: Path, nodes: list) -> dict[int, MechanismFit]:
+    """``ProposalContext.fits``: the saved fit of every ok node that is the user's prior or
+    that its proposer marked ``meta["mechanistic"]`` (no network), by node id."""
+    out = {}
+    for n in nodes:
+        if n.ok and ((n.proposer_meta or {}).get("mechanistic") or (n.proposer_meta or {}).get("prior")):
+            fit = _saved_fit(run_dir, n)
+            if fit is not None:
+                out[n.id] = fit
+    return out
+
+
+def reference_fit(nodes: list, fits: dict[int, MechanismFit]) -> MechanismFit | None:
+    """The fitted mechanism a proposer ranks terms against by default
+    (``ProposalContext.reference_one_step`` / ``reference_sensitivity``): the prior's once
+    scored ok, else the best ok node of ``fits`` (a prior that fails can be made to run, e.g.
+    clamped, and its residual then ranks the terms); None when there is none yet."""
+    root = prior_node(nodes)
+    if root is not None and root.ok:
+        return fits.get(root.id)
+    ok = [n for n in nodes if n.ok and n.id in fits]
+    return fits[min(ok, key=lambda n: n.score).id] if ok else None

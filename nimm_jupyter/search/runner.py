@@ -30,8 +30,8 @@ from .journal import Journal
 from .node import Node, NodeState, unified_diff
 from .policies import Action, Policy
 from .prior_root import (
-    PRIOR_NOTE, PRIOR_STRATEGY, prior_proposal, prior_status, prior_weak_spots, reference_fit,
-    user_prior,
+    PRIOR_NOTE, PRIOR_STRATEGY, mechanism_fits, prior_proposal, prior_status, prior_weak_spots,
+    reference_fit, user_prior,
 )
 from .rundir import RunDir
 from .states import RunState, StopReason
@@ -253,9 +253,11 @@ class Runner:
         p = self.proposer
         # what the search has learnt and what is still running, as of this decision
         nodes = self.tree.snapshot()
-        one_step, sensitivity = reference_fit(self.run_dir, nodes)
+        fits = mechanism_fits(self.run_dir, nodes)
+        ref = reference_fit(nodes, fits)
         ctx = replace(self.context, memory=findings(self.tree), in_progress=in_progress(self.tree),
-                      reference_one_step=one_step, reference_sensitivity=sensitivity,
+                      reference_one_step=ref and ref.one_step,
+                      reference_sensitivity=ref.sensitivity if ref else {}, fits=fits,
                       prior_status=prior_status(nodes), prior_note=prior_weak_spots(nodes))
         if action.kind == "strategies":
             # near-duplicates rejected earlier are excluded too, so they are not offered again

@@ -154,7 +154,7 @@ class OfflineProposer(Proposer):
                 and is_dynamics_prior(ctx.prior_code):
             # the user's prior (node 0) is the dynamics grammar's genome with nothing added
             gname = "dynamics"
-            genome = {**DynamicsGrammar(ctx).base_genome("term"), "term": "none"}
+            genome = DynamicsGrammar(ctx).prior_genome()
         if gname not in GRAMMARS or not isinstance(genome, dict):
             return Proposal(code=None, change=verb,
                             error=f"offline proposer can only {verb} models it wrote")
@@ -183,17 +183,17 @@ class OfflineProposer(Proposer):
                             error="every single-slot edit of this model was already tried")
         child, change = picked
         slot = next(k for k in child if child[k] != genome.get(k))
-        if slot in TERM_SLOTS and isinstance(grammar, DynamicsGrammar):
-            # a term edit takes the best-ranked untried term, not a random one
-            ranked = grammar.ranked_move(genome, seen)
-            if ranked is not None:
-                (child, change), slot = ranked, "term"
+        if slot in TERM_SLOTS + ("saturate",) and isinstance(grammar, DynamicsGrammar):
+            # ranked on the residual of the model without the choice being edited
+            fit = grammar.edit_reference(genome, slot, parent, history, ctx.fits)
+            if slot == "saturate":  # the best-ranked untried saturation, not a random one
+                ranked = grammar.ranked_saturation_move(genome, seen, fit)
+                if ranked is not None:
+                    child, change = ranked
+            elif (ranked := grammar.ranked_move(genome, seen, fit)) is not None:
+                (child, change), slot = ranked, "term"  # likewise for terms
             else:  # an unranked term starts from the grammar's default, not the old fit
                 child.pop("_coef", None)
-        elif slot == "saturate" and isinstance(grammar, DynamicsGrammar):
-            ranked = grammar.ranked_saturation_move(genome, seen)  # likewise for saturations
-            if ranked is not None:
-                child, change = ranked
         return self._proposal(gname, grammar, child, change, edited_slot=slot,
                               parent_val=_val(parent.metrics))
 

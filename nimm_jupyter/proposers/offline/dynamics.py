@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from ..base import Strategy
+from ..base import MechanismFit, Strategy
 from .constant_ranking import (RankedSaturation, nonnegative_variables, parse_saturation,
                                rank_saturations, saturation_choice, saturation_note)
 from .grammar import Grammar, Slot, key_of
@@ -162,10 +162,20 @@ class DynamicsGrammar(Grammar):
         return clamp_lines("self") if g["stability"] == "clamp states" else []
 
     # -- ranked term moves ---------------------------------------------------------------
-    def ranking(self) -> list[RankedTerm]:
-        """The catalogue's (state, term) pairs ranked on the residual of the fitted mechanism
-        the search hands on (:mod:`.term_ranking`); empty before one is scored."""
-        series, one_step = self.ctx.train_series, self.ctx.reference_one_step
+    def _fit(self, fit: MechanismFit | None) -> MechanismFit | None:
+        """``fit``, or the search's default reference (the scored prior's)."""
+        if fit is not None:
+            return fit
+        one_step = self.ctx.reference_one_step
+        return None if one_step is None else MechanismFit(one_step,
+                                                          self.ctx.reference_sensitivity)
+
+    def ranking(self, fit: MechanismFit | None = None) -> list[RankedTerm]:
+        """The catalogue's (state, term) pairs ranked on the residual of ``fit`` (by
+        default the fitted mechanism the search hands on, :mod:`.term_ranking`); empty
+        before one is scored."""
+        series, ref = self.ctx.train_series, self._fit(fit)
+        one_step = None if ref is None else ref.one_step
         if series is None or one_step is None:
             return []
         try:
@@ -174,24 +184,26 @@ class DynamicsGrammar(Grammar):
         except (ValueError, np.linalg.LinAlgError):  # odd data: propose without a ranking
             return []
 
-    def saturation_ranking(self) -> list[RankedSaturation]:
+    def saturation_ranking(self, fit: MechanismFit | None = None) -> list[RankedSaturation]:
         """The saturation slot's choices ranked on the same residual, from the fitted
         mechanism's constant sensitivities (:mod:`.constant_ranking`); empty before one is
         scored, or without sensitivities."""
-        series, one_step = self.ctx.train_series, self.ctx.reference_one_step
-        if series is None or one_step is None or not self.ctx.reference_sensitivity:
+        series, ref = self.ctx.train_series, self._fit(fit)
+        if series is None or ref is None or not ref.sensitivity:
             return []
         try:
-            return rank_saturations(series, one_step, self.ctx.reference_sensitivity,
+            return rank_saturations(series, ref.one_step, ref.sensitivity,
                                     self.states, self.inputs, self.slot("saturate").choices)
         except (ValueError, np.linalg.LinAlgError):
             return []
 
-    def ranked_saturation_move(self, genome: dict[str, str], seen: set[str]
+    def ranked_saturation_move(self, genome: dict[str, str], seen: set[str],
+                               fit: MechanismFit | None = None
                                ) -> tuple[dict[str, str], str] | None:
-        """The best-ranked saturation not tried yet in place of the genome's, and the change
-        text; None without a ranking or when every ranked one was tried."""
-        for rank, sat in enumerate(self.saturation_ranking(), 1):
+        """The best-ranked saturation (on ``fit``'s residual) not tried yet in place of the
+        genome's, and the change text; None without a ranking or when every ranked one was
+        tried."""
+        for rank, sat in enumerate(self.saturation_ranking(fit), 1):
             child = {**genome, "saturate": sat.choice}
             if key_of(child) in seen:
                 continue
@@ -212,17 +224,53 @@ class DynamicsGrammar(Grammar):
             return self.with_term(genome, terms[0]), f" ({rank_note(1, terms[0])})"
         return genome, ""
 
+    def prior_genome(self) -> dict[str, str]:
+        """The user's prior (node 0) as a genome: nothing added."""
+        return {**self.base_genome("term"), "term": "none"}
+
+    def structure(self, genome: dict[str, str]) -> str:
+        """The model a genome renders, as a key: slots that do not matter for it (where a
+        term acts without a term, a network's shape without one) and starting values left
+        out, so that two genomes of one model compare equal."""
+        g = {"modulate": "none", "mod_scale": "0.5", "saturate": "none", **genome}
+        drop = set()
+        if g.get("term") == "none":
+            drop.add("term_state")
+        if g["modulate"] == "none":
+            drop.add("mod_scale")
+        if g.get("attach") == "none":
+            drop |= {"nn_state", "nn_inputs", "hidden", "depth", "activation", "nn_scale"}
+        return key_of({k: v for k, v in g.items() if k not in drop})
+
+    def edit_reference(self, genome: dict[str, str], slot: str, parent, history: list,
+                       fits: dict[int, MechanismFit]) -> MechanismFit | None:
+        """What an edit of ``slot`` of ``genome`` ranks its choices on: the residual of the
+        model without that choice (adding a term to a saturated prior ranks on the
+        saturated model's residual; replacing a term, on the model without it), the fit of
+        the node among ``parent`` and ``history`` that is that model; None (the default
+        reference, the prior's) when it is the prior or no such node has a fit."""
+        base = self.structure({**genome, ("term" if slot == "term_state" else slot): "none"})
+        if base == self.structure(self.prior_genome()):
+            return None
+        for node in [parent, *history]:
+            g = node.meta.get("genome")
+            if node.status == "ok" and node.id in fits and isinstance(g, dict) \
+                    and self.structure(g) == base:
+                return fits[node.id]
+        return None
+
     def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:
         """``genome`` with its one added term replaced by ``ranked`` (started at its fit)."""
         return {**genome, "term_state": ranked.state, "term": ranked.term,
                 "_coef": f"{ranked.coef:.6g}"}
 
-    def ranked_move(self, genome: dict[str, str], seen: set[str]
-                    ) -> tuple[dict[str, str], str] | None:
-        """The best-ranked term not tried yet in place of the genome's added term, and the
-        change text; None without a ranking or when every ranked term was tried. One atomic
-        edit: the one added term (where it acts and what it is) is replaced."""
-        for rank, t in enumerate(self.ranking(), 1):
+    def ranked_move(self, genome: dict[str, str], seen: set[str],
+                    fit: MechanismFit | None = None) -> tuple[dict[str, str], str] | None:
+        """The best-ranked term (on ``fit``'s residual) not tried yet in place of the
+        genome's added term, and the change text; None without a ranking or when every
+        ranked term was tried. One atomic edit: the one added term (where it acts and what
+        it is) is replaced."""
+        for rank, t in enumerate(self.ranking(fit), 1):
             child = self.with_term(genome, t)
             if key_of(child) in seen:
                 continue

@@ -391,7 +391,11 @@ def test_background_status_and_subscribe(tmp_path):
     assert s.best is not None and s.best.id == r.best.id
     table = r.table()
     assert list(table["id"]) == list(range(6))
-    assert r.to_dict()["best"]["id"] == r.best.id
+    d = r.to_dict()
+    assert d["best"]["id"] == r.best.id and "one standard error" in d["best_rule"]
+    # the node the search selects on is named beside the one it hands back
+    low = min((n for n in r.nodes if n.ok), key=lambda n: (n.score, n.id))
+    assert d["lowest_val"]["id"] == low.id
 
 
 # -- real executor, harness and offline proposer -----------------------------------------

@@ -17,6 +17,7 @@ from .journal import JournalError
 from .node import Node
 from .rundir import RunDir
 from .states import RunState
+from .tree import lowest_score
 
 if TYPE_CHECKING:
     import torch
@@ -109,11 +110,19 @@ class SearchResult:
         return {
             "run_id": self.run_id, "run_dir": str(self.run_dir), "task": self.task_name,
             "status": self.status, "stop_reason": self.stop_reason,
-            "best": _best_dict(self.best), "counts": dict(self.counts),
+            "best": _best_dict(self.best), "best_rule": ANSWER_RULE,
+            "lowest_val": _best_dict(lowest_score(self.nodes)), "counts": dict(self.counts),
             "tokens": self.tokens, "cost": self.cost, "wall_time": self.wall_time,
             "branches": json_safe(self.branches),
             "nodes": [json_safe(n.summary()) for n in self.nodes],
         }
+
+
+# what "best" in to_dict() is (Tree.answer); "lowest_val" is the node the search selects on
+ANSWER_RULE = ("the simplest ok node (fewest trainable parameters) whose validation score is "
+               "within one standard error of the lowest one (the one-standard-error rule; the "
+               "lowest itself when its score has no standard error); lowest_val is the node "
+               "with the lowest validation score")
 
 
 def json_safe(obj: Any) -> Any:

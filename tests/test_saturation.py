@@ -269,3 +269,23 @@ def test_an_edit_is_ranked_on_the_residual_of_the_model_without_that_choice():
     terms = [p for p in props if p.meta.get("edited_slot") == "term"]
     assert terms and all(p.meta["genome"]["term"] == other.term for p in terms)
     assert all(f"removes {other.with_refit:.0%}" in p.change for p in terms)
+
+
+def test_when_nothing_ranked_is_worth_a_node_the_refinement_edits_another_slot(monkeypatch):
+    import nimm_jupyter.proposers.offline.dynamics as dynamics
+
+    task = _prey_task()
+    ctx = _scored_ctx(task)
+    grammar = DynamicsGrammar(ctx)
+    genome = {**grammar.prior_genome(), "saturate": "a/(1+c*x)"}
+    node = NodeView(id=2, branch=1, operator="draft", change="", code="", status="ok",
+                    metrics={}, meta={"grammar": "dynamics", "genome": genome})
+    slots = lambda: {p.meta.get("edited_slot") for p in  # noqa: E731
+                     (OfflineProposer(seed=s).refine(ctx, node, [node]) for s in range(30))}
+    assert slots() & set(dynamics.RANKED_SLOTS)
+    # no ranked term or saturation removes 99 % of what is left: none is proposed
+    monkeypatch.setattr(dynamics, "MIN_SHARE", 0.99)
+    assert grammar.ranked_edit(genome, "term", {key_of(genome)}, node, [], {}) == \
+        dynamics.EXHAUSTED
+    edited = slots()
+    assert edited and not edited & set(dynamics.RANKED_SLOTS), edited

@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..base import NodeView, Proposal, ProposalContext, Proposer, Strategy
 from .alloy import AlloyGrammar
-from .dynamics import DynamicsGrammar, is_dynamics_prior
+from .dynamics import EXHAUSTED, RANKED_SLOTS, DynamicsGrammar, is_dynamics_prior
 from .epidemic import EpidemicGrammar
 from .grammar import Grammar, key_of
 from .tumour import TumourGrammar
@@ -177,23 +177,26 @@ class OfflineProposer(Proposer):
                 helped = _val(node.metrics) < before
                 weights[slot] = weights.get(slot, 1.0) * (1.6 if helped else 0.6)
         rng = self._rng("refine", parent.id, len(history))
-        picked = grammar.mutate(genome, rng, seen, weights)
-        if picked is None:
-            return Proposal(code=None, change="refine",
-                            error="every single-slot edit of this model was already tried")
-        child, change = picked
-        slot = next(k for k in child if child[k] != genome.get(k))
-        if slot in TERM_SLOTS + ("saturate",) and isinstance(grammar, DynamicsGrammar):
-            # ranked on the residual of the model without the choice being edited
-            fit = grammar.edit_reference(genome, slot, parent, history, ctx.fits)
-            if slot == "saturate":  # the best-ranked untried saturation, not a random one
-                ranked = grammar.ranked_saturation_move(genome, seen, fit)
-                if ranked is not None:
-                    child, change = ranked
-            elif (ranked := grammar.ranked_move(genome, seen, fit)) is not None:
-                (child, change), slot = ranked, "term"  # likewise for terms
-            else:  # an unranked term starts from the grammar's default, not the old fit
+        skip: frozenset[str] = frozenset()
+        while True:
+            picked = grammar.mutate(genome, rng, seen, weights, skip)
+            if picked is None:
+                return Proposal(code=None, change="refine", error="every single-slot edit of "
+                                "this model worth a node was already tried")
+            child, change = picked
+            slot = next(k for k in child if child[k] != genome.get(k))
+            if slot not in RANKED_SLOTS or not isinstance(grammar, DynamicsGrammar):
+                break
+            # a term or saturation edit takes the best-ranked untried choice, not a random one
+            ranked = grammar.ranked_edit(genome, slot, seen, parent, history, ctx.fits)
+            if ranked == EXHAUSTED:  # nothing left there explains enough: edit another slot
+                skip |= set(TERM_SLOTS) if slot in TERM_SLOTS else {slot}
+                continue
+            if ranked is None:  # an unranked term starts from the grammar's default
                 child.pop("_coef", None)
+            else:
+                child, change, slot = ranked
+            break
         return self._proposal(gname, grammar, child, change, edited_slot=slot,
                               parent_val=_val(parent.metrics))
 

@@ -55,6 +55,12 @@ def prior_constants(prior_code: str) -> tuple[str, ...]:
     return tuple(n for n in names if f"self.{n}()" in prior_code)
 
 
+# a ranked term or saturation that removes less than this share of the residual it is ranked
+# on is not worth a node (at the noise floor every term removes about 1/M of M steps' residual)
+MIN_SHARE = 0.01
+EXHAUSTED = "exhausted"  # ranked_edit: a ranking, and nothing in it left worth a node
+RANKED_SLOTS = ("term", "term_state", "saturate")  # the slots whose edits follow a ranking
+
 # how a failing rollout is made safe; the debug operator walks this list. One step: on a
 # prior that blows up (benchmarks/bench_priors.py, brusselator) smaller steps alone never
 # made it run, so an intermediate "substeps x4" level only spent a node; the clamp comes
@@ -201,11 +207,11 @@ class DynamicsGrammar(Grammar):
                                fit: MechanismFit | None = None
                                ) -> tuple[dict[str, str], str] | None:
         """The best-ranked saturation (on ``fit``'s residual) not tried yet in place of the
-        genome's, and the change text; None without a ranking or when every ranked one was
-        tried."""
+        genome's, and the change text; None without a ranking or when every ranked one that
+        removes at least ``MIN_SHARE`` of it was tried."""
         for rank, sat in enumerate(self.saturation_ranking(fit), 1):
             child = {**genome, "saturate": sat.choice}
-            if key_of(child) in seen:
+            if key_of(child) in seen or sat.explained < MIN_SHARE:
                 continue
             return child, (f"constant that saturates in a variable: "
                            f"{genome.get('saturate', 'none')} -> {sat.choice} "
@@ -223,6 +229,25 @@ class DynamicsGrammar(Grammar):
         if terms:
             return self.with_term(genome, terms[0]), f" ({rank_note(1, terms[0])})"
         return genome, ""
+
+    def ranked_edit(self, genome: dict[str, str], slot: str, seen: set[str], parent,
+                    history: list, fits: dict[int, MechanismFit]
+                    ) -> tuple[dict[str, str], str, str] | str | None:
+        """An edit of a ranked slot (``RANKED_SLOTS``) as the ranking makes it, on the
+        residual of the model without the choice being edited (:meth:`edit_reference`):
+        ``(child, change text, edited slot)``; None when there is no ranking (the edit stays
+        the grammar's random one); ``EXHAUSTED`` when every ranked choice that removes at
+        least ``MIN_SHARE`` of that residual was tried."""
+        fit = self.edit_reference(genome, slot, parent, history, fits)
+        if slot == "saturate":
+            if not self.saturation_ranking(fit):
+                return None
+            move, edited = self.ranked_saturation_move(genome, seen, fit), "saturate"
+        else:
+            if not self.ranking(fit):
+                return None
+            move, edited = self.ranked_move(genome, seen, fit), "term"
+        return EXHAUSTED if move is None else (*move, edited)
 
     def prior_genome(self) -> dict[str, str]:
         """The user's prior (node 0) as a genome: nothing added."""
@@ -268,11 +293,11 @@ class DynamicsGrammar(Grammar):
                     fit: MechanismFit | None = None) -> tuple[dict[str, str], str] | None:
         """The best-ranked term (on ``fit``'s residual) not tried yet in place of the
         genome's added term, and the change text; None without a ranking or when every
-        ranked term was tried. One atomic edit: the one added term (where it acts and what
-        it is) is replaced."""
+        ranked term that removes at least ``MIN_SHARE`` of it was tried. One atomic edit: the
+        one added term (where it acts and what it is) is replaced."""
         for rank, t in enumerate(self.ranking(fit), 1):
             child = self.with_term(genome, t)
-            if key_of(child) in seen:
+            if key_of(child) in seen or t.explained < MIN_SHARE:
                 continue
             old = (f"{genome['term']} in d{genome['term_state']}/dt"
                    if genome.get("term", "none") != "none" else "none")

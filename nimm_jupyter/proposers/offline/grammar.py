@@ -94,9 +94,12 @@ class Grammar:
         return edits
 
     def mutate(self, genome: dict[str, str], rng: random.Random, seen: set[str],
-               slot_weights: dict[str, float]) -> tuple[dict[str, str], str] | None:
-        """Pick one unseen atomic edit; slots whose past edits helped are tried more."""
-        edits = [e for e in self.mutations(genome) if key_of({**genome, e[0]: e[1]}) not in seen]
+               slot_weights: dict[str, float], skip: frozenset[str] = frozenset()
+               ) -> tuple[dict[str, str], str] | None:
+        """Pick one unseen atomic edit of a slot not in ``skip``; slots whose past edits
+        helped are tried more."""
+        edits = [e for e in self.mutations(genome)
+                 if e[0] not in skip and key_of({**genome, e[0]: e[1]}) not in seen]
         if not edits:
             return None
         weights = [max(slot_weights.get(s, 1.0), 0.05) for s, _ in edits]

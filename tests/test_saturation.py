@@ -168,6 +168,13 @@ def test_only_variables_never_negative_may_saturate():
 
 # -- the grammar and the proposer -----------------------------------------------------------
 
+def _node(node_id, genome):
+    """An ok node of the dynamics grammar, as a proposer sees it."""
+    return NodeView(id=node_id, branch=1, operator="draft", change="", code="", status="ok",
+                    metrics={"val": {"rmse_norm": 0.5}},
+                    meta={"grammar": "dynamics", "genome": genome})
+
+
 def _scored_ctx(task):
     ctx = context_for(task)
     ctx.reference_one_step, ctx.reference_sensitivity = _fitted_prior(task)
@@ -209,9 +216,7 @@ def test_saturation_refinements_walk_down_its_ranking_and_debug_drops_it():
     child, change = grammar.ranked_saturation_move(genome, {key_of(genome)})
     assert child["saturate"] == ranking[1].choice and "ranked 2 of the saturations" in change
     # a refinement that picks the slot takes that ranked choice, not a random one
-    parent = NodeView(id=1, branch=1, operator="draft", change="", code="", status="ok",
-                      metrics={"val": {"rmse_norm": 0.5}},
-                      meta={"grammar": "dynamics", "genome": genome})
+    parent = _node(1, genome)
     picked = [p.meta["genome"]["saturate"] for p in
               (OfflineProposer(seed=s).refine(ctx, parent, [parent]) for s in range(30))
               if p.meta.get("edited_slot") == "saturate"]
@@ -244,8 +249,7 @@ def test_an_edit_is_ranked_on_the_residual_of_the_model_without_that_choice():
     ctx = _scored_ctx(task)
     grammar = DynamicsGrammar(ctx)
     saturated = {**grammar.prior_genome(), "saturate": "a/(1+c*x)"}
-    node = NodeView(id=2, branch=1, operator="draft", change="", code="", status="ok",
-                    metrics={}, meta={"grammar": "dynamics", "genome": saturated})
+    node = _node(2, saturated)
     fit = MechanismFit(np.zeros_like(ctx.reference_one_step), {})
     fits = {2: fit}
     # a term added to the saturated model: on that model's residual (node 2's fit)
@@ -278,8 +282,7 @@ def test_when_nothing_ranked_is_worth_a_node_the_refinement_edits_another_slot(m
     ctx = _scored_ctx(task)
     grammar = DynamicsGrammar(ctx)
     genome = {**grammar.prior_genome(), "saturate": "a/(1+c*x)"}
-    node = NodeView(id=2, branch=1, operator="draft", change="", code="", status="ok",
-                    metrics={}, meta={"grammar": "dynamics", "genome": genome})
+    node = _node(2, genome)
     slots = lambda: {p.meta.get("edited_slot") for p in  # noqa: E731
                      (OfflineProposer(seed=s).refine(ctx, node, [node]) for s in range(30))}
     assert slots() & set(dynamics.RANKED_SLOTS)

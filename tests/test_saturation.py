@@ -260,7 +260,11 @@ def test_an_edit_is_ranked_on_the_residual_of_the_model_without_that_choice():
     assert grammar.edit_reference(saturated, "saturate", node, [], fits) is None
     with_term = {**grammar.prior_genome(), "term": "y"}
     assert grammar.edit_reference(with_term, "term", node, [], fits) is None
-    # a model without a fit (not scored, or with a network) falls back to the prior's too
+    # a model without a fit (not scored, or with a network) falls back to its mechanism's
+    # (node 2's, for a term added to its modulated child), else to the prior's
+    modulated = {**saturated, "modulate": "a"}
+    child = _node(4, modulated)
+    assert grammar.edit_reference(modulated, "term", child, [node], fits) is fit
     assert grammar.edit_reference(saturated, "term", node, [], {}) is None
     # and the refinement uses it: the ranked term cites node 2's residual, not the prior's
     prior_best = grammar.ranking()[0]

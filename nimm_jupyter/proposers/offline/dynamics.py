@@ -272,16 +272,18 @@ class DynamicsGrammar(Grammar):
         """What an edit of ``slot`` of ``genome`` ranks its choices on: the residual of the
         model without that choice (adding a term to a saturated prior ranks on the
         saturated model's residual; replacing a term, on the model without it), the fit of
-        the node among ``parent`` and ``history`` that is that model; None (the default
-        reference, the prior's) when it is the prior or no such node has a fit."""
-        base = self.structure({**genome, ("term" if slot == "term_state" else slot): "none"})
-        if base == self.structure(self.prior_genome()):
-            return None
-        for node in [parent, *history]:
-            g = node.meta.get("genome")
-            if node.status == "ok" and node.id in fits and isinstance(g, dict) \
-                    and self.structure(g) == base:
-                return fits[node.id]
+        the node among ``parent`` and ``history`` that is that model, else of the one that is
+        its mechanism without networks (a model with a network has no fit to rank on); None
+        (the default reference, the prior's) when that is the prior or has no fit either."""
+        base = {**genome, ("term" if slot == "term_state" else slot): "none"}
+        nodes = {self.structure(n.meta["genome"]): n for n in [*history, parent]
+                 if n.status == "ok" and n.id in fits and isinstance(n.meta.get("genome"), dict)}
+        for model in (base, {**base, "modulate": "none", "attach": "none"}):
+            key = self.structure(model)
+            if key == self.structure(self.prior_genome()):
+                return None
+            if key in nodes:
+                return fits[nodes[key].id]
         return None
 
     def with_term(self, genome: dict[str, str], ranked: RankedTerm) -> dict[str, str]:

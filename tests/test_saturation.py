@@ -296,3 +296,26 @@ def test_when_nothing_ranked_is_worth_a_node_the_refinement_edits_another_slot(m
         dynamics.EXHAUSTED
     edited = slots()
     assert edited and not edited & set(dynamics.RANKED_SLOTS), edited
+
+
+def test_constants_of_a_prior_that_scales_the_whole_state_are_not_made_per_sample():
+    from nimm_jupyter.proposers.offline.dynamics import per_sample_constants, prior_constants
+
+    # the demo's flu prior: (r + b*tau) * y on the (B, 1) state; a (B,) constant would make
+    # it (B, B), so neither a modulation nor a saturation is offered
+    whole = PREY_PRIOR.replace('''        x, w = y[:, 0], y[:, 1]
+        dx = self.r() * x * (1 - x / self.K()) - self.a() * x * w
+        dw = self.b() * x * w - self.d() * w
+        return torch.stack([dx, dw], dim=1)''', '''        return (self.r() - self.a() + self.K() * self.b() * self.d()) * y''')
+    assert prior_constants(whole) == ("r", "K", "a", "b", "d")
+    assert per_sample_constants(whole) == ()
+    assert per_sample_constants(PREY_PRIOR) == ("r", "K", "a", "b", "d")
+    assert per_sample_constants(PREY_PRIOR.replace("y[:, 0], y[:, 1]", "s.unbind(1)")
+                                .replace("def rhs(self, t, y, u)", "def rhs(self, t, s, u)")) \
+        == ("r", "K", "a", "b", "d")
+    task = _prey_task()
+    task.prior_code = whole
+    grammar = DynamicsGrammar(context_for(task))
+    assert grammar.slot("saturate").choices == ("none",)
+    assert grammar.slot("modulate").choices == ("none",)
+    assert "modulate" not in {s.key for s in grammar.strategy_list}

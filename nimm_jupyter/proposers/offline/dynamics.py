@@ -23,7 +23,8 @@ from .grammar import Grammar, Slot, key_of
 from .term_ranking import RankedTerm, rank_note, rank_terms
 from .wrap import clamp_lines, is_dynamics_prior, prior_as_class
 
-__all__ = ["DynamicsGrammar", "is_dynamics_prior", "prior_constants", "term_catalogue"]
+__all__ = ["DynamicsGrammar", "is_dynamics_prior", "prior_constants", "per_sample_constants",
+           "term_catalogue"]
 
 STRATEGIES = [
     Strategy("mechanistic term in one derivative",
@@ -55,6 +56,24 @@ def prior_constants(prior_code: str) -> tuple[str, ...]:
     return tuple(n for n in names if f"self.{n}()" in prior_code)
 
 
+_RHS_STATE = re.compile(r"def\s+rhs\(\s*self\s*,\s*\w+\s*,\s*(\w+)")
+
+
+def per_sample_constants(prior_code: str) -> tuple[str, ...]:
+    """The constants a modulation or saturation may act on: :func:`prior_constants` when the
+    prior's ``rhs`` reads its state by column (``y[:, 0]``, ``y[..., 1]``, ``y.unbind(1)``),
+    else none. Those moves make the constant a per-sample ``(B,)`` tensor, which multiplies a
+    state column as a scalar does but not the whole ``(B, S)`` state (``k() * y`` would
+    broadcast to ``(B, B)``: a contract error, so a node and its debug spent for nothing)."""
+    m = _RHS_STATE.search(prior_code or "")
+    if not m:
+        return ()
+    y = re.escape(m.group(1))
+    if re.search(rf"\b{y}\s*\[\s*(:|\.\.\.)\s*,|\b{y}\.unbind\(", prior_code):
+        return prior_constants(prior_code)
+    return ()
+
+
 # a ranked term or saturation that removes less than this share of the residual it is ranked
 # on is not worth a node (at the noise floor every term removes about 1/M of M steps' residual)
 MIN_SHARE = 0.01
@@ -84,7 +103,7 @@ class DynamicsGrammar(Grammar):
         self.states = list(self.ctx.target_names)
         self.inputs = list(self.ctx.input_names)
         variables = self.states + self.inputs
-        self.constants = prior_constants(self.ctx.prior_code)
+        self.constants = per_sample_constants(self.ctx.prior_code)
         positive = nonnegative_variables(self.ctx.train_series, self.states, self.inputs)
         saturations = tuple(saturation_choice(k, v) for k in self.constants for v in positive)
         self.slots = [

@@ -213,7 +213,7 @@ def test_saturation_refinements_walk_down_its_ranking_and_debug_drops_it():
     grammar = DynamicsGrammar(ctx)
     ranking = grammar.saturation_ranking()
     genome = {**grammar.base_genome("term"), "term": "none", "saturate": ranking[0].choice}
-    child, change = grammar.ranked_saturation_move(genome, {key_of(genome)})
+    child, change = grammar.ranked_saturation_move(genome, {key_of(genome)}, ranking)
     assert child["saturate"] == ranking[1].choice and "ranked 2 of the saturations" in change
     # a refinement that picks the slot takes that ranked choice, not a random one
     parent = _node(1, genome)

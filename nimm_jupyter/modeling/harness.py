@@ -328,7 +328,9 @@ def _evaluate(task: Task, source: str, model_class: type, config: TrainConfig,
                 setattr(result, s, dataclasses.replace(getattr(result, s), **one_step_scores(
                     one, data[s], scale, task.target_names)))
                 preds[one_step_key(s)] = one.cpu().numpy()
-                if s == "train" and isinstance(model, Dynamics):  # the proposer's hint
+                # the proposer's hint, ranked on for mechanisms only (a model with a network
+                # is never the reference of a ranking)
+                if s == "train" and isinstance(model, Dynamics) and not network_parameters(model):
                     preds.update(sensitivity_predictions(model, data[s]))
         for name in task.scenarios:  # scored by the driver, never by the job
             preds[name] = forward_chunks(model, split_data(task, name, device, dtype)).cpu().numpy()

@@ -4,13 +4,13 @@ For a trajectory model with scalar :class:`~nimm_jupyter.blocks.Param` constants
 dynamics form: ``self.k = Positive(2.0)``), :func:`one_step_sensitivity` gives, per
 constant ``k``, ``d ŷ / d log k`` of the teacher-forced one-step predictions on the split it
 is given, ``(N, T-C, S)``, by a central difference of ``k`` scaled by ``1 +- EPS``. A job
-computes it on the training split (the only one whose true states it holds) and sends it
+computes it for a ``blocks.Dynamics`` model without networks on the training split (the only one whose true states it holds) and sends it
 with the one-step predictions; the driver keeps it beside them, and the offline proposer
-ranks which constant a state-dependent modulation ``k -> k * (1 + s * g(z))`` should act on
-(:mod:`nimm_jupyter.proposers.offline.term_ranking`): to first order that modulation moves
-the prediction by ``(d ŷ / d log k) * s * g(z)``. Numbers only: no candidate code runs in the
-driver to get them. A constant at 0 has sensitivity 0 (scaling it changes nothing), which is
-what a multiplicative modulation of it would do too.
+ranks which constant should saturate in which variable, ``k -> k / (1 + c * v)``
+(:mod:`nimm_jupyter.proposers.offline.constant_ranking`): to first order that moves the
+prediction by ``(d ŷ / d log k) * (-log(1 + c * v))``. Numbers only: no candidate code runs in
+the driver to get them. A constant at 0 has sensitivity 0 (scaling it changes nothing), which
+is what a multiplicative change of it would do too.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from torch import nn
 from ..blocks import Param
 from .scoring import SplitData, forward_one_step
 
-__all__ = ["one_step_sensitivity", "sensitivity_predictions", "sensitivity_key", "constant_of_key", "MAX_CONSTANTS"]
+__all__ = ["one_step_sensitivity", "sensitivity_predictions", "sensitivity_key",
+           "constant_of_key", "MAX_CONSTANTS"]
 
 EPS = 1e-3  # relative step of the central difference (float32 predictions: ~1e-4 relative)
 MAX_CONSTANTS = 16  # a model with more scalar constants reports the first 16

@@ -91,13 +91,16 @@ def _saved_fit(run_dir: Path, node) -> MechanismFit | None:
         return None
 
 
-def mechanism_fits(run_dir: Path, nodes: list) -> dict[int, MechanismFit]:
+def mechanism_fits(run_dir: Path, nodes: list,
+                   known: dict[int, MechanismFit] | None = None) -> dict[int, MechanismFit]:
     """``ProposalContext.fits``: the saved fit of every ok node that is the user's prior or
-    that its proposer marked ``meta["mechanistic"]`` (no network), by node id."""
+    that its proposer marked ``meta["mechanistic"]`` (no network), by node id; a finished
+    node's file does not change, so those in ``known`` are not read again."""
     out = {}
     for n in nodes:
-        if n.ok and ((n.proposer_meta or {}).get("mechanistic") or (n.proposer_meta or {}).get("prior")):
-            fit = _saved_fit(run_dir, n)
+        meta = n.proposer_meta or {}
+        if n.ok and (meta.get("mechanistic") or meta.get("prior")):
+            fit = (known or {}).get(n.id) or _saved_fit(run_dir, n)
             if fit is not None:
                 out[n.id] = fit
     return out

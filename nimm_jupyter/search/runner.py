@@ -19,7 +19,7 @@ from typing import Any
 from ..modeling.result import Status  # before execution.base: modeling <-> execution cycle
 from ..execution.base import EvalRequest, Executor, ExecutorLost, JobEvent
 from ..modeling.config import TrainConfig
-from ..proposers.base import Proposal, ProposalContext, Proposer, Strategy
+from ..proposers.base import MechanismFit, Proposal, ProposalContext, Proposer, Strategy
 from ..tasks.base import Task
 from . import event_data
 from .distill_step import distill_proposal
@@ -91,6 +91,7 @@ class Runner:
             Strategy(**d) for d in journal.get_meta("rejected_strategies", []) or []]
         self._last_progress_write: dict[int, float] = {}
         self._best_id: int | None = None
+        self._fits: dict[int, MechanismFit] = {}  # fitted mechanisms read so far (prior_root)
         self.finished = threading.Event()
 
     # -- public --------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Runner:
         p = self.proposer
         # what the search has learnt and what is still running, as of this decision
         nodes = self.tree.snapshot()
-        fits = mechanism_fits(self.run_dir, nodes)
+        fits = self._fits = mechanism_fits(self.run_dir, nodes, self._fits)
         ref = reference_fit(nodes, fits)
         ctx = replace(self.context, memory=findings(self.tree), in_progress=in_progress(self.tree),
                       reference_one_step=ref and ref.one_step,

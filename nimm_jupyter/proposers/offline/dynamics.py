@@ -223,12 +223,12 @@ class DynamicsGrammar(Grammar):
             return []
 
     def ranked_saturation_move(self, genome: dict[str, str], seen: set[str],
-                               fit: MechanismFit | None = None
+                               ranking: list[RankedSaturation]
                                ) -> tuple[dict[str, str], str] | None:
-        """The best-ranked saturation (on ``fit``'s residual) not tried yet in place of the
-        genome's, and the change text; None without a ranking or when every ranked one that
-        removes at least ``MIN_SHARE`` of it was tried."""
-        for rank, sat in enumerate(self.saturation_ranking(fit), 1):
+        """The best saturation of ``ranking`` (:meth:`saturation_ranking`) not tried yet in
+        place of the genome's, and the change text; None when every ranked one that removes
+        at least ``MIN_SHARE`` of the residual was tried."""
+        for rank, sat in enumerate(ranking, 1):
             child = {**genome, "saturate": sat.choice}
             if key_of(child) in seen or sat.explained < MIN_SHARE:
                 continue
@@ -259,13 +259,13 @@ class DynamicsGrammar(Grammar):
         least ``MIN_SHARE`` of that residual was tried."""
         fit = self.edit_reference(genome, slot, parent, history, fits)
         if slot == "saturate":
-            if not self.saturation_ranking(fit):
-                return None
-            move, edited = self.ranked_saturation_move(genome, seen, fit), "saturate"
+            ranking, walk, edited = self.saturation_ranking(fit), self.ranked_saturation_move, \
+                "saturate"
         else:
-            if not self.ranking(fit):
-                return None
-            move, edited = self.ranked_move(genome, seen, fit), "term"
+            ranking, walk, edited = self.ranking(fit), self.ranked_move, "term"
+        if not ranking:
+            return None
+        move = walk(genome, seen, ranking)
         return EXHAUSTED if move is None else (*move, edited)
 
     def prior_genome(self) -> dict[str, str]:
@@ -310,13 +310,13 @@ class DynamicsGrammar(Grammar):
         return {**genome, "term_state": ranked.state, "term": ranked.term,
                 "_coef": f"{ranked.coef:.6g}"}
 
-    def ranked_move(self, genome: dict[str, str], seen: set[str],
-                    fit: MechanismFit | None = None) -> tuple[dict[str, str], str] | None:
-        """The best-ranked term (on ``fit``'s residual) not tried yet in place of the
-        genome's added term, and the change text; None without a ranking or when every
-        ranked term that removes at least ``MIN_SHARE`` of it was tried. One atomic edit: the
-        one added term (where it acts and what it is) is replaced."""
-        for rank, t in enumerate(self.ranking(fit), 1):
+    def ranked_move(self, genome: dict[str, str], seen: set[str], ranking: list[RankedTerm]
+                    ) -> tuple[dict[str, str], str] | None:
+        """The best term of ``ranking`` (:meth:`ranking`) not tried yet in place of the
+        genome's added term, and the change text; None when every ranked term that removes
+        at least ``MIN_SHARE`` of the residual was tried. One atomic edit: the one added term
+        (where it acts and what it is) is replaced."""
+        for rank, t in enumerate(ranking, 1):
             child = self.with_term(genome, t)
             if key_of(child) in seen or t.explained < MIN_SHARE:
                 continue
